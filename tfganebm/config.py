@@ -1,0 +1,200 @@
+"""Training flags and the frozen `Config` they become.
+
+Flags are defined here, validated at start-up, and turned into one frozen
+dataclass; nothing past `train.py` reads FLAGS. A run's `flags.txt` is itself a
+valid flagfile, and `Config.from_flagfile` reads it back for sampling/export.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import flags
+
+from tfganebm import data
+
+MODELS = ('gan_ebm', 'gan')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run depends on. Field names equal the flag names."""
+  workdir: str = ''
+  dataset: str = 'moons'
+  num_examples: int = 15000
+  data_noise: Optional[float] = None
+  model: str = 'gan_ebm'
+  seed: int = 0
+  train_steps: int = 10000
+  batch_size: int = 128
+  latent_dim: int = 20
+  architecture: str = 'mlp'
+  generator_units: tuple = (32, 64)
+  discriminator_units: tuple = (32, 32, 16, 8)
+  energy_units: tuple = (64, 64, 64, 64, 64)
+  energy_spectral_norm: bool = False
+  energy_batch_norm: bool = False
+  gd_learning_rate: float = 2e-3
+  energy_learning_rate: float = 1e-4
+  energy_beta1: float = 0.9
+  alpha: float = 0.1
+  real_noise: float = 0.0
+  train_langevin_steps: int = 60
+  train_langevin_step_size: float = 1e-4
+  train_langevin_noise: float = 0.01
+  train_langevin_grad_clip: float = 0.0
+  langevin_steps: int = 1500
+  langevin_step_size: float = 1e-4
+  langevin_noise: float = 0.01
+  langevin_grad_clip: float = 0.0
+  buffer_capacity: int = 10000
+  buffer_reuse_prob: float = 0.95
+  checkpoint_every: int = 1000
+  log_every: int = 100
+  eval_num_samples: int = 2000
+  jit_compile: bool = True
+
+  @property
+  def use_energy(self):
+    return self.model == 'gan_ebm'
+
+  @classmethod
+  def from_flags(cls, flag_values):
+    values = {}
+    for field in dataclasses.fields(cls):
+      value = flag_values[field.name].value
+      if isinstance(value, list):
+        value = tuple(int(v) for v in value)
+      values[field.name] = value
+    return cls(**values)
+
+  def to_flagfile(self):
+    """The flags that reproduce this config, one `--name=value` per line."""
+    lines = []
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if value is None:
+        continue
+      if isinstance(value, tuple):
+        value = ','.join(str(v) for v in value)
+      lines.append(f'--{field.name}={value}')
+    return '\n'.join(lines) + '\n'
+
+  @classmethod
+  def from_flagfile(cls, path):
+    """Reads a `flags.txt` written by `to_flagfile`.
+
+    Raises:
+      ValueError: naming the file and the line it cannot read.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    values = {}
+    with open(path) as f:
+      for line_number, line in enumerate(f, 1):
+        line = line.strip()
+        if not line or line.startswith('#'):
+          continue
+        name, sep, text = line.lstrip('-').partition('=')
+        if not sep or name not in fields:
+          raise ValueError(f'{path}:{line_number}: cannot read {line!r}; '
+                           'it is not a flags.txt written by tfganebm.train')
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+          value = text.lower() in ('1', 'true')
+        elif isinstance(default, tuple):
+          value = tuple(int(v) for v in text.split(','))
+        elif default is None or isinstance(default, float):
+          value = float(text)
+        elif isinstance(default, int):
+          value = int(text)
+        else:
+          value = text
+        values[name] = value
+    return cls(**values)
+
+
+# Fields whose change alters variable shapes or the meaning of a checkpoint.
+ARCHITECTURE_FIELDS = ('dataset', 'model', 'latent_dim', 'architecture', 'generator_units',
+                       'discriminator_units', 'energy_units', 'energy_spectral_norm',
+                       'energy_batch_norm', 'buffer_capacity')
+
+
+def incompatible_fields(saved, requested):
+  """Names of the architecture fields in which two configs differ."""
+  return [name for name in ARCHITECTURE_FIELDS
+          if getattr(saved, name) != getattr(requested, name)]
+
+
+def define_flags():
+  """Defines the training flags (defaults from `Config`) and their validators."""
+  d = Config()
+  flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, TensorBoard events, '
+                      'flags.txt, metrics.json, figures. Re-running with it resumes.')
+  flags.DEFINE_enum('dataset', d.dataset, sorted(data.DATASETS), 'Dataset.')
+  flags.DEFINE_integer('num_examples', d.num_examples, 'Training points of a 2D dataset.',
+                       lower_bound=1)
+  flags.DEFINE_float('data_noise', None, 'Noise of a 2D dataset (default: its own, see data.py).',
+                     lower_bound=0.0)
+  flags.DEFINE_enum('model', d.model, list(MODELS),
+                    'gan_ebm: GAN + EBM (report, Alg. 3); gan: the plain GAN baseline.')
+  flags.DEFINE_integer('seed', d.seed, 'Seed of every random draw.')
+  flags.DEFINE_integer('train_steps', d.train_steps, 'Total training steps.', lower_bound=1)
+  flags.DEFINE_integer('batch_size', d.batch_size, 'Global batch size.', lower_bound=1)
+  flags.DEFINE_integer('latent_dim', d.latent_dim, 'Size of z ~ N(0, I).', lower_bound=1)
+  flags.DEFINE_enum('architecture', d.architecture, ['mlp'], 'Network family of G, D and E.')
+  flags.DEFINE_list('generator_units', list(map(str, d.generator_units)), 'Hidden widths of G.')
+  flags.DEFINE_list('discriminator_units', list(map(str, d.discriminator_units)),
+                    'Hidden widths of D.')
+  flags.DEFINE_list('energy_units', list(map(str, d.energy_units)), 'Hidden widths of E.')
+  flags.DEFINE_boolean('energy_spectral_norm', d.energy_spectral_norm,
+                       'Spectral normalisation on every layer of E.')
+  flags.DEFINE_boolean('energy_batch_norm', d.energy_batch_norm,
+                       'BatchNorm after the last two hidden layers of E (report); not exportable.')
+  flags.DEFINE_float('gd_learning_rate', d.gd_learning_rate, 'Adam lr of G and D.',
+                     lower_bound=0.0)
+  flags.DEFINE_float('energy_learning_rate', d.energy_learning_rate, 'Adam lr of E.',
+                     lower_bound=0.0)
+  flags.DEFINE_float('energy_beta1', d.energy_beta1, 'Adam beta1 of E.', lower_bound=0.0,
+                     upper_bound=1.0)
+  flags.DEFINE_float('alpha', d.alpha, 'Weight of the energy regulariser.', lower_bound=0.0)
+  flags.DEFINE_float('real_noise', d.real_noise, 'Std of Gaussian noise added to real data '
+                     'in the energy loss.', lower_bound=0.0)
+  for prefix, when in (('train_', 'training'), ('', 'sampling after training')):
+    flags.DEFINE_integer(f'{prefix}langevin_steps', getattr(d, f'{prefix}langevin_steps'),
+                         f'Langevin steps K in {when}.', lower_bound=0)
+    flags.DEFINE_float(f'{prefix}langevin_step_size', getattr(d, f'{prefix}langevin_step_size'),
+                       f'Langevin step size eta in {when}.', lower_bound=0.0)
+    flags.DEFINE_float(f'{prefix}langevin_noise', getattr(d, f'{prefix}langevin_noise'),
+                       f'Langevin noise std sigma in {when}.', lower_bound=0.0)
+    flags.DEFINE_float(f'{prefix}langevin_grad_clip', getattr(d, f'{prefix}langevin_grad_clip'),
+                       f'Per-sample L2 clip of grad E in {when} (0: off).', lower_bound=0.0)
+  flags.DEFINE_integer('buffer_capacity', d.buffer_capacity, 'Replay buffer slots.',
+                       lower_bound=1)
+  flags.DEFINE_float('buffer_reuse_prob', d.buffer_reuse_prob,
+                     'Probability that a chain starts from the buffer rather than G(z).',
+                     lower_bound=0.0, upper_bound=1.0)
+  flags.DEFINE_integer('checkpoint_every', d.checkpoint_every, 'Steps between checkpoints.',
+                       lower_bound=1)
+  flags.DEFINE_integer('log_every', d.log_every, 'Steps between TensorBoard scalars.',
+                       lower_bound=1)
+  flags.DEFINE_integer('eval_num_samples', d.eval_num_samples,
+                       'Samples drawn for metrics.json and figures at the end.', lower_bound=1)
+  flags.DEFINE_boolean('jit_compile', d.jit_compile, 'XLA-compile the train step.')
+
+  def positive_widths(values):
+    try:
+      return bool(values) and all(int(v) > 0 for v in values)
+    except ValueError:
+      return False
+
+  for name in ('generator_units', 'discriminator_units', 'energy_units'):
+    flags.register_validator(name, positive_widths,
+                             f'--{name} must be a comma-separated list of positive integers')
+  flags.mark_flag_as_required('workdir')
+  flags.register_multi_flags_validator(
+      ['batch_size', 'buffer_capacity'],
+      lambda v: v['buffer_capacity'] >= v['batch_size'],
+      '--buffer_capacity must be at least --batch_size')
+  flags.register_multi_flags_validator(
+      ['batch_size', 'num_examples'], lambda v: v['num_examples'] >= v['batch_size'],
+      '--num_examples must be at least --batch_size')

@@ -1,0 +1,146 @@
+"""`GanEbm`: G, D and E trained jointly by a custom `train_step` (report, Algorithm 3).
+
+With `energy=None` the same class is the plain GAN baseline: D sees real data as
+real, and nothing else changes, so the two are compared on identical code.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfganebm import langevin as langevin_lib
+from tfganebm import losses
+from tfganebm import networks
+from tfganebm import replay
+
+
+class GanEbm(keras.Model):
+  """G proposes, Langevin on E refines, D tells refined (real) from proposed (fake).
+
+  Use `compile(g_optimizer, d_optimizer, e_optimizer)` then `fit(batches)`.
+  """
+
+  def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
+               alpha=0.1, real_noise=0.0, langevin_steps=60, langevin_step_size=1e-4,
+               langevin_noise=0.01, langevin_grad_clip=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.generator = generator
+    self.discriminator = discriminator
+    self.energy = energy
+    self.replay_buffer = replay_buffer
+    self.latent_dim = latent_dim
+    self.alpha = alpha
+    self.real_noise = real_noise
+    self.langevin_settings = dict(steps=langevin_steps, step_size=langevin_step_size,
+                                  noise=langevin_noise, grad_clip=langevin_grad_clip)
+    # One seeded stream for every draw in training; it is checkpointed.
+    self.rng = tf.random.Generator.from_seed(seed)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    names = ['d_loss', 'g_loss']
+    if energy is not None:
+      names += ['e_loss', 'energy_real', 'energy_ebm', 'buffer_reuse']
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+  @property
+  def metrics(self):
+    return list(self.trackers.values())
+
+  def compile(self, g_optimizer, d_optimizer, e_optimizer=None, **kwargs):
+    super().compile(**kwargs)
+    self.g_optimizer, self.d_optimizer, self.e_optimizer = g_optimizer, d_optimizer, e_optimizer
+    # Build optimizer slots now so a checkpoint can be restored before the first step.
+    g_optimizer.build(self.generator.trainable_variables)
+    d_optimizer.build(self.discriminator.trainable_variables)
+    if self.energy is not None:
+      e_optimizer.build(self.energy.trainable_variables)
+
+  def call(self, z, training=False):
+    return self.generator(z, training=training)
+
+  def energy_of(self, x, training=False):
+    """E(x): x [B, *data_shape] -> [B]."""
+    return tf.reshape(self.energy(x, training=training), [-1])
+
+  def _apply(self, optimizer, network, tape, loss):
+    variables = network.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+  def train_step(self, x_real):
+    batch = tf.shape(x_real)[0]
+    x_gen = self.generator(self.rng.normal([batch, self.latent_dim]), training=True)
+    if self.energy is not None:
+      x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
+      x_ebm = tf.stop_gradient(langevin_lib.langevin(self.energy_of, x_init, self.rng,
+                                                     **self.langevin_settings))
+      self.replay_buffer.push_(x_ebm)
+      x_d_real = x_ebm
+    else:
+      x_d_real = x_real
+
+    with tf.GradientTape() as tape:
+      d_loss = losses.discriminator_loss(
+          self.discriminator(x_d_real, training=True),
+          self.discriminator(tf.stop_gradient(x_gen), training=True))
+    self._apply(self.d_optimizer, self.discriminator, tape, d_loss)
+
+    z_hat = self.rng.normal([batch, self.latent_dim])
+    with tf.GradientTape() as tape:
+      g_loss = losses.generator_loss(
+          self.discriminator(self.generator(z_hat, training=True), training=True))
+    self._apply(self.g_optimizer, self.generator, tape, g_loss)
+    self.trackers['d_loss'].update_state(d_loss)
+    self.trackers['g_loss'].update_state(g_loss)
+
+    if self.energy is not None:
+      x_pos = x_real
+      if self.real_noise > 0:
+        x_pos = tf.clip_by_value(x_pos + self.real_noise * self.rng.normal(tf.shape(x_pos)),
+                                 -1.0, 1.0)
+      with tf.GradientTape() as tape:
+        energies = self.energy_of(tf.concat([x_pos, x_ebm], 0), training=True)
+        energy_real, energy_ebm = energies[:batch], energies[batch:]
+        e_loss = losses.energy_loss(energy_real, energy_ebm, self.alpha)
+      self._apply(self.e_optimizer, self.energy, tape, e_loss)
+      self.trackers['e_loss'].update_state(e_loss)
+      self.trackers['energy_real'].update_state(tf.reduce_mean(energy_real))
+      self.trackers['energy_ebm'].update_state(tf.reduce_mean(energy_ebm))
+      self.trackers['buffer_reuse'].update_state(tf.reduce_mean(tf.cast(reused, tf.float32)))
+    self.step.assign_add(1)
+    return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+  def checkpoint_items(self):
+    """The trackables of a training checkpoint: weights, optimizers, buffer, RNG and step."""
+    items = dict(generator=self.generator, discriminator=self.discriminator,
+                 g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer,
+                 rng=self.rng, step=self.step)
+    if self.energy is not None:
+      items.update(energy=self.energy, e_optimizer=self.e_optimizer,
+                   replay_buffer=self.replay_buffer)
+    return items
+
+
+def build(config, data_shape):
+  """A compiled `GanEbm` for a `Config` and a data shape, in the current strategy's scope."""
+  with tf.distribute.get_strategy().scope():
+    generator = networks.GENERATORS[config.architecture](
+        config.latent_dim, data_shape, config.generator_units)
+    discriminator = networks.DISCRIMINATORS[config.architecture](
+        data_shape, config.discriminator_units)
+    energy, buffer = None, None
+    if config.use_energy:
+      energy = networks.ENERGIES[config.architecture](
+          data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
+          batch_norm=config.energy_batch_norm)
+      buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape, config.buffer_reuse_prob)
+    model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
+                   seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
+                   langevin_steps=config.train_langevin_steps,
+                   langevin_step_size=config.train_langevin_step_size,
+                   langevin_noise=config.train_langevin_noise,
+                   langevin_grad_clip=config.train_langevin_grad_clip)
+    adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
+    model.compile(g_optimizer=adam(config.gd_learning_rate, 0.5),
+                  d_optimizer=adam(config.gd_learning_rate, 0.5),
+                  e_optimizer=adam(config.energy_learning_rate, config.energy_beta1)
+                  if config.use_energy else None,
+                  jit_compile=config.jit_compile)
+  return model

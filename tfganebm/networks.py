@@ -1,0 +1,69 @@
+"""Keras builders for the generator G, the discriminator D and the energy E.
+
+Builders are looked up by architecture name in `GENERATORS`, `DISCRIMINATORS`
+and `ENERGIES`; adding an architecture is one function and one entry.
+"""
+
+import math
+
+import keras
+
+
+def _dense(units, spectral_norm):
+  layer = keras.layers.Dense(units)
+  return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
+
+
+def mlp_generator(latent_dim, data_shape, units=(32, 64)):
+  """G: z [B, latent_dim] ~ N(0, I) -> x [B, *data_shape] in [-1, 1] (tanh).
+
+  Dense layers with LeakyReLU(0.2); BatchNorm on every hidden layer but the first (report, 4.4).
+  """
+  layers = [keras.Input((latent_dim,))]
+  for i, width in enumerate(units):
+    layers.append(keras.layers.Dense(width))
+    if i > 0:
+      layers.append(keras.layers.BatchNormalization())
+    layers.append(keras.layers.LeakyReLU(0.2))
+  layers += [keras.layers.Dense(math.prod(data_shape), activation='tanh'),
+             keras.layers.Reshape(data_shape)]
+  return keras.Sequential(layers, name='generator')
+
+
+def mlp_discriminator(data_shape, units=(32, 32, 16, 8)):
+  """D: x [B, *data_shape] -> logit [B, 1] (real = data-like).
+
+  Dense layers with LeakyReLU(0.2); BatchNorm on every hidden layer but the first.
+  """
+  layers = [keras.Input(data_shape), keras.layers.Flatten()]
+  for i, width in enumerate(units):
+    layers.append(keras.layers.Dense(width))
+    if i > 0:
+      layers.append(keras.layers.BatchNormalization())
+    layers.append(keras.layers.LeakyReLU(0.2))
+  layers.append(keras.layers.Dense(1))
+  return keras.Sequential(layers, name='discriminator')
+
+
+def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batch_norm=False):
+  """E: x [B, *data_shape] -> energy [B, 1] (low = likely).
+
+  Report, 4.4: 6 Dense layers with SiLU. `batch_norm` adds BatchNorm after the
+  last two hidden layers as the report did; it is off by default because
+  Langevin runs E in inference mode (running statistics) while training sees
+  batch statistics, and BatchNorm's input gradient does not export to builtin
+  TFLite ops. SiLU keeps grad_x E smooth, which Langevin needs.
+  """
+  layers = [keras.Input(data_shape), keras.layers.Flatten()]
+  for i, width in enumerate(units):
+    layers.append(_dense(width, spectral_norm))
+    if batch_norm and i >= len(units) - 2:
+      layers.append(keras.layers.BatchNormalization())
+    layers.append(keras.layers.Activation('silu'))
+  layers.append(_dense(1, spectral_norm))
+  return keras.Sequential(layers, name='energy')
+
+
+GENERATORS = {'mlp': mlp_generator}
+DISCRIMINATORS = {'mlp': mlp_discriminator}
+ENERGIES = {'mlp': mlp_energy}

@@ -1,0 +1,86 @@
+"""Draws samples from a trained run: G alone and G + Langevin, in data space.
+
+  python -m tfganebm.sample --workdir runs/moons --num_samples 2000 --out runs/moons/samples
+
+Writes OUT/samples_generator.npy and OUT/samples_langevin.npy ([N, *data_shape],
+row i of the second is the refinement of row i of the first), samples.png,
+langevin_progression.png and metrics.json. --langevin_steps 0 means G alone.
+Langevin settings default to the run's own (its --langevin_* training flags).
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string('workdir', None, 'Workdir of a tfganebm.train run.')
+flags.DEFINE_string('out', None, 'Directory for the samples and figures.')
+flags.DEFINE_integer('num_samples', 2000, 'Number of samples.', lower_bound=1)
+flags.DEFINE_integer('seed', 0, 'Seed of z and of the Langevin noise.')
+flags.DEFINE_integer('langevin_steps', None, 'Langevin steps (0: G alone).', lower_bound=0)
+flags.DEFINE_float('langevin_step_size', None, 'Langevin step size eta.', lower_bound=0.0)
+flags.DEFINE_float('langevin_noise', None, 'Langevin noise std sigma.', lower_bound=0.0)
+flags.DEFINE_float('langevin_grad_clip', None, 'Per-sample L2 clip of grad E (0: off).',
+                   lower_bound=0.0)
+flags.mark_flags_as_required(['workdir', 'out'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  from tfganebm import files  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+
+  flags_path = os.path.join(FLAGS.workdir, training.FLAGS_FILE)
+  if not os.path.exists(flags_path):
+    sys.exit(f'error: {flags_path} not found; --workdir must be a directory written by '
+             'tfganebm.train')
+  try:
+    config = config_lib.Config.from_flagfile(flags_path)
+  except (ValueError, TypeError) as e:
+    sys.exit(f'error: {e}')
+  settings = evaluation.LangevinSettings.inference(config)
+  settings = evaluation.LangevinSettings(*(
+      getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None
+      else FLAGS[f'langevin_{name}'].value for name in ('steps', 'step_size', 'noise', 'grad_clip')))
+
+  data_shape = data.load_points(config.dataset, 2, config.data_noise, config.seed)[0].x.shape[1:]
+  model = model_lib.build(config, data_shape)
+  try:
+    checkpoint = training.restore(model, FLAGS.workdir, expect_partial=True)
+  except (tf_errors() + (ValueError, AssertionError)) as e:
+    sys.exit(f'error: cannot restore the checkpoint in {FLAGS.workdir}: {e}'.splitlines()[0])
+  if checkpoint is None:
+    sys.exit(f'error: no checkpoint in {FLAGS.workdir}/{training.CHECKPOINT_DIR}; '
+             'train first (python -m tfganebm.train ...)')
+  result, x_gen, x_langevin = evaluation.evaluate(
+      model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
+      step=int(model.step.numpy()))
+  files.write_npy(os.path.join(FLAGS.out, 'samples_generator.npy'), x_gen)
+  if x_langevin is None:
+    if model.energy is None:
+      logging.warning('%s is a plain GAN: samples_langevin.npy holds G alone', FLAGS.workdir)
+    x_langevin = x_gen
+  files.write_npy(os.path.join(FLAGS.out, 'samples_langevin.npy'), x_langevin)
+  logging.info('wrote %d samples to %s; metrics: %s', FLAGS.num_samples, FLAGS.out,
+               {k: v for k, v in result.items() if isinstance(v, dict)})
+
+
+def tf_errors():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return (tf.errors.OpError,)
+
+
+def run_main():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

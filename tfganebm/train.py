@@ -1,0 +1,40 @@
+"""Trains a GAN + EBM (or the plain GAN baseline) from flags.
+
+  python -m tfganebm.train --flagfile configs/moons.cfg --workdir runs/moons
+
+Flags after --flagfile override it. Re-running with the same --workdir resumes
+from its last checkpoint. The workdir receives checkpoints/, tensorboard/,
+flags.txt, metrics.json and figures.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tfganebm import config as config_lib
+
+config_lib.define_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
+  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after flag checks)
+  config = config_lib.Config.from_flags(FLAGS)
+  try:
+    result = training.train(config)
+  except training.RunError as e:
+    sys.exit(f'error: {e}')
+  logging.info('metrics: %s', json.dumps(result, sort_keys=True))
+
+
+def run_main():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

@@ -1,0 +1,124 @@
+"""`train(config)`: a whole run in its workdir, resumable from the last checkpoint."""
+
+import os
+import sys
+import time
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from tfganebm import config as config_lib
+from tfganebm import data
+from tfganebm import evaluation
+from tfganebm import files
+from tfganebm import model as model_lib
+
+FLAGS_FILE = 'flags.txt'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+class RunError(ValueError):
+  """A problem with the user's input that ends the run with a one-line message."""
+
+
+class _Periodic(keras.callbacks.Callback):
+  """Every `log_every` steps: TensorBoard scalars (window means); every `checkpoint_every`: save."""
+
+  def __init__(self, manager, writer, log_every, checkpoint_every, train_steps):
+    super().__init__()
+    self.manager, self.writer = manager, writer
+    self.log_every, self.checkpoint_every, self.train_steps = log_every, checkpoint_every, train_steps
+    self._clock = None
+
+  def on_train_begin(self, logs=None):
+    self._clock = (time.perf_counter(), int(self.model.step.numpy()))
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(self.model.step.numpy())
+    if step % self.log_every == 0:
+      now, before = time.perf_counter(), self._clock
+      rate = (step - before[1]) / max(now - before[0], 1e-9)
+      self._clock = (now, step)
+      with self.writer.as_default(step=step):
+        for name, value in logs.items():
+          tf.summary.scalar(name, value)
+        tf.summary.scalar('steps_per_second', rate)
+      if not sys.stdout.isatty():
+        logging.info('step %d/%d (%.1f steps/s) %s', step, self.train_steps, rate,
+                     ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
+      self.model.reset_metrics()  # the next window's means start afresh
+    if step % self.checkpoint_every == 0:
+      self.manager.save(checkpoint_number=step)
+
+
+def _check_resume(workdir, config):
+  """Refuses a workdir whose saved flags would not fit the requested networks."""
+  path = os.path.join(workdir, FLAGS_FILE)
+  if not os.path.exists(path):
+    return
+  try:
+    saved = config_lib.Config.from_flagfile(path)
+  except (ValueError, TypeError) as e:
+    raise RunError(f'cannot resume from {workdir}: {e}') from e
+  changed = config_lib.incompatible_fields(saved, config)
+  if changed:
+    details = ', '.join(f'--{n}: {getattr(saved, n)} -> {getattr(config, n)}' for n in changed)
+    raise RunError(f'{workdir} holds a run with other networks ({details}); '
+                   'use a new --workdir or the saved values')
+
+
+def restore(model, workdir, expect_partial=False):
+  """Restores the latest checkpoint of `workdir` into `model`; returns its path or None."""
+  checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+  if latest is not None:
+    status = checkpoint.restore(latest)
+    if expect_partial:
+      status.expect_partial()
+    else:
+      status.assert_existing_objects_matched()
+  return latest
+
+
+def train(config):
+  """Trains (or resumes) the run of `config` in `config.workdir`, then evaluates it.
+
+  Returns:
+    The metrics written to `workdir/metrics.json` (2D datasets).
+
+  Raises:
+    RunError: the workdir holds an incompatible run.
+  """
+  workdir = config.workdir
+  _check_resume(workdir, config)
+  train_points, _ = data.load_points(config.dataset, config.num_examples, config.data_noise,
+                                     config.seed)
+  data_shape = train_points.x.shape[1:]
+
+  keras.utils.set_random_seed(config.seed)  # initial weights
+  model = model_lib.build(config, data_shape)
+  os.makedirs(workdir, exist_ok=True)
+  files.write_text(os.path.join(workdir, FLAGS_FILE), config.to_flagfile())
+  checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR),
+                                       max_to_keep=3)
+  if restore(model, workdir):
+    logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
+
+  start = int(model.step.numpy())
+  if start < config.train_steps:
+    batches = data.batches(train_points.x, config.batch_size, config.seed, start,
+                           config.train_steps - start)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    periodic = _Periodic(manager, writer, config.log_every, config.checkpoint_every,
+                         config.train_steps)
+    model.fit(batches, epochs=1, callbacks=[periodic], verbose=1 if sys.stdout.isatty() else 0)
+    writer.flush()
+    if int(model.step.numpy()) % config.checkpoint_every:
+      manager.save(checkpoint_number=int(model.step.numpy()))
+
+  result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
+                                     config.seed, evaluation.LangevinSettings.inference(config),
+                                     step=int(model.step.numpy()))
+  return result
