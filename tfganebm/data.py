@@ -11,7 +11,6 @@ import math
 from typing import Callable, Optional
 
 import numpy as np
-import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +122,7 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
   Returns:
     tf.data.Dataset of [batch_size, *data_shape] float32 tensors.
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (flag parsing stays TF-free)
   n = len(x)
   if batch_size > n:
     raise ValueError(f'batch size {batch_size} exceeds the {n} training examples; '

@@ -48,7 +48,7 @@ def draw_samples(model, num_samples, seed, settings, record_every=0):
     (x_gen, x_langevin, trajectory) as numpy arrays in data space; the last two
     may be None.
   """
-  rng = tf.random.Generator.from_seed(seed)
+  rng = tf.random.Generator.from_seed(seed, alg='philox')
   x_gen = model.generator(rng.normal([num_samples, model.latent_dim]), training=False)
   if model.energy is None or settings.steps == 0:
     return x_gen.numpy(), None, None

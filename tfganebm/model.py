@@ -33,7 +33,7 @@ class GanEbm(keras.Model):
     self.langevin_settings = dict(steps=langevin_steps, step_size=langevin_step_size,
                                   noise=langevin_noise, grad_clip=langevin_grad_clip)
     # One seeded stream for every draw in training; it is checkpointed.
-    self.rng = tf.random.Generator.from_seed(seed)
+    self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     names = ['d_loss', 'g_loss']
     if energy is not None:
@@ -119,7 +119,11 @@ class GanEbm(keras.Model):
 
 
 def build(config, data_shape):
-  """A compiled `GanEbm` for a `Config` and a data shape, in the current strategy's scope."""
+  """A compiled `GanEbm` for a `Config` and a data shape, in the current strategy's scope.
+
+  Initial weights are a function of `config.seed` (this seeds Keras' global generators).
+  """
+  keras.utils.set_random_seed(config.seed)
   with tf.distribute.get_strategy().scope():
     generator = networks.GENERATORS[config.architecture](
         config.latent_dim, data_shape, config.generator_units)

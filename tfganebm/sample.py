@@ -11,9 +11,10 @@ Langevin settings default to the run's own (its --langevin_* training flags).
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from tfganebm import cli
 
 flags.DEFINE_string('workdir', None, 'Workdir of a tfganebm.train run.')
 flags.DEFINE_string('out', None, 'Directory for the samples and figures.')
@@ -79,7 +80,7 @@ def tf_errors():
 
 
 def run_main():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

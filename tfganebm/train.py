@@ -10,10 +10,10 @@ flags.txt, metrics.json and figures.
 import json
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from tfganebm import cli
 from tfganebm import config as config_lib
 
 config_lib.define_flags()
@@ -33,7 +33,7 @@ def main(argv):
 
 
 def run_main():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -96,7 +96,6 @@ def train(config):
                                      config.seed)
   data_shape = train_points.x.shape[1:]
 
-  keras.utils.set_random_seed(config.seed)  # initial weights
   model = model_lib.build(config, data_shape)
   os.makedirs(workdir, exist_ok=True)
   files.write_text(os.path.join(workdir, FLAGS_FILE), config.to_flagfile())

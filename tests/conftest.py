@@ -1,0 +1,26 @@
+"""Shared test helpers: small, fast configurations."""
+
+import dataclasses
+
+import pytest
+
+from tfganebm import config as config_lib
+
+
+def tiny_config(workdir='', **overrides):
+  """A run that takes seconds: a few steps, tiny networks, short chains."""
+  values = dict(workdir=str(workdir), dataset='moons', num_examples=256, batch_size=32,
+                train_steps=4, checkpoint_every=2, log_every=2, generator_units=(8, 8),
+                discriminator_units=(8, 8), energy_units=(8, 8), train_langevin_steps=3,
+                langevin_steps=5, eval_num_samples=64, buffer_capacity=64)
+  values.update(overrides)
+  return config_lib.Config(**values)
+
+
+@pytest.fixture
+def tiny():
+  return tiny_config
+
+
+def replace(config, **changes):
+  return dataclasses.replace(config, **changes)

@@ -1,0 +1,71 @@
+"""The command-line contract: flags, one-line errors, files written."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--num_examples=256', '--batch_size=32', '--generator_units=8,8',
+        '--discriminator_units=8,8', '--energy_units=8,8', '--train_langevin_steps=3',
+        '--langevin_steps=5', '--eval_num_samples=64', '--buffer_capacity=64',
+        '--checkpoint_every=2', '--log_every=2']
+
+
+def _run(module, *args):
+  return subprocess.run([sys.executable, '-m', module, *args], capture_output=True, text=True,
+                        cwd=ROOT, timeout=600, check=False)
+
+
+def _error_lines(result):
+  return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_missing_flagfile_fails_before_writing(tmp_path):
+  workdir = tmp_path / 'run'
+  result = _run('tfganebm.train', f'--flagfile={tmp_path}/nope.cfg', f'--workdir={workdir}')
+  assert result.returncode != 0
+  assert _error_lines(result) == [_error_lines(result)[-1]]
+  assert 'nope.cfg' in result.stderr
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize('flag, name', [('--batch_size=-3', 'batch_size'),
+                                        ('--dataset=mnits', 'dataset'),
+                                        ('--energy_units=64,x', 'energy_units'),
+                                        ('--buffer_capacity=10', 'buffer_capacity')])
+def test_bad_flag_fails_in_one_line_before_writing(tmp_path, flag, name):
+  workdir = tmp_path / 'run'
+  result = _run('tfganebm.train', f'--workdir={workdir}', flag)
+  assert result.returncode != 0
+  lines = _error_lines(result)
+  assert len(lines) == 1 and name in lines[0], result.stderr
+  assert not workdir.exists()
+
+
+def test_sample_refuses_a_directory_that_is_not_a_run(tmp_path):
+  result = _run('tfganebm.sample', f'--workdir={tmp_path}', f'--out={tmp_path}/out')
+  assert result.returncode != 0
+  assert 'flags.txt' in _error_lines(result)[-1]
+  assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow
+def test_train_then_sample(tmp_path):
+  flagfile = tmp_path / 'tiny.cfg'
+  flagfile.write_text('# a tiny run\n--dataset=25gaussians\n--train_steps=4\n' + '\n'.join(TINY))
+  workdir, out = tmp_path / 'run', tmp_path / 'samples'
+  result = _run('tfganebm.train', f'--flagfile={flagfile}', f'--workdir={workdir}',
+                '--train_steps=6')  # flags after the flagfile override it
+  assert result.returncode == 0, result.stderr
+  assert '--train_steps=6' in (workdir / 'flags.txt').read_text()
+  result = _run('tfganebm.sample', f'--workdir={workdir}', '--num_samples=50', f'--out={out}',
+                '--langevin_steps=7')
+  assert result.returncode == 0, result.stderr
+  x_gen = np.load(out / 'samples_generator.npy')
+  x_langevin = np.load(out / 'samples_langevin.npy')
+  assert x_gen.shape == x_langevin.shape == (50, 2)
+  assert np.abs(x_langevin).max() <= 1.0 and not np.array_equal(x_gen, x_langevin)
+  assert (out / 'metrics.json').exists() and (out / 'samples.png').exists()

@@ -1,0 +1,71 @@
+"""The Langevin sampler against energies whose samples are known in closed form."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfganebm import langevin
+
+
+def _gaussian_energy(mean, std):
+  return lambda x: tf.reduce_sum(tf.square(x - mean), axis=1) / (2 * std**2)
+
+
+def _run(energy_fn, x_init, steps, step_size, noise, seed=0, **kwargs):
+  rng = tf.random.Generator.from_seed(seed)
+  run = tf.function(lambda x: langevin.langevin(energy_fn, x, rng, steps, step_size, noise,
+                                                **kwargs))
+  return run(tf.constant(x_init, tf.float32))
+
+
+@pytest.mark.parametrize('mean, std, step_size, low, high', [
+    (0.0, 1.0, 0.01, -10.0, 10.0),   # E = |x|^2 / 2
+    (0.3, 0.2, 0.002, -1.0, 1.0),    # a narrow Gaussian inside the data range
+])
+def test_langevin_samples_gaussian_energy(mean, std, step_size, low, high):
+  # Unadjusted Langevin with noise sqrt(2 eta) on a Gaussian of variance s^2 is an
+  # AR(1) chain with stationary variance s^2 / (1 - eta / (2 s^2)).
+  chains, steps = 4000, int(20 * std**2 / step_size)
+  x_init = np.full((chains, 2), mean + 3 * std, np.float32)  # start far out: tests the drift
+  x = _run(_gaussian_energy(mean, std), x_init, steps, step_size, np.sqrt(2 * step_size),
+           low=low, high=high).numpy()
+  expected_var = std**2 / (1 - step_size / (2 * std**2))
+  np.testing.assert_allclose(x.mean(0), [mean, mean], atol=4 * std / np.sqrt(chains))
+  np.testing.assert_allclose(x.var(0), [expected_var] * 2, rtol=4 * np.sqrt(2 / chains))
+
+
+def test_langevin_is_reproducible_from_seed():
+  x_init = np.zeros((16, 2), np.float32)
+  energy = _gaussian_energy(0.0, 1.0)
+  first = _run(energy, x_init, 20, 0.01, 0.1, seed=3).numpy()
+  second = _run(energy, x_init, 20, 0.01, 0.1, seed=3).numpy()
+  other = _run(energy, x_init, 20, 0.01, 0.1, seed=4).numpy()
+  np.testing.assert_array_equal(first, second)
+  assert not np.allclose(first, other)
+
+
+def test_gradient_clip_bounds_each_samples_step():
+  # E = 50 |x|^2 has gradient 100 x: unclipped, one step of eta=0.1 would move 10 |x|.
+  x_init = np.array([[0.5, 0.0], [0.0, -0.3], [0.001, 0.0]], np.float32)
+  x = _run(lambda x: 50 * tf.reduce_sum(x * x, 1), x_init, 1, 0.1, 0.0, grad_clip=0.5).numpy()
+  moved = np.linalg.norm(x - x_init, axis=1)
+  np.testing.assert_allclose(moved[:2], [0.05, 0.05], rtol=1e-5)   # clipped to eta * 0.5
+  np.testing.assert_allclose(moved[2], 0.1 * 100 * 0.001, rtol=1e-4)  # small gradient untouched
+
+
+def test_langevin_keeps_chains_in_data_range():
+  # A linear energy pushes every chain towards +inf; the clip holds them at 1.
+  x = _run(lambda x: -tf.reduce_sum(x, 1), np.zeros((8, 2), np.float32), 50, 0.1, 0.05).numpy()
+  assert x.max() <= 1.0 and x.min() >= -1.0
+  np.testing.assert_allclose(x.mean(), 1.0, atol=0.05)
+
+
+def test_trajectory_records_every_kth_state():
+  x_init = np.random.default_rng(0).uniform(-1, 1, (8, 2)).astype(np.float32)
+  energy = _gaussian_energy(0.0, 0.5)
+  x, trajectory = _run(energy, x_init, 50, 0.01, 0.1, record_every=10)
+  assert trajectory.shape == (6, 8, 2)
+  np.testing.assert_array_equal(trajectory[0], x_init)
+  np.testing.assert_array_equal(trajectory[-1], x)
+  x_10 = _run(energy, x_init, 10, 0.01, 0.1)
+  np.testing.assert_allclose(trajectory[1], x_10, atol=1e-6)  # same seed, same first 10 steps

@@ -1,0 +1,78 @@
+"""One train_step of Algorithm 3 and its losses."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfganebm import data
+from tfganebm import losses
+from tfganebm import model as model_lib
+
+
+def test_discriminator_loss_at_zero_logits_is_two_log_two():
+  value = losses.discriminator_loss(tf.zeros([5, 1]), tf.zeros([7]))
+  np.testing.assert_allclose(value, 2 * np.log(2), rtol=1e-6)
+
+
+def test_generator_loss_is_non_saturating():
+  # -log sigmoid(l): large when D rejects the fakes, where log(1 - D) would saturate.
+  np.testing.assert_allclose(losses.generator_loss(tf.constant([-10.0])),
+                             -np.log(1 / (1 + np.exp(10.0))), rtol=1e-5)
+
+
+def test_energy_loss_is_contrastive_divergence_plus_l2():
+  energy_real, energy_ebm = tf.constant([1.0, 3.0]), tf.constant([2.0, -2.0])
+  # mean(E+) - mean(E-) = 2 - 0; mean(E+^2 + E-^2) = (5 + 13) / 2 = 9.
+  np.testing.assert_allclose(losses.energy_loss(energy_real, energy_ebm, 0.1), 2 + 0.9,
+                             rtol=1e-6)
+
+
+def _snapshot(network):
+  return [v.numpy().copy() for v in network.trainable_variables]
+
+
+def _changed(network, before):
+  return [not np.array_equal(v.numpy(), b) for v, b in zip(network.trainable_variables, before)]
+
+
+def _one_step(tiny, **overrides):
+  config = tiny(**{'jit_compile': False, **overrides})
+  train, _ = data.load_points('moons', 256, None, 0)
+  model = model_lib.build(config, (2,))
+  return model, train.x[:config.batch_size]
+
+
+def test_train_step_updates_all_three_networks(tiny):
+  model, x_real = _one_step(tiny)
+  networks = (model.generator, model.discriminator, model.energy)
+  before = [_snapshot(n) for n in networks]
+  logs = model.train_step(tf.constant(x_real))
+  for network, snapshot in zip(networks, before):
+    assert all(_changed(network, snapshot)), network.name
+  assert {'d_loss', 'g_loss', 'e_loss', 'buffer_reuse'} <= set(logs)
+  assert int(model.step.numpy()) == 1
+  assert int(model.replay_buffer.size.numpy()) == len(x_real)
+
+
+@pytest.mark.parametrize('trained', ['generator', 'discriminator', 'energy'])
+def test_each_optimizer_updates_only_its_own_network(tiny, trained):
+  model, x_real = _one_step(tiny)
+  optimizers = dict(generator=model.g_optimizer, discriminator=model.d_optimizer,
+                    energy=model.e_optimizer)
+  for name, optimizer in optimizers.items():
+    if name != trained:
+      optimizer.learning_rate.assign(0.0)
+  before = {name: _snapshot(getattr(model, name)) for name in optimizers}
+  model.train_step(tf.constant(x_real))
+  for name in optimizers:
+    changed = _changed(getattr(model, name), before[name])
+    assert all(changed) if name == trained else not any(changed), name
+
+
+def test_plain_gan_trains_without_an_energy(tiny):
+  model, x_real = _one_step(tiny, model='gan')
+  before = _snapshot(model.generator)
+  logs = model.train_step(tf.constant(x_real))
+  assert model.energy is None and model.replay_buffer is None
+  assert set(logs) == {'d_loss', 'g_loss'}
+  assert all(_changed(model.generator, before))

@@ -1,0 +1,51 @@
+"""The replay buffer of Algorithm 2."""
+
+import numpy as np
+import tensorflow as tf
+
+from tfganebm import replay
+
+
+def test_buffer_reuses_95_percent():
+  buffer = replay.ReplayBuffer(1000, (2,), reuse_prob=0.95)
+  buffer.push_(tf.tile(tf.range(1.0, 1001.0)[:, None], [1, 2]))
+  x_init, reused = buffer.initial_chains(-tf.ones([20000, 2]), tf.random.Generator.from_seed(0))
+  x_init, reused = x_init.numpy(), reused.numpy()
+  assert abs(reused.mean() - 0.95) < 0.006  # 4 binomial standard deviations
+  assert (x_init[reused] >= 1).all() and (x_init[~reused] == -1).all()
+  assert len(np.unique(x_init[reused, 0])) > 990  # draws cover the whole buffer
+
+
+def test_buffer_never_returns_uninitialised_slots():
+  buffer = replay.ReplayBuffer(100, (3,))
+  buffer.push_(tf.ones([10, 3]))  # 90 slots still hold their zeros
+  x_init, reused = buffer.initial_chains(tf.fill([5000, 3], 7.0), tf.random.Generator.from_seed(1))
+  x_init = x_init.numpy()
+  assert reused.numpy().any()
+  assert not (x_init == 0).any()
+
+
+def test_empty_buffer_starts_every_chain_fresh():
+  buffer = replay.ReplayBuffer(100, (2,))
+  x_fresh = tf.random.normal([50, 2])
+  x_init, reused = buffer.initial_chains(x_fresh, tf.random.Generator.from_seed(0))
+  assert not reused.numpy().any()
+  np.testing.assert_array_equal(x_init, x_fresh)
+
+
+def test_push_overwrites_the_oldest_slots():
+  buffer = replay.ReplayBuffer(5, (1,))
+  buffer.push_(tf.constant([[1.0], [2.0], [3.0]]))
+  buffer.push_(tf.constant([[4.0], [5.0], [6.0]]))
+  np.testing.assert_array_equal(buffer.samples.numpy()[:, 0], [6, 2, 3, 4, 5])
+  assert int(buffer.size.numpy()) == 5 and int(buffer.next_index.numpy()) == 1
+
+
+def test_buffer_round_trips_through_a_checkpoint(tmp_path):
+  buffer = replay.ReplayBuffer(8, (2,))
+  buffer.push_(tf.random.normal([3, 2]))
+  path = tf.train.Checkpoint(buffer=buffer).save(str(tmp_path / 'ckpt'))
+  restored = replay.ReplayBuffer(8, (2,))
+  tf.train.Checkpoint(buffer=restored).restore(path).assert_consumed()
+  np.testing.assert_array_equal(restored.samples.numpy(), buffer.samples.numpy())
+  assert int(restored.size.numpy()) == 3 and int(restored.next_index.numpy()) == 3

@@ -1,0 +1,52 @@
+"""Whole runs: resume from a checkpoint, refuse incompatible workdirs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfganebm import training
+
+
+def _variables(workdir):
+  reader = tf.train.load_checkpoint(os.path.join(workdir, training.CHECKPOINT_DIR))
+  names = [n for n in reader.get_variable_to_shape_map()
+           if 'OBJECT_GRAPH' not in n and not n.startswith('save_counter')]  # bookkeeping
+  return {n: reader.get_tensor(n) for n in names}
+
+
+def test_resumed_run_continues_identically(tiny, tmp_path):
+  straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  training.train(tiny(straight, train_steps=4))
+  training.train(tiny(resumed, train_steps=2))  # "killed" after its step-2 checkpoint
+  training.train(tiny(resumed, train_steps=4))
+  a, b = _variables(straight), _variables(resumed)
+  assert a.keys() == b.keys()
+  # Weights (saved under their optimizers' paths), the three optimizers, the replay buffer
+  # and the RNG state are all in there.
+  for part in ('generator', 'discriminator', 'g_optimizer', 'd_optimizer', 'e_optimizer',
+               'replay_buffer', 'rng', 'step'):
+    assert any(name.startswith(part + '/') for name in a), part
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_run_writes_its_workdir(tiny, tmp_path):
+  result = training.train(tiny(tmp_path))
+  for name in ('flags.txt', 'metrics.json', 'samples.png', 'langevin_progression.png'):
+    assert (tmp_path / name).exists(), name
+  assert os.listdir(tmp_path / 'tensorboard')
+  with open(tmp_path / 'metrics.json') as f:
+    assert json.load(f) == json.loads(json.dumps(result))
+  assert result['step'] == 4
+  assert {'generator', 'generator_langevin', 'real_data', 'energy'} <= set(result)
+
+
+def test_resume_refuses_other_networks(tiny, tmp_path):
+  training.train(tiny(tmp_path, train_steps=2))
+  before = sorted(os.listdir(tmp_path / training.CHECKPOINT_DIR))
+  with pytest.raises(training.RunError, match='energy_units'):
+    training.train(tiny(tmp_path, train_steps=4, energy_units=(16, 16)))
+  assert sorted(os.listdir(tmp_path / training.CHECKPOINT_DIR)) == before

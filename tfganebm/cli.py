@@ -1,0 +1,20 @@
+"""What the command-line entry points share: one-line errors for bad flags."""
+
+import sys
+
+from absl import app
+from absl import flags
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e).removeprefix('ERROR:: ')
+    hint = ' (see --helpfull)' if 'flagfile' not in message else ''
+    sys.exit(f'error: {message}{hint}')
+
+
+def run(main):
+  """`absl.app.run(main)`, but a bad flag or flagfile ends with one line and exit code 1."""
+  app.run(main, flags_parser=_parse_flags)
