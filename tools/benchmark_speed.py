@@ -1,0 +1,130 @@
+"""Training and Langevin speed: XLA vs graph vs eager, and against the PyTorch peer.
+
+  python tools/benchmark_speed.py [--peer path/to/seed_torch.py] [--batch_size 128]
+
+Everything is measured in this one process on the same machine, so the ratios it
+prints compare like with like; run it on an idle machine. The peer (eager
+PyTorch, the report's algorithm) is timed with its own code when its file and
+torch are available, at 1 thread (its fastest setting for 2D) and 2 threads.
+"""
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfganebm import config as config_lib
+from tfganebm import data
+from tfganebm import langevin
+from tfganebm import model as model_lib
+
+
+def _median_rate(run_block, block, repeats):
+  """Median of `block / seconds` over `repeats` timed calls, after one untimed call."""
+  run_block()
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run_block()
+    rates.append(block / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def ours(config, steps_per_block=20, repeats=15):
+  """{mode: (train steps/s, Langevin steps/s)} for mode in xla, graph, eager."""
+  points, _ = data.load_points(config.dataset, config.num_examples, None, config.seed)
+  x_real = tf.constant(points.x[:config.batch_size])
+  results = {}
+  for mode in ('xla', 'graph', 'eager'):
+    model = model_lib.build(dataclasses.replace(config, jit_compile=mode == 'xla'), (2,))
+    x = model.generator(tf.random.normal([config.batch_size, config.latent_dim]))
+    kwargs = dict(steps=steps_per_block, step_size=config.train_langevin_step_size,
+                  noise=config.train_langevin_noise)
+    if mode == 'eager':
+      def chain():
+        y = x
+        for _ in range(steps_per_block):
+          eps = model.rng.normal(tf.shape(y))
+          y = langevin.langevin_step(model.energy_of, y, eps, kwargs['step_size'],
+                                     kwargs['noise'])
+        return y.numpy()
+      train_rate = float('nan')  # an eager train step runs 60 chained eager gradients: skipped
+    else:
+      compiled = tf.function(lambda y: langevin.langevin(model.energy_of, y, model.rng, **kwargs),
+                             jit_compile=mode == 'xla')
+      chain = lambda: compiled(x).numpy()
+      train_step = tf.function(model.train_step, jit_compile=mode == 'xla')
+
+      def train_block(n=10):
+        for _ in range(n):
+          logs = train_step(x_real)
+        float(logs['d_loss'])
+      train_rate = _median_rate(train_block, 10, repeats)
+    results[mode] = (train_rate, _median_rate(chain, steps_per_block, repeats))
+  return results
+
+
+def peer(path, config, threads, iters=200):
+  """(train it/s, Langevin steps/s) of the PyTorch peer's own code, or None."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  spec = importlib.util.spec_from_file_location('seed_torch', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  args = argparse.Namespace(dataset=config.dataset, batch=config.batch_size,
+                            steps_cnt=config.train_langevin_steps, step_size=3.0, noise=0.005,
+                            grad_clip=0.05, lr_gd=2e-3, lr_e=1e-4, iters=iters,
+                            log_every=10**9)
+  x_train, _, _ = module.make_2d(config.dataset, 15000, 0)
+  stdout, sys.stdout = sys.stdout, open(os.devnull, 'w')
+  try:
+    generator, _, energy, times, _ = module.train(args, x_train)
+  finally:
+    sys.stdout = stdout
+  warm = min(max(5, iters // 10), 50)
+  langevin_rate, _, _ = module.langevin_speed(energy, generator, args)
+  return 1.0 / float(np.median(times[warm:])), langevin_rate
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--peer', default=None, help="path of the peer's seed_torch.py")
+  parser.add_argument('--batch_size', type=int, default=128)
+  parser.add_argument('--dataset', default='moons', choices=['moons', 'swissroll'])
+  args = parser.parse_args()
+  config = config_lib.Config(dataset=args.dataset, batch_size=args.batch_size)
+  print(f'{args.dataset}, batch {args.batch_size}, K={config.train_langevin_steps} training '
+        f'Langevin steps, E units {config.energy_units}; load average {os.getloadavg()[0]:.2f}')
+  rows = {f'tfganebm {mode}': rates for mode, rates in ours(config).items()}
+  if args.peer:
+    for threads in (1, 2):
+      rates = peer(args.peer, config, threads)
+      if rates is None:
+        print('peer skipped: torch is not installed')
+        break
+      rows[f'peer torch eager, {threads} thread(s)'] = rates
+  print(f'{"":34s}{"train steps/s":>15s}{"Langevin steps/s":>18s}')
+  for name, (train_rate, langevin_rate) in rows.items():
+    print(f'{name:34s}{train_rate:15.1f}{langevin_rate:18.0f}')
+  xla_train, xla_langevin = rows['tfganebm xla']
+  print('ratios (tfganebm xla / other):')
+  for name, (train_rate, langevin_rate) in rows.items():
+    if name != 'tfganebm xla':
+      print(f'  vs {name:30s} train x{xla_train / train_rate:5.2f}   '
+            f'Langevin x{xla_langevin / langevin_rate:5.2f}')
+  print(f'load average at the end {os.getloadavg()[0]:.2f}')
+
+
+if __name__ == '__main__':
+  main()
