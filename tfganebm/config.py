@@ -33,6 +33,8 @@ class Config:
   energy_units: tuple = (64, 64, 64, 64, 64)
   energy_spectral_norm: bool = False
   energy_batch_norm: bool = False
+  energy_fourier_features: int = 0
+  energy_fourier_scale: float = 4.0
   gd_learning_rate: float = 2e-3
   energy_learning_rate: float = 1e-4
   energy_beta1: float = 0.9
@@ -116,7 +118,8 @@ class Config:
 # Fields whose change alters variable shapes or the meaning of a checkpoint.
 ARCHITECTURE_FIELDS = ('dataset', 'model', 'latent_dim', 'architecture', 'generator_units',
                        'discriminator_units', 'energy_units', 'energy_spectral_norm',
-                       'energy_batch_norm', 'buffer_capacity')
+                       'energy_batch_norm', 'energy_fourier_features', 'energy_fourier_scale',
+                       'buffer_capacity')
 
 
 def incompatible_fields(saved, requested):
@@ -150,6 +153,11 @@ def define_flags():
                        'Spectral normalisation on every layer of E.')
   flags.DEFINE_boolean('energy_batch_norm', d.energy_batch_norm,
                        'BatchNorm after the last two hidden layers of E (report); not exportable.')
+  flags.DEFINE_integer('energy_fourier_features', d.energy_fourier_features,
+                       'Random Fourier features at the input of E (0: off).', lower_bound=0)
+  flags.DEFINE_float('energy_fourier_scale', d.energy_fourier_scale,
+                     'Std of the Fourier feature frequencies (cycles per data unit).',
+                     lower_bound=0.0)
   flags.DEFINE_float('gd_learning_rate', d.gd_learning_rate, 'Adam lr of G and D.',
                      lower_bound=0.0)
   flags.DEFINE_float('energy_learning_rate', d.energy_learning_rate, 'Adam lr of E.',

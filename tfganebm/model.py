@@ -133,7 +133,8 @@ def build(config, data_shape):
     if config.use_energy:
       energy = networks.ENERGIES[config.architecture](
           data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
-          batch_norm=config.energy_batch_norm)
+          batch_norm=config.energy_batch_norm, fourier_features=config.energy_fourier_features,
+          fourier_scale=config.energy_fourier_scale)
       buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape, config.buffer_reuse_prob)
     model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
                    seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
