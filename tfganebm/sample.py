@@ -32,35 +32,18 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
-  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tfganebm import data  # pylint: disable=g-import-not-at-top
   from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
   from tfganebm import files  # pylint: disable=g-import-not-at-top
-  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
 
-  flags_path = os.path.join(FLAGS.workdir, training.FLAGS_FILE)
-  if not os.path.exists(flags_path):
-    sys.exit(f'error: {flags_path} not found; --workdir must be a directory written by '
-             'tfganebm.train')
   try:
-    config = config_lib.Config.from_flagfile(flags_path)
-  except (ValueError, TypeError) as e:
+    model, config, _ = runs.load(FLAGS.workdir)
+  except runs.LoadError as e:
     sys.exit(f'error: {e}')
   settings = evaluation.LangevinSettings.inference(config)
   settings = evaluation.LangevinSettings(*(
       getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None
       else FLAGS[f'langevin_{name}'].value for name in ('steps', 'step_size', 'noise', 'grad_clip')))
-
-  data_shape = data.load_points(config.dataset, 2, config.data_noise, config.seed)[0].x.shape[1:]
-  model = model_lib.build(config, data_shape)
-  try:
-    checkpoint = training.restore(model, FLAGS.workdir, expect_partial=True)
-  except (tf_errors() + (ValueError, AssertionError)) as e:
-    sys.exit(f'error: cannot restore the checkpoint in {FLAGS.workdir}: {e}'.splitlines()[0])
-  if checkpoint is None:
-    sys.exit(f'error: no checkpoint in {FLAGS.workdir}/{training.CHECKPOINT_DIR}; '
-             'train first (python -m tfganebm.train ...)')
   result, x_gen, x_langevin = evaluation.evaluate(
       model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
       step=int(model.step.numpy()))
@@ -72,11 +55,6 @@ def main(argv):
   files.write_npy(os.path.join(FLAGS.out, 'samples_langevin.npy'), x_langevin)
   logging.info('wrote %d samples to %s; metrics: %s', FLAGS.num_samples, FLAGS.out,
                {k: v for k, v in result.items() if isinstance(v, dict)})
-
-
-def tf_errors():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return (tf.errors.OpError,)
 
 
 def run_main():

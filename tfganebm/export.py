@@ -1,0 +1,219 @@
+"""Exports a trained run's generator and energy as a SavedModel and TFLite files.
+
+  python -m tfganebm.export --workdir runs/moons --out exports/moons [--quantize float16,dynamic_range]
+
+Writes OUT/saved_model/, OUT/model.tflite (float32; plus model_<q>.tflite per
+quantization asked for) and OUT/export.json. Signatures, in both formats:
+
+  generate(z [B, latent]) -> x [B, *data_shape] in [-1, 1]
+  energy(x) -> e [B]                       (log p(x) = -e - log Z)
+  langevin_step(x, noise, step_size) -> x  (noise: sigma * eps, drawn by the caller)
+  sample(z, noise [K, B, *data_shape], step_size) -> x   (G, then K Langevin steps)
+
+The batch dimension is dynamic. Weights are frozen into the graphs as
+constants, so the .tflite holds them and runs on a stock LiteRT runtime with
+builtin ops only (no Flex delegate). The output directory appears whole or not
+at all.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import flags
+from absl import logging
+
+from tfganebm import cli
+
+flags.DEFINE_string('workdir', None, 'Workdir of a tfganebm.train run.')
+flags.DEFINE_string('out', None, 'Output directory (must not exist unless --overwrite).')
+flags.DEFINE_list('quantize', ['none'], 'Extra TFLite files: none, float16, dynamic_range.')
+flags.DEFINE_boolean('overwrite', False, 'Replace an existing --out.')
+flags.mark_flags_as_required(['workdir', 'out'])
+flags.register_validator(
+    'quantize', lambda v: set(v) <= {'none', 'float16', 'dynamic_range'},
+    '--quantize takes a comma-separated subset of none, float16, dynamic_range')
+FLAGS = flags.FLAGS
+
+SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample')
+
+
+class ExportError(ValueError):
+  """A run that cannot be exported, with the reason and the fix."""
+
+
+def tflite_name(quantize):
+  return 'model.tflite' if quantize == 'none' else f'model_{quantize}.tflite'
+
+
+def _signature_module(model, data_shape, grad_clip):
+  """A tf.Module of the four signatures over the model's (variable) weights."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfganebm import langevin  # pylint: disable=g-import-not-at-top
+
+  x_spec = tf.TensorSpec([None, *data_shape], tf.float32)
+  z_spec = tf.TensorSpec([None, model.latent_dim], tf.float32)
+  noise_chain_spec = tf.TensorSpec([None, None, *data_shape], tf.float32)
+  scalar = tf.TensorSpec([], tf.float32)
+
+  def energy_fn(x):
+    return model.energy_of(x, training=False)
+
+  def step(x, noise, step_size):
+    return langevin.langevin_step(energy_fn, x, noise, step_size, 1.0, grad_clip)
+
+  class Signatures(tf.Module):
+
+    @tf.function(input_signature=[z_spec])
+    def generate(self, z):
+      return model.generator(z, training=False)
+
+    @tf.function(input_signature=[x_spec])
+    def energy(self, x):
+      return energy_fn(x)
+
+    @tf.function(input_signature=[x_spec, x_spec, scalar])
+    def langevin_step(self, x, noise, step_size):
+      return step(x, noise, step_size)
+
+    @tf.function(input_signature=[z_spec, noise_chain_spec, scalar])
+    def sample(self, z, noise, step_size):
+      x = model.generator(z, training=False)
+      _, x = tf.while_loop(lambda i, _: i < tf.shape(noise)[0],
+                           lambda i, x: (i + 1, step(x, noise[i], step_size)), (0, x))
+      return x
+
+  return Signatures()
+
+
+def _frozen_module(signatures, names):
+  """A variable-free tf.Module whose signatures call the frozen graphs of `signatures`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+
+  graphs = {name: convert_to_constants.convert_variables_to_constants_v2(
+      getattr(signatures, name).get_concrete_function()) for name in names}
+  specs = {name: [tf.TensorSpec(spec.shape, spec.dtype, name=arg) for arg, spec in
+                  zip(INPUTS[name], getattr(signatures, name).input_signature)]
+           for name in names}
+
+  def first(outputs):
+    return tf.nest.flatten(outputs)[0]
+
+  class Frozen(tf.Module):
+
+    @tf.function(input_signature=specs['generate'])
+    def generate(self, z):
+      return {'x': first(graphs['generate'](z))}
+
+    if 'energy' in graphs:
+
+      @tf.function(input_signature=specs['energy'])
+      def energy(self, x):
+        return {'e': first(graphs['energy'](x))}
+
+      @tf.function(input_signature=specs['langevin_step'])
+      def langevin_step(self, x, noise, step_size):
+        return {'x': first(graphs['langevin_step'](x, noise, step_size))}
+
+      @tf.function(input_signature=specs['sample'])
+      def sample(self, z, noise, step_size):
+        return {'x': first(graphs['sample'](z, noise, step_size))}
+
+  return Frozen()
+
+
+INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step_size'),
+              sample=('z', 'noise', 'step_size'))
+OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x')
+
+
+def export(model, config, data_shape, out, quantize=('none',), overwrite=False, step=None):
+  """Writes saved_model/, the .tflite files and export.json into `out`, atomically.
+
+  Raises:
+    ExportError: `out` exists without `overwrite`, or the model holds what the
+      export cannot express with builtin TFLite ops.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  if os.path.exists(out) and not overwrite:
+    raise ExportError(f'{out} exists; pass --overwrite to replace it or choose another --out')
+  if config.use_energy and config.energy_batch_norm:
+    raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
+                      'Flex delegate; retrain without it to export')
+  names = SIGNATURES if config.use_energy else ('generate',)
+  signatures = _signature_module(model, data_shape, config.langevin_grad_clip)
+  frozen = _frozen_module(signatures, names)
+
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix='.export-', dir=parent)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private
+  try:
+    saved_model = os.path.join(staging, 'saved_model')
+    tf.saved_model.save(frozen, saved_model,
+                        signatures={name: getattr(frozen, name) for name in names},
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    sizes = {}
+    for q in dict.fromkeys(['none', *quantize]):
+      converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=list(names))
+      converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+      if q != 'none':
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+      if q == 'float16':
+        converter.target_spec.supported_types = [tf.float16]
+      try:
+        content = converter.convert()
+      except Exception as e:  # pylint: disable=broad-except
+        raise ExportError(f'TFLite conversion ({q}) failed: {str(e).splitlines()[0]}') from e
+      with open(os.path.join(staging, tflite_name(q)), 'wb') as f:
+        f.write(content)
+      sizes[tflite_name(q)] = len(content)
+    info = dict(
+        dataset=config.dataset, model=config.model, step=step, latent_dim=config.latent_dim,
+        data_shape=list(data_shape), data_range=[-1.0, 1.0],
+        langevin=dict(steps=config.langevin_steps, step_size=config.langevin_step_size,
+                      noise=config.langevin_noise, grad_clip=config.langevin_grad_clip),
+        signatures={n: dict(inputs=list(INPUTS[n]), outputs=[OUTPUTS[n]]) for n in names},
+        notes=('batch dimension is dynamic; langevin_step and sample take noise already '
+               'multiplied by sigma: x <- clip(x - step_size * grad E(x) + noise, -1, 1)'),
+        tflite_bytes=sizes)
+    with open(os.path.join(staging, 'export.json'), 'w') as f:
+      json.dump(info, f, indent=2)
+    if os.path.exists(out):
+      trash = tempfile.mkdtemp(prefix='.replaced-', dir=parent)
+      os.rename(out, os.path.join(trash, 'old'))
+      os.rename(staging, out)
+      shutil.rmtree(trash)
+    else:
+      os.rename(staging, out)
+  finally:
+    if os.path.exists(staging):
+      shutil.rmtree(staging)
+  return info
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  try:
+    model, config, data_shape = runs.load(FLAGS.workdir)
+    info = export(model, config, data_shape, FLAGS.out, FLAGS.quantize, FLAGS.overwrite,
+                  step=int(model.step.numpy()))
+  except (runs.LoadError, ExportError) as e:
+    sys.exit(f'error: {e}')
+  logging.info('exported %s to %s: %s', FLAGS.workdir, FLAGS.out, info['tflite_bytes'])
+
+
+def run_main():
+  cli.run(main)
+
+
+if __name__ == '__main__':
+  run_main()

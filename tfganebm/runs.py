@@ -1,0 +1,44 @@
+"""Opening a training run's workdir for sampling or export."""
+
+import os
+
+from tfganebm import config as config_lib
+from tfganebm import data
+from tfganebm import model as model_lib
+from tfganebm import training
+
+
+class LoadError(ValueError):
+  """A workdir that cannot be loaded, with the reason and the fix."""
+
+
+def load(workdir):
+  """The model of `workdir` restored from its latest checkpoint.
+
+  Returns:
+    (model, config, data_shape).
+
+  Raises:
+    LoadError: no flags.txt, an unreadable one, no checkpoint, or a checkpoint
+      that does not fit the networks of flags.txt.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  flags_path = os.path.join(workdir, training.FLAGS_FILE)
+  if not os.path.exists(flags_path):
+    raise LoadError(f'{flags_path} not found; --workdir must be a directory written by '
+                    'tfganebm.train')
+  try:
+    config = config_lib.Config.from_flagfile(flags_path)
+  except (ValueError, TypeError) as e:
+    raise LoadError(str(e)) from e
+  data_shape = data.load_points(config.dataset, 2, config.data_noise, config.seed)[0].x.shape[1:]
+  model = model_lib.build(config, data_shape)
+  try:
+    checkpoint = training.restore(model, workdir, expect_partial=True)
+  except (tf.errors.OpError, ValueError, AssertionError) as e:
+    raise LoadError(f'cannot restore the checkpoint in {workdir}: '
+                    f'{str(e).splitlines()[0]}; is it damaged or from other flags?') from e
+  if checkpoint is None:
+    raise LoadError(f'no checkpoint in {os.path.join(workdir, training.CHECKPOINT_DIR)}; '
+                    'train first (python -m tfganebm.train ...)')
+  return model, config, data_shape
