@@ -112,7 +112,8 @@ def train(config):
     writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
     periodic = _Periodic(manager, writer, config.log_every, config.checkpoint_every,
                          config.train_steps)
-    model.fit(batches, epochs=1, callbacks=[periodic], verbose=1 if sys.stdout.isatty() else 0)
+    model.fit(batches, epochs=1, callbacks=[periodic], shuffle=False,
+              verbose=1 if sys.stdout.isatty() else 0)
     writer.flush()
     if int(model.step.numpy()) % config.checkpoint_every:
       manager.save(checkpoint_number=int(model.step.numpy()))

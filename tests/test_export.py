@@ -1,0 +1,131 @@
+"""Export to SavedModel/TFLite: LiteRT parity with TensorFlow, atomic writes, the device runner."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from tfganebm import export
+from tfganebm import langevin
+from tfganebm import runs
+from tfganebm import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOLERANCE = 1e-4  # float32 LiteRT vs TensorFlow
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('export')
+  training.train(tiny_config(root / 'run', train_steps=6, energy_units=(16, 16)))
+  model, config, data_shape = runs.load(str(root / 'run'))
+  out = root / 'exported'
+  export.export(model, config, data_shape, str(out), quantize=('float16', 'dynamic_range'))
+  return model, out
+
+
+def _runner(path, name):
+  interpreter = Interpreter(model_path=str(path))
+  return interpreter.get_signature_runner(name)
+
+
+@pytest.mark.parametrize('batch', [1, 16, 64])
+def test_litert_generate_and_energy_match_tensorflow(exported, batch):
+  model, out = exported
+  z = np.random.default_rng(batch).standard_normal((batch, model.latent_dim)).astype(np.float32)
+  x = _runner(out / 'model.tflite', 'generate')(z=z)['x']
+  np.testing.assert_allclose(x, model.generator(z, training=False), atol=TOLERANCE)
+  e = _runner(out / 'model.tflite', 'energy')(x=x)['e']
+  assert e.shape == (batch,)
+  np.testing.assert_allclose(e, model.energy_of(tf.constant(x)), atol=TOLERANCE)
+
+
+def test_litert_langevin_step_and_chain_match_tensorflow(exported):
+  model, out = exported
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (32, 2)).astype(np.float32)
+  steps, step_size = 25, np.float32(0.05)
+  noise = (0.05 * rng.standard_normal((steps, 32, 2))).astype(np.float32)
+
+  # One step: the input gradient of E inside the update.
+  step = _runner(out / 'model.tflite', 'langevin_step')
+  tf_grad = langevin.energy_gradient(model.energy_of, tf.constant(x)).numpy()
+  litert_grad = (x - step(x=x, noise=np.zeros_like(x), step_size=np.float32(1.0))['x'])
+  inside = np.abs(x - tf_grad).max(1) < 1  # where the clip to [-1, 1] did not act
+  np.testing.assert_allclose(litert_grad[inside], tf_grad[inside], atol=TOLERANCE)
+
+  # A whole K-step chain fed the same noise, looped on the device side and fused.
+  expected, looped = tf.constant(x), x
+  for k in range(steps):
+    expected = langevin.langevin_step(model.energy_of, expected, noise[k], step_size, 1.0)
+    looped = step(x=looped, noise=noise[k], step_size=step_size)['x']
+  np.testing.assert_allclose(looped, expected, atol=TOLERANCE)
+  z = rng.standard_normal((32, model.latent_dim)).astype(np.float32)
+  fused = _runner(out / 'model.tflite', 'sample')(z=z, noise=noise, step_size=step_size)['x']
+  expected = model.generator(z, training=False)
+  for k in range(steps):
+    expected = langevin.langevin_step(model.energy_of, expected, noise[k], step_size, 1.0)
+  np.testing.assert_allclose(fused, expected, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize('quantize, tolerance', [('float16', 2e-2), ('dynamic_range', 5e-2)])
+def test_quantized_files_stay_close(exported, quantize, tolerance):
+  model, out = exported
+  z = np.random.default_rng(1).standard_normal((16, model.latent_dim)).astype(np.float32)
+  x = _runner(out / export.tflite_name(quantize), 'generate')(z=z)['x']
+  assert np.abs(x - model.generator(z, training=False).numpy()).max() < tolerance
+
+
+def test_export_refuses_to_overwrite_and_leaves_the_old_files(exported, tmp_path):
+  model, out = exported
+  target = tmp_path / 'existing'
+  target.mkdir()
+  (target / 'keep.txt').write_text('mine')
+  with pytest.raises(export.ExportError, match='--overwrite'):
+    export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target))
+  assert (target / 'keep.txt').read_text() == 'mine'
+  assert os.listdir(tmp_path) == ['existing']  # no staging directory left behind
+  export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target), overwrite=True)
+  assert sorted(os.listdir(target)) == ['export.json', 'model.tflite', 'saved_model']
+  assert sorted(os.listdir(tmp_path)) == ['existing']
+
+
+def test_saved_model_signatures_match_the_model(exported):
+  model, out = exported
+  loaded = tf.saved_model.load(str(out / 'saved_model'))
+  assert set(loaded.signatures) == set(export.SIGNATURES)
+  z = tf.random.normal([4, model.latent_dim])
+  np.testing.assert_allclose(loaded.signatures['generate'](z=z)['x'],
+                             model.generator(z, training=False), atol=1e-6)
+
+
+def test_device_runner_needs_no_tensorflow(exported, tmp_path):
+  _, out = exported
+  script = os.path.join(ROOT, 'export', 'sample_litert.py')
+  code = (f'import runpy, sys; sys.argv = ["sample_litert.py", {str(out / "model.tflite")!r}, '
+          f'"--num_samples", "40", "--out", {str(tmp_path)!r}, "--langevin_steps", "5"]; '
+          f'runpy.run_path({script!r}, run_name="__main__"); '
+          'assert "tensorflow" not in sys.modules, "the runner imported tensorflow"')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr
+  samples = np.load(tmp_path / 'samples.npy')
+  assert samples.shape == (40, 2) and np.abs(samples).max() <= 1.0
+
+
+def test_device_runner_rejects_a_file_that_is_not_a_model(tmp_path):
+  bad = tmp_path / 'model.tflite'
+  bad.write_bytes(b'not a flatbuffer')
+  (tmp_path / 'export.json').write_text('{"langevin": {"steps": 1, "step_size": 0.1, '
+                                        '"noise": 0.1}, "data_shape": [2], "latent_dim": 2}')
+  result = subprocess.run([sys.executable, os.path.join(ROOT, 'export', 'sample_litert.py'),
+                           str(bad), '--out', str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith('error:')
+  assert not (tmp_path / 'out').exists()
