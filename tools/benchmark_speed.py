@@ -116,13 +116,14 @@ def main():
       rows[f'peer torch eager, {threads} thread(s)'] = rates
   print(f'{"":34s}{"train steps/s":>15s}{"Langevin steps/s":>18s}')
   for name, (train_rate, langevin_rate) in rows.items():
-    print(f'{name:34s}{train_rate:15.1f}{langevin_rate:18.0f}')
+    train_text = 'skipped' if np.isnan(train_rate) else f'{train_rate:.1f}'
+    print(f'{name:34s}{train_text:>15s}{langevin_rate:18.0f}')
   xla_train, xla_langevin = rows['tfganebm xla']
   print('ratios (tfganebm xla / other):')
   for name, (train_rate, langevin_rate) in rows.items():
     if name != 'tfganebm xla':
-      print(f'  vs {name:30s} train x{xla_train / train_rate:5.2f}   '
-            f'Langevin x{xla_langevin / langevin_rate:5.2f}')
+      train_ratio = 'n/a' if np.isnan(train_rate) else f'x{xla_train / train_rate:.2f}'
+      print(f'  vs {name:30s} train {train_ratio:>7s}   Langevin x{xla_langevin / langevin_rate:.2f}')
   print(f'load average at the end {os.getloadavg()[0]:.2f}')
 
 

@@ -1,0 +1,36 @@
+"""Network builders: shapes, ranges and the constraints their options promise."""
+
+import numpy as np
+import tensorflow as tf
+
+from tfganebm import networks
+
+
+def test_generator_discriminator_energy_shapes():
+  generator = networks.mlp_generator(20, (2,))
+  x = generator(tf.random.normal([7, 20]) * 100, training=False)
+  assert x.shape == (7, 2) and np.abs(x).max() <= 1.0  # tanh keeps data range
+  assert networks.mlp_discriminator((2,))(x).shape == (7, 1)
+  assert networks.mlp_energy((2,))(x).shape == (7, 1)
+
+
+def test_spectral_norm_bounds_the_energy_gradient():
+  energy = networks.mlp_energy((2,), units=(64, 64, 64), spectral_norm=True)
+  x = tf.random.uniform([512, 2], -1, 1)
+  for _ in range(30):  # power iterations run in training mode
+    energy(x, training=True)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    e = tf.reduce_sum(energy(x, training=False))
+  norms = tf.norm(tape.gradient(e, x), axis=1).numpy()
+  assert norms.max() < 1.1**3 * 1.05  # SiLU's slope is at most 1.1; one per hidden layer
+
+
+def test_fourier_features_widen_the_input_deterministically():
+  layer = networks.FourierFeatures(16, 4.0, seed=3)
+  x = tf.random.uniform([5, 2], -1, 1)
+  features = layer(x).numpy()
+  assert features.shape == (5, 2 + 32)
+  np.testing.assert_allclose(features[:, :2], x)
+  np.testing.assert_allclose(features[:, 2:18] ** 2 + features[:, 18:] ** 2, 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(networks.FourierFeatures(16, 4.0, seed=3)(x), features)
