@@ -1,0 +1,102 @@
+"""Latency and parity of an exported model: TF SavedModel vs LiteRT (float32, float16, dynamic range).
+
+  python tools/benchmark_export.py --workdir runs/moons [--steps 100]
+
+Exports the run into a temporary directory, then times per batch (1, 16, 64):
+`generate`, one `langevin_step` and a whole `sample` (G + K steps, fused), and
+prints max |LiteRT - TF| for generate, energy and a K-step chain fed the same
+noise, and the file sizes. Run it on an idle machine; all numbers come from one run.
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from tfganebm import export
+from tfganebm import runs
+
+QUANTIZATIONS = ('none', 'float16', 'dynamic_range')
+
+
+def _median_ms(call, repeats=20):
+  call()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - start)
+  return 1000 * statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--steps', type=int, default=100, help='Langevin steps of `sample`')
+  args = parser.parse_args()
+  model, config, data_shape = runs.load(args.workdir)
+  out = os.path.join(tempfile.mkdtemp(), 'export')
+  info = export.export(model, config, data_shape, out, quantize=QUANTIZATIONS[1:])
+  saved = tf.saved_model.load(os.path.join(out, 'saved_model')).signatures
+  step_size = np.float32(config.langevin_step_size)
+  rng = np.random.default_rng(0)
+
+  def inputs(batch):
+    z = rng.standard_normal((batch, config.latent_dim)).astype(np.float32)
+    noise = (config.langevin_noise * rng.standard_normal((args.steps, batch, *data_shape))
+             ).astype(np.float32)
+    return z, noise
+
+  engines = {'tf saved_model': None}
+  for q in QUANTIZATIONS:
+    engines[f'litert {q}'] = Interpreter(model_path=os.path.join(out, export.tflite_name(q)))
+
+  print(f'{args.workdir}: {config.dataset}, E units {config.energy_units}, '
+        f'sample = G + {args.steps} Langevin steps; load average {os.getloadavg()[0]:.2f}')
+  print(f'{"engine":24s}{"batch":>6s}{"generate ms":>13s}{"step ms":>10s}{"sample ms":>11s}')
+  for batch in (1, 16, 64):
+    z, noise = inputs(batch)
+    x = model.generator(z, training=False).numpy()
+    for name, engine in engines.items():
+      if engine is None:
+        calls = (lambda: saved['generate'](z=tf.constant(z)),
+                 lambda: saved['langevin_step'](x=tf.constant(x), noise=tf.constant(noise[0]),
+                                                step_size=tf.constant(step_size)),
+                 lambda: saved['sample'](z=tf.constant(z), noise=tf.constant(noise),
+                                         step_size=tf.constant(step_size)))
+      else:
+        runners = [engine.get_signature_runner(n) for n in ('generate', 'langevin_step', 'sample')]
+        calls = (lambda r=runners[0]: r(z=z),
+                 lambda r=runners[1]: r(x=x, noise=noise[0], step_size=step_size),
+                 lambda r=runners[2]: r(z=z, noise=noise, step_size=step_size))
+      times = [_median_ms(c, repeats=5 if i == 2 else 20) for i, c in enumerate(calls)]
+      print(f'{name:24s}{batch:6d}' + ''.join(f'{t:{w}.3f}' for t, w in zip(times, (13, 10, 11))))
+
+  z, noise = inputs(64)
+  x = model.generator(z, training=False).numpy()
+  reference = dict(generate=x, energy=model.energy_of(tf.constant(x)).numpy(),
+                   sample=saved['sample'](z=tf.constant(z), noise=tf.constant(noise),
+                                          step_size=tf.constant(step_size))['x'].numpy())
+  print(f'\nmax |LiteRT - TF| at batch 64 ({args.steps}-step chain with the same noise):')
+  for q in QUANTIZATIONS:
+    engine = engines[f'litert {q}']
+    got = dict(generate=engine.get_signature_runner('generate')(z=z)['x'],
+               energy=engine.get_signature_runner('energy')(x=x)['e'],
+               sample=engine.get_signature_runner('sample')(z=z, noise=noise,
+                                                            step_size=step_size)['x'])
+    diffs = '  '.join(f'{k} {np.abs(got[k] - reference[k]).max():.2e}' for k in reference)
+    size = os.path.getsize(os.path.join(out, export.tflite_name(q)))
+    print(f'  {q:14s} {diffs}   file {size / 1024:.1f} KiB')
+  sm_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
+                 os.walk(os.path.join(out, 'saved_model')) for f in fs)
+  print(f'  saved_model    {sm_bytes / 1024:.1f} KiB; export.json step {info["step"]}')
+
+
+if __name__ == '__main__':
+  main()
