@@ -69,3 +69,25 @@ def test_trajectory_records_every_kth_state():
   np.testing.assert_array_equal(trajectory[-1], x)
   x_10 = _run(energy, x_init, 10, 0.01, 0.1)
   np.testing.assert_allclose(trajectory[1], x_10, atol=1e-6)  # same seed, same first 10 steps
+
+
+def test_metropolis_adjusted_langevin_is_exact_at_a_large_step():
+  # eta = 0.5 on E = |x|^2 / 2: unadjusted Langevin would have variance 1 / (1 - eta / 2) = 4/3;
+  # the Metropolis correction removes that bias (and rejects proposals outside the range).
+  chains, step_size = 4000, 0.5
+  x = _run(_gaussian_energy(0.0, 1.0), np.full((chains, 2), 2.0, np.float32), 400, step_size,
+           np.sqrt(2 * step_size), low=-10.0, high=10.0, metropolis=True).numpy()
+  np.testing.assert_allclose(x.mean(0), [0, 0], atol=4 / np.sqrt(chains))
+  np.testing.assert_allclose(x.var(0), [1, 1], rtol=4 * np.sqrt(2 / chains))
+
+
+def test_metropolis_chain_samples_a_cold_narrow_well_inside_the_range():
+  # T = noise^2 / (2 eta) = 0.25 on E = |x - 0.5|^2 / (2 * 0.2^2): target std 0.2 * sqrt(T) = 0.1.
+  step_size, noise = 0.02, 0.1
+  x, trajectory = _run(_gaussian_energy(0.5, 0.2), np.full((4000, 2), -0.9, np.float32), 600,
+                       step_size, noise, metropolis=True, record_every=100)
+  x = x.numpy()
+  assert trajectory.shape == (7, 4000, 2)
+  assert np.abs(x).max() <= 1.0
+  np.testing.assert_allclose(x.mean(0), [0.5, 0.5], atol=0.01)
+  np.testing.assert_allclose(x.std(0), [0.1, 0.1], rtol=0.05)

@@ -36,18 +36,20 @@ class Config:
   energy_fourier_features: int = 0
   energy_fourier_scale: float = 4.0
   gd_learning_rate: float = 2e-3
-  energy_learning_rate: float = 1e-4
+  energy_learning_rate: float = 1e-3
   energy_beta1: float = 0.9
   alpha: float = 0.1
   real_noise: float = 0.0
   train_langevin_steps: int = 60
-  train_langevin_step_size: float = 1e-4
-  train_langevin_noise: float = 0.01
+  train_langevin_step_size: float = 1e-3
+  train_langevin_noise: float = 0.0447  # sqrt(2 * step size): unadjusted Langevin
   train_langevin_grad_clip: float = 0.0
+  train_langevin_metropolis: bool = False
   langevin_steps: int = 1500
-  langevin_step_size: float = 1e-4
-  langevin_noise: float = 0.01
+  langevin_step_size: float = 1e-3
+  langevin_noise: float = 0.0447
   langevin_grad_clip: float = 0.0
+  langevin_metropolis: bool = False
   buffer_capacity: int = 10000
   buffer_reuse_prob: float = 0.95
   checkpoint_every: int = 1000
@@ -176,6 +178,8 @@ def define_flags():
                        f'Langevin noise std sigma in {when}.', lower_bound=0.0)
     flags.DEFINE_float(f'{prefix}langevin_grad_clip', getattr(d, f'{prefix}langevin_grad_clip'),
                        f'Per-sample L2 clip of grad E in {when} (0: off).', lower_bound=0.0)
+    flags.DEFINE_boolean(f'{prefix}langevin_metropolis', getattr(d, f'{prefix}langevin_metropolis'),
+                         f'Metropolis-adjusted Langevin (MALA) steps in {when}.')
   flags.DEFINE_integer('buffer_capacity', d.buffer_capacity, 'Replay buffer slots.',
                        lower_bound=1)
   flags.DEFINE_float('buffer_reuse_prob', d.buffer_reuse_prob,

@@ -26,12 +26,13 @@ class LangevinSettings:
   step_size: float
   noise: float
   grad_clip: float = 0.0
+  metropolis: bool = False
 
   @classmethod
   def inference(cls, config):
     """The sampling settings a run was configured with."""
     return cls(config.langevin_steps, config.langevin_step_size, config.langevin_noise,
-               config.langevin_grad_clip)
+               config.langevin_grad_clip, config.langevin_metropolis)
 
 
 def draw_samples(model, num_samples, seed, settings, record_every=0):
@@ -56,7 +57,8 @@ def draw_samples(model, num_samples, seed, settings, record_every=0):
   @tf.function(jit_compile=True)
   def refine(x):
     return langevin_lib.langevin(model.energy_of, x, rng, settings.steps, settings.step_size,
-                                 settings.noise, settings.grad_clip, record_every=record_every)
+                                 settings.noise, settings.grad_clip, record_every=record_every,
+                                 metropolis=settings.metropolis)
 
   if record_every:
     x_langevin, trajectory = refine(x_gen)
@@ -103,8 +105,8 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None):
   os.makedirs(out_dir, exist_ok=True)
   files.write_json(os.path.join(out_dir, 'metrics.json'), result)
   title = f'{config.dataset}, {config.model}, step {step}'
-  label = (f'G + {settings.steps} Langevin steps (eta={settings.step_size:g}, '
-           f'sigma={settings.noise:g})')
+  label = (f'G + {settings.steps} {"MALA" if settings.metropolis else "Langevin"} steps '
+           f'(eta={settings.step_size:g}, sigma={settings.noise:g})')
   with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
     plots.samples_2d(path, real, x_gen, x_langevin, log_density, title, label)
   if trajectory is not None:

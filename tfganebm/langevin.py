@@ -4,11 +4,37 @@
 
 where g(x) = grad_x E(x), optionally clipped to an L2 norm of `grad_clip` per
 sample. With noise = sqrt(2 * step_size) this is the unadjusted Langevin
-algorithm, whose chains sample exp(-E) as the step size goes to zero; the
-report's settings use a smaller noise (a colder chain).
+algorithm, whose chains sample exp(-E) as the step size goes to zero; a smaller
+noise samples exp(-E / T) with T = noise^2 / (2 step_size), a colder chain.
+
+With `metropolis=True` each step is a Metropolis-adjusted Langevin (MALA)
+proposal, accepted with the Metropolis-Hastings probability for exp(-E / T);
+proposals outside [low, high] are rejected instead of clipped. The chain then
+samples exp(-E / T) restricted to the data range exactly, at any step size, so
+steps can be large enough to cross flat regions of E without being thrown out
+of its narrow wells.
 """
 
 import tensorflow as tf
+
+
+def _clip_per_sample(grad, grad_clip):
+  if isinstance(grad_clip, (int, float)) and grad_clip <= 0:
+    return grad
+  axes = list(range(1, len(grad.shape)))
+  norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True) + 1e-12)
+  scale = tf.minimum(1.0, grad_clip / norm)
+  # grad_clip <= 0 as a tensor also means no clipping.
+  return grad * tf.where(grad_clip > 0, scale, tf.ones_like(scale))
+
+
+def energy_and_gradient(energy_fn, x, grad_clip=0.0):
+  """(E(x) [B], grad_x E(x) [B, ...] clipped per sample to L2 norm `grad_clip`, 0: no clip)."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    energy = energy_fn(x)
+    total = tf.reduce_sum(energy)
+  return energy, _clip_per_sample(tape.gradient(total, x), grad_clip)
 
 
 def energy_gradient(energy_fn, x, grad_clip=0.0):
@@ -22,17 +48,7 @@ def energy_gradient(energy_fn, x, grad_clip=0.0):
   Returns:
     [B, ...] float32, the same shape as x.
   """
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    energy = tf.reduce_sum(energy_fn(x))
-  grad = tape.gradient(energy, x)
-  if isinstance(grad_clip, (int, float)) and grad_clip <= 0:
-    return grad
-  axes = list(range(1, len(x.shape)))
-  norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True) + 1e-12)
-  scale = tf.minimum(1.0, grad_clip / norm)
-  # grad_clip <= 0 as a tensor also means no clipping.
-  return grad * tf.where(grad_clip > 0, scale, tf.ones_like(scale))
+  return energy_and_gradient(energy_fn, x, grad_clip)[1]
 
 
 def langevin_step(energy_fn, x, noise_sample, step_size, noise, grad_clip=0.0,
@@ -42,8 +58,34 @@ def langevin_step(energy_fn, x, noise_sample, step_size, noise, grad_clip=0.0,
   return tf.clip_by_value(x - step_size * grad + noise * noise_sample, low, high)
 
 
+def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size, noise,
+                    grad_clip=0.0, low=-1.0, high=1.0):
+  """One MALA step for exp(-E / T), T = noise^2 / (2 step_size), carrying E and grad E.
+
+  Args:
+    x, energy, grad: the current states [B, ...], their energies [B] and gradients.
+    noise_sample: [B, ...] standard normal; uniform: [B] uniform in [0, 1).
+
+  Returns:
+    (x, energy, grad, accepted [B] bool) after the step.
+  """
+  axes = list(range(1, len(x.shape)))
+  proposal = x - step_size * grad + noise * noise_sample
+  proposal_energy, proposal_grad = energy_and_gradient(energy_fn, proposal, grad_clip)
+  temperature = noise**2 / (2.0 * step_size)
+  forward = tf.reduce_sum(tf.square(noise * noise_sample), axes)
+  backward = tf.reduce_sum(tf.square(x - proposal + step_size * proposal_grad), axes)
+  log_ratio = ((energy - proposal_energy) / temperature
+               + (forward - backward) / (2.0 * noise**2))
+  inside = tf.reduce_all(tf.logical_and(proposal >= low, proposal <= high), axes)
+  accepted = tf.logical_and(inside, tf.math.log(uniform) < log_ratio)
+  mask = tf.reshape(accepted, [-1] + [1] * len(axes))
+  return (tf.where(mask, proposal, x), tf.where(accepted, proposal_energy, energy),
+          tf.where(mask, proposal_grad, grad), accepted)
+
+
 def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
-             low=-1.0, high=1.0, record_every=0):
+             low=-1.0, high=1.0, record_every=0, metropolis=False):
   """Runs `steps` Langevin steps from `x_init` as one tf.while_loop.
 
   Args:
@@ -56,35 +98,64 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
     grad_clip: per-sample L2 clip of grad_x E; 0 disables it.
     low, high: the data range the chain is clipped to.
     record_every: if > 0, also return the states after every `record_every` steps.
+    metropolis: accept or reject each step (MALA); needs step_size > 0 and noise > 0.
 
   Returns:
     x [B, ...], the final state; with `record_every`, also the states
     [steps // record_every + 1, B, ...], starting with x_init.
   """
   x_init = tf.convert_to_tensor(x_init, tf.float32)
+  if metropolis:
+    return _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low,
+                             high, record_every)
 
   def step(x):
     eps = rng.normal(tf.shape(x))
     return langevin_step(energy_fn, x, eps, step_size, noise, grad_clip, low, high)
 
+  return _loop(step, x_init, steps, record_every)
+
+
+def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low, high,
+                      record_every):
+  """`langevin` with MALA steps; the loop state carries E and grad E, one evaluation per step."""
+  x_init = tf.clip_by_value(x_init, low, high)
+  energy, grad = energy_and_gradient(energy_fn, x_init, grad_clip)
+
+  def step(state):
+    x, energy, grad = state
+    x, energy, grad, _ = metropolis_step(
+        energy_fn, x, energy, grad, rng.normal(tf.shape(x)), rng.uniform(tf.shape(energy)),
+        step_size, noise, grad_clip, low, high)
+    return x, energy, grad
+
+  result = _loop(step, (x_init, energy, grad), steps, record_every, first=lambda s: s[0])
+  if record_every:
+    return result[0][0], result[1]
+  return result[0]
+
+
+def _loop(step, state, steps, record_every, first=lambda s: s):
+  """Runs `state = step(state)` `steps` times; with record_every, also stacks first(state)."""
   if record_every <= 0:
-    _, x = tf.while_loop(lambda i, _: i < steps, lambda i, x: (i + 1, step(x)),
-                         (tf.constant(0), x_init), maximum_iterations=steps)
-    return x
+    _, state = tf.while_loop(lambda i, _: i < steps, lambda i, s: (i + 1, step(s)),
+                             (tf.constant(0), state), maximum_iterations=steps)
+    return state
 
   if not isinstance(steps, int):
     raise ValueError('recording a trajectory needs a python int number of steps')
   num_records = steps // record_every + 1
+  x_init = first(state)
   records = tf.TensorArray(tf.float32, size=num_records, element_shape=x_init.shape)
   records = records.write(0, x_init)
 
-  def body(i, x, records):
-    x = step(x)
+  def body(i, state, records):
+    state = step(state)
     i += 1
     records = tf.cond(i % record_every == 0,
-                      lambda: records.write(i // record_every, x), lambda: records)
-    return i, x, records
+                      lambda: records.write(i // record_every, first(state)), lambda: records)
+    return i, state, records
 
-  _, x, records = tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), x_init, records),
-                                maximum_iterations=steps)
-  return x, records.stack()
+  _, state, records = tf.while_loop(lambda i, *_: i < steps, body,
+                                    (tf.constant(0), state, records), maximum_iterations=steps)
+  return state, records.stack()

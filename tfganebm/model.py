@@ -20,8 +20,9 @@ class GanEbm(keras.Model):
   """
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
-               alpha=0.1, real_noise=0.0, langevin_steps=60, langevin_step_size=1e-4,
-               langevin_noise=0.01, langevin_grad_clip=0.0, **kwargs):
+               alpha=0.1, real_noise=0.0, langevin_steps=60, langevin_step_size=1e-3,
+               langevin_noise=0.0447, langevin_grad_clip=0.0,
+               langevin_metropolis=False, **kwargs):
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -31,7 +32,8 @@ class GanEbm(keras.Model):
     self.alpha = alpha
     self.real_noise = real_noise
     self.langevin_settings = dict(steps=langevin_steps, step_size=langevin_step_size,
-                                  noise=langevin_noise, grad_clip=langevin_grad_clip)
+                                  noise=langevin_noise, grad_clip=langevin_grad_clip,
+                                  metropolis=langevin_metropolis)
     # One seeded stream for every draw in training; it is checkpointed.
     self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
@@ -141,7 +143,8 @@ def build(config, data_shape):
                    langevin_steps=config.train_langevin_steps,
                    langevin_step_size=config.train_langevin_step_size,
                    langevin_noise=config.train_langevin_noise,
-                   langevin_grad_clip=config.train_langevin_grad_clip)
+                   langevin_grad_clip=config.train_langevin_grad_clip,
+                   langevin_metropolis=config.train_langevin_metropolis)
     adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
     model.compile(g_optimizer=adam(config.gd_learning_rate, 0.5),
                   d_optimizer=adam(config.gd_learning_rate, 0.5),

@@ -25,6 +25,7 @@ flags.DEFINE_float('langevin_step_size', None, 'Langevin step size eta.', lower_
 flags.DEFINE_float('langevin_noise', None, 'Langevin noise std sigma.', lower_bound=0.0)
 flags.DEFINE_float('langevin_grad_clip', None, 'Per-sample L2 clip of grad E (0: off).',
                    lower_bound=0.0)
+flags.DEFINE_boolean('langevin_metropolis', None, 'Metropolis-adjusted Langevin (MALA) steps.')
 flags.mark_flags_as_required(['workdir', 'out'])
 FLAGS = flags.FLAGS
 
@@ -43,7 +44,7 @@ def main(argv):
   settings = evaluation.LangevinSettings.inference(config)
   settings = evaluation.LangevinSettings(*(
       getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None
-      else FLAGS[f'langevin_{name}'].value for name in ('steps', 'step_size', 'noise', 'grad_clip')))
+      else FLAGS[f'langevin_{name}'].value for name in ('steps', 'step_size', 'noise', 'grad_clip', 'metropolis')))
   result, x_gen, x_langevin = evaluation.evaluate(
       model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
       step=int(model.step.numpy()))
