@@ -39,8 +39,11 @@ def _read_export_info(model_path):
 
 
 def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=False,
-           batch_size=256):
-  """(x_gen, x) numpy arrays [num_samples, *data_shape]: G samples and their refinement."""
+           metropolis=False, batch_size=256):
+  """(x_gen, x) numpy arrays [num_samples, *data_shape]: G samples and their refinement.
+
+  metropolis: accept or reject each step (MALA signatures) instead of plain Langevin steps.
+  """
   rng = np.random.default_rng(seed)
   shape = tuple(info['data_shape'])
   generate = interpreter.get_signature_runner('generate')
@@ -53,7 +56,17 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
     x_gen.append(x)
     if has_energy and steps > 0:
       noises = (noise * rng.standard_normal((steps, batch, *shape))).astype(np.float32)
-      if fused:
+      if metropolis:
+        uniforms = rng.uniform(size=(steps, batch)).astype(np.float32)
+        scalars = dict(step_size=np.float32(step_size), noise_std=np.float32(noise))
+        if fused:
+          x = interpreter.get_signature_runner('sample_metropolis')(
+              z=z, noise=noises, uniform=uniforms, **scalars)['x']
+        else:
+          step = interpreter.get_signature_runner('metropolis_step')
+          for k in range(steps):
+            x = step(x=x, noise=noises[k], uniform=uniforms[k], **scalars)['x']
+      elif fused:
         x = interpreter.get_signature_runner('sample')(
             z=z, noise=noises, step_size=np.float32(step_size))['x']
       else:
@@ -95,6 +108,8 @@ def main(argv=None):
   parser.add_argument('--langevin_noise', type=float, default=None)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--fused', action='store_true', help='one call of the fused signature')
+  parser.add_argument('--metropolis', action=argparse.BooleanOptionalAction, default=None,
+                      help='MALA steps (default: as the run was configured, see export.json)')
   args = parser.parse_args(argv)
   if args.num_samples <= 0:
     parser.error('--num_samples must be positive')
@@ -105,13 +120,14 @@ def main(argv=None):
   steps = defaults['steps'] if args.langevin_steps is None else args.langevin_steps
   step_size = defaults['step_size'] if args.langevin_step_size is None else args.langevin_step_size
   noise = defaults['noise'] if args.langevin_noise is None else args.langevin_noise
+  metropolis = defaults.get('metropolis', False) if args.metropolis is None else args.metropolis
   x_gen, x = sample(_interpreter(args.model), info, args.num_samples, steps, step_size, noise,
-                    args.seed, args.fused)
+                    args.seed, args.fused, metropolis)
   os.makedirs(args.out, exist_ok=True)
   np.save(os.path.join(args.out, 'samples.npy'), x)
   np.save(os.path.join(args.out, 'samples_generator.npy'), x_gen)
   drew = _picture(os.path.join(args.out, 'samples.png'), x_gen, x)
-  print(f'wrote {len(x)} samples ({steps} Langevin steps) to {args.out}'
+  print(f'wrote {len(x)} samples ({steps} {"MALA" if metropolis else "Langevin"} steps) to {args.out}'
         + (' with samples.png' if drew else ''))
 
 

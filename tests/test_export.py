@@ -129,3 +129,30 @@ def test_device_runner_rejects_a_file_that_is_not_a_model(tmp_path):
   assert result.returncode != 0
   assert result.stderr.strip().splitlines()[-1].startswith('error:')
   assert not (tmp_path / 'out').exists()
+
+
+def test_litert_metropolis_chain_matches_tensorflow(exported):
+  model, out = exported
+  rng = np.random.default_rng(2)
+  steps, batch, step_size, noise_std = 20, 32, np.float32(0.01), np.float32(0.1)
+  z = rng.standard_normal((batch, model.latent_dim)).astype(np.float32)
+  noise = (noise_std * rng.standard_normal((steps, batch, 2))).astype(np.float32)
+  uniform = rng.uniform(size=(steps, batch)).astype(np.float32)
+  x = tf.clip_by_value(model.generator(z, training=False), -1.0, 1.0)
+  energy, grad = langevin.energy_and_gradient(model.energy_of, x)
+  accepted = []
+  for k in range(steps):
+    x, energy, grad, ok = langevin.metropolis_step(model.energy_of, x, energy, grad,
+                                                   noise[k] / noise_std, uniform[k], step_size,
+                                                   noise_std)
+    accepted.append(ok.numpy())
+  assert 0.05 < np.mean(accepted) < 1.0  # both branches of the accept/reject are exercised
+  fused = _runner(out / 'model.tflite', 'sample_metropolis')(
+      z=z, noise=noise, uniform=uniform, step_size=step_size, noise_std=noise_std)['x']
+  np.testing.assert_allclose(fused, x, atol=TOLERANCE)
+  looped = model.generator(z, training=False).numpy()
+  step = _runner(out / 'model.tflite', 'metropolis_step')
+  for k in range(steps):
+    looped = step(x=looped, noise=noise[k], uniform=uniform[k], step_size=step_size,
+                  noise_std=noise_std)['x']
+  np.testing.assert_allclose(looped, x, atol=TOLERANCE)

@@ -9,6 +9,8 @@ quantization asked for) and OUT/export.json. Signatures, in both formats:
   energy(x) -> e [B]                       (log p(x) = -e - log Z)
   langevin_step(x, noise, step_size) -> x  (noise: sigma * eps, drawn by the caller)
   sample(z, noise [K, B, *data_shape], step_size) -> x   (G, then K Langevin steps)
+  metropolis_step(x, noise, uniform [B], step_size, noise_std) -> x   (one MALA step)
+  sample_metropolis(z, noise [K, B, ...], uniform [K, B], step_size, noise_std) -> x
 
 The batch dimension is dynamic. Weights are frozen into the graphs as
 constants, so the .tflite holds them and runs on a stock LiteRT runtime with
@@ -37,7 +39,8 @@ flags.register_validator(
     '--quantize takes a comma-separated subset of none, float16, dynamic_range')
 FLAGS = flags.FLAGS
 
-SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample')
+SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample', 'metropolis_step',
+              'sample_metropolis')
 
 
 class ExportError(ValueError):
@@ -56,6 +59,8 @@ def _signature_module(model, data_shape, grad_clip):
   x_spec = tf.TensorSpec([None, *data_shape], tf.float32)
   z_spec = tf.TensorSpec([None, model.latent_dim], tf.float32)
   noise_chain_spec = tf.TensorSpec([None, None, *data_shape], tf.float32)
+  uniform_spec = tf.TensorSpec([None], tf.float32)
+  uniform_chain_spec = tf.TensorSpec([None, None], tf.float32)
   scalar = tf.TensorSpec([], tf.float32)
 
   def energy_fn(x):
@@ -63,6 +68,14 @@ def _signature_module(model, data_shape, grad_clip):
 
   def step(x, noise, step_size):
     return langevin.langevin_step(energy_fn, x, noise, step_size, 1.0, grad_clip)
+
+  def metropolis(state, noise, uniform, step_size, noise_std):
+    x, energy, grad, _ = langevin.metropolis_step(energy_fn, *state, noise / noise_std, uniform,
+                                                  step_size, noise_std, grad_clip)
+    return x, energy, grad
+
+  def start(x):
+    return (x, *langevin.energy_and_gradient(energy_fn, x, grad_clip))
 
   class Signatures(tf.Module):
 
@@ -84,6 +97,19 @@ def _signature_module(model, data_shape, grad_clip):
       _, x = tf.while_loop(lambda i, _: i < tf.shape(noise)[0],
                            lambda i, x: (i + 1, step(x, noise[i], step_size)), (0, x))
       return x
+
+    @tf.function(input_signature=[x_spec, x_spec, uniform_spec, scalar, scalar])
+    def metropolis_step(self, x, noise, uniform, step_size, noise_std):
+      return metropolis(start(x), noise, uniform, step_size, noise_std)[0]
+
+    @tf.function(input_signature=[z_spec, noise_chain_spec, uniform_chain_spec, scalar, scalar])
+    def sample_metropolis(self, z, noise, uniform, step_size, noise_std):
+      state = start(tf.clip_by_value(model.generator(z, training=False), -1.0, 1.0))
+      _, state = tf.while_loop(
+          lambda i, _: i < tf.shape(noise)[0],
+          lambda i, s: (i + 1, metropolis(s, noise[i], uniform[i], step_size, noise_std)),
+          (0, state))
+      return state[0]
 
   return Signatures()
 
@@ -122,12 +148,23 @@ def _frozen_module(signatures, names):
       def sample(self, z, noise, step_size):
         return {'x': first(graphs['sample'](z, noise, step_size))}
 
+      @tf.function(input_signature=specs['metropolis_step'])
+      def metropolis_step(self, x, noise, uniform, step_size, noise_std):
+        return {'x': first(graphs['metropolis_step'](x, noise, uniform, step_size, noise_std))}
+
+      @tf.function(input_signature=specs['sample_metropolis'])
+      def sample_metropolis(self, z, noise, uniform, step_size, noise_std):
+        return {'x': first(graphs['sample_metropolis'](z, noise, uniform, step_size, noise_std))}
+
   return Frozen()
 
 
 INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step_size'),
-              sample=('z', 'noise', 'step_size'))
-OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x')
+              sample=('z', 'noise', 'step_size'),
+              metropolis_step=('x', 'noise', 'uniform', 'step_size', 'noise_std'),
+              sample_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'))
+OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x', metropolis_step='x',
+               sample_metropolis='x')
 
 
 def export(model, config, data_shape, out, quantize=('none',), overwrite=False, step=None):
@@ -178,10 +215,13 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
         dataset=config.dataset, model=config.model, step=step, latent_dim=config.latent_dim,
         data_shape=list(data_shape), data_range=[-1.0, 1.0],
         langevin=dict(steps=config.langevin_steps, step_size=config.langevin_step_size,
-                      noise=config.langevin_noise, grad_clip=config.langevin_grad_clip),
+                      noise=config.langevin_noise, grad_clip=config.langevin_grad_clip,
+                      metropolis=config.langevin_metropolis),
         signatures={n: dict(inputs=list(INPUTS[n]), outputs=[OUTPUTS[n]]) for n in names},
-        notes=('batch dimension is dynamic; langevin_step and sample take noise already '
-               'multiplied by sigma: x <- clip(x - step_size * grad E(x) + noise, -1, 1)'),
+        notes=('batch dimension is dynamic; every noise input is already multiplied by sigma: '
+               'x <- clip(x - step_size * grad E(x) + noise, -1, 1); the metropolis signatures '
+               'also take uniform [0, 1) draws and sigma itself (noise_std) and accept or '
+               'reject each proposal for exp(-E / T), T = noise_std^2 / (2 step_size)'),
         tflite_bytes=sizes)
     with open(os.path.join(staging, 'export.json'), 'w') as f:
       json.dump(info, f, indent=2)
