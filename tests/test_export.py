@@ -156,3 +156,46 @@ def test_litert_metropolis_chain_matches_tensorflow(exported):
     looped = step(x=looped, noise=noise[k], uniform=uniform[k], step_size=step_size,
                   noise_std=noise_std)['x']
   np.testing.assert_allclose(looped, x, atol=TOLERANCE)
+
+
+@pytest.fixture(scope='module')
+def exported_image_model(tmp_path_factory):
+  """An image model (MLP G and D, the report's conv E) on 28x28x1, trained a few steps."""
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import networks  # pylint: disable=g-import-not-at-top
+  from tfganebm import replay  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  shape = (28, 28, 1)
+  config = tiny_config(train_langevin_steps=3)
+  keras.utils.set_random_seed(0)
+  model = model_lib.GanEbm(networks.mlp_generator(8, shape, (32, 64)),
+                           networks.mlp_discriminator(shape, (32, 16)),
+                           networks.conv_energy(shape, (8, 8, 16, 16), dense_units=16),
+                           replay.ReplayBuffer(64, shape), latent_dim=8, seed=0,
+                           langevin_steps=3, langevin_step_size=0.01, langevin_noise=0.005)
+  model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+  images = tf.random.stateless_uniform([16, *shape], [0, 1], -1.0, 1.0)
+  for _ in range(3):
+    model.train_step(images)
+  out = tmp_path_factory.mktemp('image_export') / 'exported'
+  export.export(model, config, shape, str(out))
+  return model, out
+
+
+def test_image_model_litert_matches_tensorflow(exported_image_model):
+  model, out = exported_image_model
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((4, 8)).astype(np.float32)
+  x = _runner(out / 'model.tflite', 'generate')(z=z)['x']
+  assert x.shape == (4, 28, 28, 1)
+  np.testing.assert_allclose(x, model.generator(z, training=False), atol=TOLERANCE)
+  np.testing.assert_allclose(_runner(out / 'model.tflite', 'energy')(x=x)['e'],
+                             model.energy_of(tf.constant(x)), atol=TOLERANCE)
+  steps, step_size = 5, np.float32(0.01)
+  noise = (0.005 * rng.standard_normal((steps, 4, 28, 28, 1))).astype(np.float32)
+  expected = model.generator(z, training=False)
+  for k in range(steps):
+    expected = langevin.langevin_step(model.energy_of, expected, noise[k], step_size, 1.0)
+  fused = _runner(out / 'model.tflite', 'sample')(z=z, noise=noise, step_size=step_size)['x']
+  np.testing.assert_allclose(fused, expected, atol=TOLERANCE)

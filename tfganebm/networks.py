@@ -92,6 +92,26 @@ def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batc
   return keras.Sequential(layers, name='energy')
 
 
+def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_norm=False,
+                fourier_features=0, fourier_scale=None, dense_units=64):
+  """E for images: x [B, H, W, C] in [-1, 1] -> energy [B, 1].
+
+  Report, 4.4: 4 conv layers and 2 dense layers with SiLU: Conv2D(units[0], 5, stride 2),
+  then Conv2D(u, 3, stride 2) for the rest, Dense(dense_units), Dense(1).
+  """
+  del fourier_scale
+  if fourier_features or batch_norm:
+    raise ValueError('the conv energy has no Fourier features or BatchNorm options')
+  layers = [keras.Input(data_shape)]
+  for i, filters in enumerate(units):
+    conv = keras.layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding='same')
+    layers += [keras.layers.SpectralNormalization(conv) if spectral_norm else conv,
+               keras.layers.Activation('silu')]
+  layers += [keras.layers.Flatten(), _dense(dense_units, spectral_norm),
+             keras.layers.Activation('silu'), _dense(1, spectral_norm)]
+  return keras.Sequential(layers, name='energy')
+
+
 GENERATORS = {'mlp': mlp_generator}
 DISCRIMINATORS = {'mlp': mlp_discriminator}
-ENERGIES = {'mlp': mlp_energy}
+ENERGIES = {'mlp': mlp_energy, 'conv': conv_energy}
