@@ -43,3 +43,11 @@ def test_grid_log_density_normalises_a_gaussian():
   log_density, log_z = metrics.grid_log_density(energies, cell)
   np.testing.assert_allclose(np.exp(log_density).sum() * cell, 1.0, rtol=1e-9)
   np.testing.assert_allclose(log_z, np.log(2 * np.pi * 0.1**2), rtol=1e-3)
+
+
+def test_sliced_wasserstein_compares_samples_of_different_sizes():
+  rng = np.random.default_rng(1)
+  x, y = rng.standard_normal((3000, 2)), rng.standard_normal((1000, 2))
+  assert metrics.sliced_wasserstein(x, y) < 0.08
+  np.testing.assert_allclose(metrics.sliced_wasserstein(x, y + [0.0, 1.0]), 1 / np.sqrt(2),
+                             rtol=0.1)

@@ -27,9 +27,10 @@ def sliced_wasserstein(x, y, num_projections=256, seed=0):
   x, y = _flat(x), _flat(y)
   directions = np.random.default_rng(seed).standard_normal((x.shape[1], num_projections))
   directions /= np.linalg.norm(directions, axis=0, keepdims=True)
-  levels = (np.arange(min(len(x), len(y))) + 0.5) / min(len(x), len(y))
-  px = np.quantile(x @ directions, levels, axis=0)
-  py = np.quantile(y @ directions, levels, axis=0)
+  px, py = np.sort(x @ directions, axis=0), np.sort(y @ directions, axis=0)
+  if len(px) != len(py):
+    levels = (np.arange(min(len(x), len(y))) + 0.5) / min(len(x), len(y))
+    px, py = (np.quantile(p, levels, axis=0, method='linear') for p in (px, py))
   return float(np.sqrt(np.mean((px - py) ** 2)))
 
 
