@@ -46,6 +46,7 @@ def ours(config, steps_per_block=20, repeats=15):
     x = model.generator(tf.random.normal([config.batch_size, config.latent_dim]))
     kwargs = dict(steps=steps_per_block, step_size=config.train_langevin_step_size,
                   noise=config.train_langevin_noise)
+    metropolis = config.train_langevin_metropolis
     if mode == 'eager':
       def chain():
         y = x
@@ -56,7 +57,8 @@ def ours(config, steps_per_block=20, repeats=15):
         return y.numpy()
       train_rate = float('nan')  # an eager train step runs 60 chained eager gradients: skipped
     else:
-      compiled = tf.function(lambda y: langevin.langevin(model.energy_of, y, model.rng, **kwargs),
+      compiled = tf.function(lambda y: langevin.langevin(model.energy_of, y, model.rng, **kwargs,
+                                                         metropolis=metropolis),
                              jit_compile=mode == 'xla')
       chain = lambda: compiled(x).numpy()
       train_step = tf.function(model.train_step, jit_compile=mode == 'xla')
@@ -102,10 +104,16 @@ def main():
   parser.add_argument('--peer', default=None, help="path of the peer's seed_torch.py")
   parser.add_argument('--batch_size', type=int, default=128)
   parser.add_argument('--dataset', default='moons', choices=['moons', 'swissroll'])
+  parser.add_argument('--energy_units', default='64,64,64,64,64',
+                      help="E's widths; the peer's are 16,32,64,64,64")
+  parser.add_argument('--metropolis', action='store_true', help='MALA chains in our runs')
   args = parser.parse_args()
-  config = config_lib.Config(dataset=args.dataset, batch_size=args.batch_size)
+  config = config_lib.Config(dataset=args.dataset, batch_size=args.batch_size,
+                             energy_units=tuple(int(u) for u in args.energy_units.split(',')),
+                             train_langevin_metropolis=args.metropolis)
   print(f'{args.dataset}, batch {args.batch_size}, K={config.train_langevin_steps} training '
-        f'Langevin steps, E units {config.energy_units}; load average {os.getloadavg()[0]:.2f}')
+        f'{"MALA" if args.metropolis else "Langevin"} steps, E units {config.energy_units}; '
+        f'load average {os.getloadavg()[0]:.2f}')
   rows = {f'tfganebm {mode}': rates for mode, rates in ours(config).items()}
   if args.peer:
     for threads in (1, 2):
