@@ -42,7 +42,8 @@ def main():
   args = parser.parse_args()
   model, config, data_shape = runs.load(args.workdir)
   out = os.path.join(tempfile.mkdtemp(), 'export')
-  info = export.export(model, config, data_shape, out, quantize=QUANTIZATIONS[1:])
+  info = export.export(model, config, data_shape, out, quantize=QUANTIZATIONS[1:],
+                       step=int(model.step.numpy()))
   saved = tf.saved_model.load(os.path.join(out, 'saved_model')).signatures
   step_size = np.float32(config.langevin_step_size)
   rng = np.random.default_rng(0)
