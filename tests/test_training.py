@@ -50,3 +50,14 @@ def test_resume_refuses_other_networks(tiny, tmp_path):
   with pytest.raises(training.RunError, match='energy_units'):
     training.train(tiny(tmp_path, train_steps=4, energy_units=(16, 16)))
   assert sorted(os.listdir(tmp_path / training.CHECKPOINT_DIR)) == before
+
+
+def test_damaged_checkpoint_is_refused_without_touching_the_workdir(tiny, tmp_path):
+  training.train(tiny(tmp_path, train_steps=2))
+  checkpoints = tmp_path / training.CHECKPOINT_DIR
+  for data_file in checkpoints.glob('*.data-*'):
+    data_file.write_bytes(b'\0' * 16)
+  flags_before = (tmp_path / 'flags.txt').read_text()
+  with pytest.raises(training.RunError, match='cannot resume'):
+    training.train(tiny(tmp_path, train_steps=4))
+  assert (tmp_path / 'flags.txt').read_text() == flags_before

@@ -68,9 +68,13 @@ def _check_resume(workdir, config):
                    'use a new --workdir or the saved values')
 
 
-def restore(model, workdir, expect_partial=False):
-  """Restores the latest checkpoint of `workdir` into `model`; returns its path or None."""
-  checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
+def restore(model, workdir, expect_partial=False, checkpoint=None):
+  """Restores the latest checkpoint of `workdir` into `model`; returns its path or None.
+
+  Raises:
+    An exception of whatever kind reading an unreadable or mismatched checkpoint raises.
+  """
+  checkpoint = checkpoint or tf.train.Checkpoint(**model.checkpoint_items())
   latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
   if latest is not None:
     status = checkpoint.restore(latest)
@@ -88,7 +92,8 @@ def train(config):
     The metrics written to `workdir/metrics.json` (2D datasets).
 
   Raises:
-    RunError: the workdir holds an incompatible run.
+    RunError: the workdir holds an incompatible run or an unreadable checkpoint; nothing in it
+      has been changed then.
   """
   workdir = config.workdir
   _check_resume(workdir, config)
@@ -97,13 +102,17 @@ def train(config):
   data_shape = train_points.x.shape[1:]
 
   model = model_lib.build(config, data_shape)
+  checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
+  try:
+    if restore(model, workdir, checkpoint=checkpoint):
+      logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
+  except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
+    raise RunError(f'cannot resume from the checkpoint in {workdir}: {str(e).splitlines()[0]}; '
+                   'move the damaged checkpoints away or use a new --workdir') from e
   os.makedirs(workdir, exist_ok=True)
   files.write_text(os.path.join(workdir, FLAGS_FILE), config.to_flagfile())
-  checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR),
                                        max_to_keep=3)
-  if restore(model, workdir):
-    logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
 
   start = int(model.step.numpy())
   if start < config.train_steps:
