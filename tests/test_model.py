@@ -51,7 +51,7 @@ def test_train_step_updates_all_three_networks(tiny):
     assert all(_changed(network, snapshot)), network.name
   assert {'d_loss', 'g_loss', 'e_loss', 'buffer_reuse'} <= set(logs)
   assert int(model.step.numpy()) == 1
-  assert int(model.replay_buffer.size.numpy()) == len(x_real)
+  assert int(model.replay_buffer.size.numpy()[0]) == len(x_real)
 
 
 @pytest.mark.parametrize('trained', ['generator', 'discriminator', 'energy'])

@@ -37,8 +37,8 @@ def test_push_overwrites_the_oldest_slots():
   buffer = replay.ReplayBuffer(5, (1,))
   buffer.push_(tf.constant([[1.0], [2.0], [3.0]]))
   buffer.push_(tf.constant([[4.0], [5.0], [6.0]]))
-  np.testing.assert_array_equal(buffer.samples.numpy()[:, 0], [6, 2, 3, 4, 5])
-  assert int(buffer.size.numpy()) == 5 and int(buffer.next_index.numpy()) == 1
+  np.testing.assert_array_equal(buffer.samples.numpy()[0, :, 0], [6, 2, 3, 4, 5])
+  assert int(buffer.size.numpy()[0]) == 5 and int(buffer.next_index.numpy()[0]) == 1
 
 
 def test_buffer_round_trips_through_a_checkpoint(tmp_path):
@@ -48,4 +48,4 @@ def test_buffer_round_trips_through_a_checkpoint(tmp_path):
   restored = replay.ReplayBuffer(8, (2,))
   tf.train.Checkpoint(buffer=restored).restore(path).assert_consumed()
   np.testing.assert_array_equal(restored.samples.numpy(), buffer.samples.numpy())
-  assert int(restored.size.numpy()) == 3 and int(restored.next_index.numpy()) == 3
+  assert int(restored.size.numpy()[0]) == 3 and int(restored.next_index.numpy()[0]) == 3

@@ -11,6 +11,7 @@ from typing import Optional
 from absl import flags
 
 from tfganebm import data
+from tfganebm import distribute
 
 MODELS = ('gan_ebm', 'gan')
 
@@ -56,6 +57,11 @@ class Config:
   log_every: int = 100
   eval_num_samples: int = 2000
   jit_compile: bool = True
+  strategy: str = 'default'
+  tpu: str = ''
+  cpu_replicas: int = 1
+  deterministic: bool = False
+  mixed_precision: bool = False
 
   @property
   def use_energy(self):
@@ -191,7 +197,17 @@ def define_flags():
                        lower_bound=1)
   flags.DEFINE_integer('eval_num_samples', d.eval_num_samples,
                        'Samples drawn for metrics.json and figures at the end.', lower_bound=1)
-  flags.DEFINE_boolean('jit_compile', d.jit_compile, 'XLA-compile the train step.')
+  flags.DEFINE_boolean('jit_compile', d.jit_compile,
+                       'XLA-compile the train step (single-replica strategies only).')
+  flags.DEFINE_enum('strategy', d.strategy, list(distribute.STRATEGIES),
+                    'tf.distribute strategy; --batch_size is the global batch.')
+  flags.DEFINE_string('tpu', d.tpu, 'TPU address or name for --strategy=tpu.')
+  flags.DEFINE_integer('cpu_replicas', d.cpu_replicas,
+                       'With --strategy=mirrored and no GPU: logical CPU replicas.', lower_bound=1)
+  flags.DEFINE_boolean('deterministic', d.deterministic,
+                       'tf.config.experimental.enable_op_determinism(): bit-identical reruns.')
+  flags.DEFINE_boolean('mixed_precision', d.mixed_precision,
+                       'mixed_bfloat16 for G and D (GPU/TPU); E and Langevin stay float32.')
 
   def positive_widths(values):
     try:
@@ -207,6 +223,10 @@ def define_flags():
       ['batch_size', 'buffer_capacity'],
       lambda v: v['buffer_capacity'] >= v['batch_size'],
       '--buffer_capacity must be at least --batch_size')
+  flags.register_multi_flags_validator(
+      ['batch_size', 'cpu_replicas', 'strategy'],
+      lambda v: v['batch_size'] % v['cpu_replicas'] == 0 or v['strategy'] != 'mirrored',
+      '--batch_size must be a multiple of --cpu_replicas (the global batch is split evenly)')
   flags.register_multi_flags_validator(
       ['batch_size', 'num_examples'], lambda v: v['num_examples'] >= v['batch_size'],
       '--num_examples must be at least --batch_size')

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 
 def _bce_with_logits(labels_value, logits):
-  logits = tf.reshape(logits, [-1])
+  logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)  # mixed precision: losses in float32
   labels = tf.fill(tf.shape(logits), labels_value)
   return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 

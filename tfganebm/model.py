@@ -41,6 +41,7 @@ class GanEbm(keras.Model):
     if energy is not None:
       names += ['e_loss', 'energy_real', 'energy_ebm', 'buffer_reuse']
     self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+    self.built = True  # the networks are built from their Inputs; fit() must not call us on data
 
   @property
   def metrics(self):
@@ -66,9 +67,19 @@ class GanEbm(keras.Model):
     variables = network.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
+  @staticmethod
+  def _per_replica(loss):
+    """Scales a per-replica mean loss so that summing gradients over replicas (what the
+    optimizers do under a strategy) gives the gradient of the global-batch mean."""
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    return loss / replicas if replicas > 1 else loss
+
   def train_step(self, x_real):
     batch = tf.shape(x_real)[0]
-    x_gen = self.generator(self.rng.normal([batch, self.latent_dim]), training=True)
+    # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
+    x_gen = tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
+                    tf.float32)
     if self.energy is not None:
       x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
       x_ebm = tf.stop_gradient(langevin_lib.langevin(self.energy_of, x_init, self.rng,
@@ -82,13 +93,15 @@ class GanEbm(keras.Model):
       d_loss = losses.discriminator_loss(
           self.discriminator(x_d_real, training=True),
           self.discriminator(tf.stop_gradient(x_gen), training=True))
-    self._apply(self.d_optimizer, self.discriminator, tape, d_loss)
+      scaled = self._per_replica(d_loss)
+    self._apply(self.d_optimizer, self.discriminator, tape, scaled)
 
     z_hat = self.rng.normal([batch, self.latent_dim])
     with tf.GradientTape() as tape:
       g_loss = losses.generator_loss(
           self.discriminator(self.generator(z_hat, training=True), training=True))
-    self._apply(self.g_optimizer, self.generator, tape, g_loss)
+      scaled = self._per_replica(g_loss)
+    self._apply(self.g_optimizer, self.generator, tape, scaled)
     self.trackers['d_loss'].update_state(d_loss)
     self.trackers['g_loss'].update_state(g_loss)
 
@@ -101,7 +114,8 @@ class GanEbm(keras.Model):
         energies = self.energy_of(tf.concat([x_pos, x_ebm], 0), training=True)
         energy_real, energy_ebm = energies[:batch], energies[batch:]
         e_loss = losses.energy_loss(energy_real, energy_ebm, self.alpha)
-      self._apply(self.e_optimizer, self.energy, tape, e_loss)
+        scaled = self._per_replica(e_loss)
+      self._apply(self.e_optimizer, self.energy, tape, scaled)
       self.trackers['e_loss'].update_state(e_loss)
       self.trackers['energy_real'].update_state(tf.reduce_mean(energy_real))
       self.trackers['energy_ebm'].update_state(tf.reduce_mean(energy_ebm))
@@ -120,24 +134,30 @@ class GanEbm(keras.Model):
     return items
 
 
-def build(config, data_shape):
-  """A compiled `GanEbm` for a `Config` and a data shape, in the current strategy's scope.
+def build(config, data_shape, strategy=None):
+  """A compiled `GanEbm` for a `Config` and a data shape, built in `strategy`'s scope.
 
   Initial weights are a function of `config.seed` (this seeds Keras' global generators).
+  `strategy` defaults to the current one.
   """
   keras.utils.set_random_seed(config.seed)
-  with tf.distribute.get_strategy().scope():
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
     generator = networks.GENERATORS[config.architecture](
         config.latent_dim, data_shape, config.generator_units)
     discriminator = networks.DISCRIMINATORS[config.architecture](
         data_shape, config.discriminator_units)
     energy, buffer = None, None
     if config.use_energy:
+      policy = keras.config.dtype_policy()
+      keras.config.set_dtype_policy('float32')  # E and grad E stay float32 under mixed precision
       energy = networks.ENERGIES[config.architecture](
           data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
           batch_norm=config.energy_batch_norm, fourier_features=config.energy_fourier_features,
           fourier_scale=config.energy_fourier_scale)
-      buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape, config.buffer_reuse_prob)
+      keras.config.set_dtype_policy(policy)
+      buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape, config.buffer_reuse_prob,
+                                   num_replicas=strategy.num_replicas_in_sync)
     model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
                    seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
                    langevin_steps=config.train_langevin_steps,

@@ -3,16 +3,31 @@
 import tensorflow as tf
 
 
-class ReplayBuffer(tf.Module):
-  """A ring buffer of finished Langevin chains; part of the checkpoint.
+def _replica():
+  """(replica id, number of replicas) of the current replica context, (0, 1) outside one."""
+  context = tf.distribute.get_replica_context()
+  if context is None:
+    return 0, 1
+  return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
-  It starts empty. `initial_chains` starts each chain from a uniformly drawn
-  filled slot with probability `reuse_prob`, else from the fresh sample given
-  (G(z)); `push_` writes finished chains over the oldest ones.
+
+class ReplayBuffer(tf.Module):
+  """A ring buffer of finished Langevin chains per replica; part of the checkpoint.
+
+  It starts empty. Under a tf.distribute strategy with R replicas, it holds R
+  partitions of `capacity` slots and each replica draws from and refills its own
+  partition only; the variables stay identical on every device (all replicas
+  write the gathered chains of all), so a checkpoint holds every partition once.
+
+  `initial_chains` starts each chain from a uniformly drawn filled slot with
+  probability `reuse_prob`, else from the fresh sample given (G(z)); `push_`
+  writes finished chains over the oldest ones.
   """
 
-  def __init__(self, capacity, sample_shape, reuse_prob=0.95, name='replay_buffer'):
-    """Args: capacity: number of slots; sample_shape: one sample's shape; reuse_prob: in [0, 1]."""
+  def __init__(self, capacity, sample_shape, reuse_prob=0.95, num_replicas=1,
+               name='replay_buffer'):
+    """Args: capacity: slots per replica; sample_shape: one sample's shape; reuse_prob: in [0, 1];
+    num_replicas: replicas of the strategy it is created under."""
     super().__init__(name=name)
     if capacity <= 0:
       raise ValueError(f'replay buffer capacity must be positive, got {capacity}')
@@ -20,12 +35,18 @@ class ReplayBuffer(tf.Module):
       raise ValueError(f'reuse probability must be in [0, 1], got {reuse_prob}')
     self.capacity = int(capacity)
     self.reuse_prob = float(reuse_prob)
-    self.samples = tf.Variable(tf.zeros([capacity, *sample_shape]), trainable=False, name='samples')
-    self.size = tf.Variable(0, dtype=tf.int64, trainable=False, name='size')
-    self.next_index = tf.Variable(0, dtype=tf.int64, trainable=False, name='next_index')
+    self.num_replicas = int(num_replicas)
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA  # identical writes from every replica
+    self.samples = tf.Variable(tf.zeros([num_replicas, capacity, *sample_shape]),
+                               trainable=False, name='samples', aggregation=first)
+    self.size = tf.Variable(tf.zeros([num_replicas], tf.int64), trainable=False, name='size',
+                            aggregation=first)
+    self.next_index = tf.Variable(tf.zeros([num_replicas], tf.int64), trainable=False,
+                                  name='next_index', aggregation=first)
 
   def initial_chains(self, x_fresh, rng):
-    """Chain starts: a buffer slot with probability reuse_prob (when any is filled), else x_fresh.
+    """Chain starts: a slot of this replica's partition with probability reuse_prob (when any is
+    filled), else x_fresh.
 
     Args:
       x_fresh: [B, *sample_shape] fresh starts, e.g. G(z).
@@ -34,18 +55,30 @@ class ReplayBuffer(tf.Module):
     Returns:
       (x_init [B, *sample_shape], reused [B] bool).
     """
+    replica, _ = _replica()
     batch = tf.shape(x_fresh, out_type=tf.int64)[0]
-    size = self.size.read_value()
+    size = tf.gather(self.size, replica)
     reused = tf.logical_and(rng.uniform([batch]) < self.reuse_prob, size > 0)
     index = rng.uniform([batch], 0, tf.maximum(size, 1), dtype=tf.int64)
-    from_buffer = tf.gather(self.samples, index)
+    from_buffer = tf.gather(tf.gather(self.samples, replica), index)
     mask = tf.reshape(reused, [-1] + [1] * (len(x_fresh.shape) - 1))
     return tf.where(mask, from_buffer, x_fresh), reused
 
   def push_(self, x):
-    """Writes x [B, *sample_shape] (B <= capacity) over the oldest slots."""
+    """Writes this replica's x [B, *sample_shape] (B <= capacity) over its oldest slots."""
+    _, num_replicas = _replica()
+    if num_replicas != self.num_replicas:
+      raise ValueError(f'buffer made for {self.num_replicas} replicas used by {num_replicas}')
     batch = tf.shape(x, out_type=tf.int64)[0]
-    index = (self.next_index + tf.range(batch, dtype=tf.int64)) % self.capacity
-    self.samples.scatter_nd_update(index[:, None], x)
+    slots = (self.next_index[:, None] + tf.range(batch, dtype=tf.int64)[None]) % self.capacity
+    if num_replicas == 1:
+      self.samples.scatter_nd_update(tf.stack([tf.zeros_like(slots[0]), slots[0]], 1), x)
+    else:
+      # Every replica applies all replicas' chains, so the copies stay identical.
+      chains = tf.distribute.get_replica_context().all_gather(x[None], axis=0)
+      rows = tf.broadcast_to(tf.range(num_replicas, dtype=tf.int64)[:, None], tf.shape(slots))
+      index = tf.reshape(tf.stack([rows, slots], -1), [-1, 2])
+      self.samples.assign(tf.tensor_scatter_nd_update(
+          self.samples, index, tf.reshape(chains, [-1, *x.shape[1:]])))
     self.next_index.assign((self.next_index + batch) % self.capacity)
     self.size.assign(tf.minimum(self.size + batch, self.capacity))

@@ -1,5 +1,6 @@
 """`train(config)`: a whole run in its workdir, resumable from the last checkpoint."""
 
+import dataclasses
 import os
 import sys
 import time
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from tfganebm import config as config_lib
 from tfganebm import data
+from tfganebm import distribute
 from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
@@ -101,24 +103,39 @@ def train(config):
                                      config.seed)
   data_shape = train_points.x.shape[1:]
 
-  model = model_lib.build(config, data_shape)
+  strategy = distribute.make_strategy(config.strategy, config.tpu, config.cpu_replicas)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  if config.mixed_precision:
+    keras.config.set_dtype_policy('mixed_bfloat16')
+  # XLA cannot compile a step whose variables live on several devices.
+  jit_compile = config.jit_compile and strategy.num_replicas_in_sync == 1
+  model = model_lib.build(dataclasses.replace(config, jit_compile=jit_compile), data_shape,
+                          strategy)
   checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
   try:
     if restore(model, workdir, checkpoint=checkpoint):
       logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
   except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
     raise RunError(f'cannot resume from the checkpoint in {workdir}: {str(e).splitlines()[0]}; '
-                   'move the damaged checkpoints away or use a new --workdir') from e
+                   'it is damaged or was written by another replica count: move it away or '
+                   'use a new --workdir') from e
+  chief = distribute.is_chief()
   os.makedirs(workdir, exist_ok=True)
-  files.write_text(os.path.join(workdir, FLAGS_FILE), config.to_flagfile())
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CHECKPOINT_DIR),
-                                       max_to_keep=3)
+  if chief:
+    files.write_text(os.path.join(workdir, FLAGS_FILE), config.to_flagfile())
+  # CheckpointManager writes the data files first and the `checkpoint` index last, so a
+  # crash mid-save leaves the previous checkpoint the latest one.
+  manager = tf.train.CheckpointManager(
+      checkpoint, distribute.checkpoint_dir(os.path.join(workdir, CHECKPOINT_DIR)),
+      max_to_keep=3)
 
   start = int(model.step.numpy())
   if start < config.train_steps:
     batches = data.batches(train_points.x, config.batch_size, config.seed, start,
                            config.train_steps - start)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    writer = (tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard')) if chief
+              else tf.summary.create_noop_writer())
     periodic = _Periodic(manager, writer, config.log_every, config.checkpoint_every,
                          config.train_steps)
     model.fit(batches, epochs=1, callbacks=[periodic], shuffle=False,
@@ -127,6 +144,8 @@ def train(config):
     if int(model.step.numpy()) % config.checkpoint_every:
       manager.save(checkpoint_number=int(model.step.numpy()))
 
+  if not chief:
+    return {}
   result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
                                      config.seed, evaluation.LangevinSettings.inference(config),
                                      step=int(model.step.numpy()))

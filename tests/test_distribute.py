@@ -1,0 +1,157 @@
+"""Distribution and fault tolerance: replicas, per-replica buffers, kill -9 and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfganebm import distribute
+from tfganebm import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--num_examples=256', '--batch_size=32', '--generator_units=8,8',
+        '--discriminator_units=8,8', '--energy_units=8,8', '--train_langevin_steps=3',
+        '--langevin_steps=5', '--eval_num_samples=64', '--buffer_capacity=64', '--log_every=2']
+
+
+def _python(code):
+  return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                        timeout=600, check=False)
+
+
+def _train(workdir, *flags):
+  return subprocess.run([sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}', *TINY,
+                         *flags], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                        check=False)
+
+
+def _checkpoint(workdir):
+  reader = tf.train.load_checkpoint(os.path.join(workdir, training.CHECKPOINT_DIR))
+  return lambda name: reader.get_tensor(f'{name}/.ATTRIBUTES/VARIABLE_VALUE')
+
+
+def test_loss_scaling_makes_the_replica_update_equal_the_global_batch_update():
+  # Two CPU replicas each see half of a global batch; their summed gradients of the scaled
+  # per-replica mean loss must move the weights as one device does with the whole batch.
+  result = _python('''
+import numpy as np, tensorflow as tf, keras
+from tfganebm import distribute
+from tfganebm.model import GanEbm
+strategy = distribute.make_strategy("mirrored", cpu_replicas=2)
+x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+def run(strategy, data):
+  with strategy.scope():
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    opt = keras.optimizers.SGD(0.1)
+    opt.build(net.trainable_variables)
+  @tf.function
+  def step(batch):
+    def replica_step(batch):
+      with tf.GradientTape() as tape:
+        loss = GanEbm._per_replica(tf.reduce_mean(tf.square(net(batch) - 1.0)))
+      grads = tape.gradient(loss, net.trainable_variables)
+      opt.apply_gradients(zip(grads, net.trainable_variables))
+    strategy.run(replica_step, args=(batch,))
+  for batch in data:
+    step(batch)
+  return [v.numpy() for v in net.trainable_variables]
+dataset = tf.data.Dataset.from_tensor_slices(x).batch(8)
+mirrored = run(strategy, strategy.experimental_distribute_dataset(dataset))
+single = run(tf.distribute.get_strategy(), dataset)
+assert strategy.num_replicas_in_sync == 2
+for a, b in zip(mirrored, single):
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+print("ok")
+''')
+  assert result.returncode == 0 and result.stdout.strip().endswith('ok'), result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_mirrored_run_keeps_a_buffer_per_replica_and_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  mirrored = ['--strategy=mirrored', '--cpu_replicas=2', '--checkpoint_every=2']
+  result = _train(workdir, *mirrored, '--train_steps=4')
+  assert result.returncode == 0, result.stderr[-2000:]
+  read = _checkpoint(workdir)
+  samples, size = read('replay_buffer/samples'), read('replay_buffer/size')
+  assert samples.shape == (2, 64, 2)
+  np.testing.assert_array_equal(size, [64, 64])  # each replica pushed 16 chains a step
+  assert not np.allclose(samples[0], samples[1])  # each replica keeps its own chains
+  assert int(read('step')) == 4
+
+  result = _train(workdir, *mirrored, '--train_steps=6')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert int(_checkpoint(workdir)('step')) == 6
+
+  result = _train(workdir, '--train_steps=8')  # one replica cannot take two partitions
+  assert result.returncode != 0
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and 'replica count' in errors[0], result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+  workdir = tmp_path / 'run'
+  flags = [f'--workdir={workdir}', *TINY, '--train_steps=3000', '--checkpoint_every=50']
+  process = subprocess.Popen([sys.executable, '-m', 'tfganebm.train', *flags], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  checkpoints = workdir / training.CHECKPOINT_DIR
+  deadline = time.time() + 300
+  while time.time() < deadline and not list(checkpoints.glob('ckpt-100.index')):
+    time.sleep(0.2)
+  os.kill(process.pid, signal.SIGKILL)  # preemption: no chance to clean up
+  process.wait()
+  assert list(checkpoints.glob('ckpt-*.index')), 'no checkpoint before the kill'
+  killed_at = int(_checkpoint(workdir)('step'))
+  assert 100 <= killed_at < 3000
+  result = _train(workdir, '--train_steps=3000', '--checkpoint_every=50')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f'resuming {workdir} at step {killed_at}' in result.stderr
+  assert int(_checkpoint(workdir)('step')) == 3000
+  assert (workdir / 'metrics.json').exists()
+
+
+def test_mixed_precision_keeps_energy_and_chains_in_float32():
+  result = _python('''
+import keras, numpy as np, tensorflow as tf
+from tfganebm import model as model_lib, data
+from tests.conftest import tiny_config
+keras.config.set_dtype_policy("mixed_bfloat16")
+model = model_lib.build(tiny_config(mixed_precision=True, jit_compile=False), (2,))
+assert model.generator.dtype_policy.name == "mixed_bfloat16", model.generator.dtype_policy
+assert model.energy.dtype_policy.name == "float32", model.energy.dtype_policy
+x = data.load_points("moons", 256, None, 0)[0].x[:32]
+logs = model.train_step(tf.constant(x))
+assert model.replay_buffer.samples.dtype == tf.float32
+assert all(np.isfinite(float(v)) for v in logs.values())
+print("ok")
+''')
+  assert result.returncode == 0 and result.stdout.strip().endswith('ok'), result.stderr[-2000:]
+
+
+def test_only_the_chief_writes(monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  assert distribute.is_chief()
+  cluster = '"cluster": {"worker": ["a:1", "b:2"]}'
+  monkeypatch.setenv('TF_CONFIG', '{' + cluster + ', "task": {"type": "worker", "index": 0}}')
+  assert distribute.is_chief()
+  monkeypatch.setenv('TF_CONFIG', '{' + cluster + ', "task": {"type": "worker", "index": 1}}')
+  assert not distribute.is_chief()
+  assert distribute.checkpoint_dir('ckpts') == os.path.join('ckpts', '.worker_1_scratch')
+  with_chief = '"cluster": {"chief": ["c:0"], "worker": ["a:1"]}'
+  monkeypatch.setenv('TF_CONFIG', '{' + with_chief + ', "task": {"type": "worker", "index": 0}}')
+  assert not distribute.is_chief()
+
+
+def test_deterministic_runs_are_bit_identical(tiny, tmp_path):
+  for name in ('a', 'b'):
+    training.train(tiny(tmp_path / name, deterministic=True))
+  a, b = _checkpoint(tmp_path / 'a'), _checkpoint(tmp_path / 'b')
+  for name in ('replay_buffer/samples', 'rng/_state_var', 'step'):
+    np.testing.assert_array_equal(a(name), b(name))
