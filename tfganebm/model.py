@@ -121,7 +121,11 @@ class GanEbm(keras.Model):
       self.trackers['energy_ebm'].update_state(tf.reduce_mean(energy_ebm))
       self.trackers['buffer_reuse'].update_state(tf.reduce_mean(tf.cast(reused, tf.float32)))
     self.step.assign_add(1)
-    return {name: tracker.result() for name, tracker in self.trackers.items()}
+    logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+      # Keras reduces logs across workers with reduce(MEAN, axis=0), which needs a rank >= 1.
+      logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
 
   def checkpoint_items(self):
     """The trackables of a training checkpoint: weights, optimizers, buffer, RNG and step."""

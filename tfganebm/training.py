@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 import sys
 import time
 
@@ -91,7 +92,8 @@ def train(config):
   """Trains (or resumes) the run of `config` in `config.workdir`, then evaluates it.
 
   Returns:
-    The metrics written to `workdir/metrics.json` (2D datasets).
+    The metrics written to `workdir/metrics.json` (2D datasets); {} on a worker that is not
+    the chief (it writes nothing but its share of the collective checkpoint saves).
 
   Raises:
     RunError: the workdir holds an incompatible run or an unreadable checkpoint; nothing in it
@@ -145,6 +147,7 @@ def train(config):
       manager.save(checkpoint_number=int(model.step.numpy()))
 
   if not chief:
+    shutil.rmtree(manager.directory, ignore_errors=True)  # a worker's saves were only collective
     return {}
   result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
                                      config.seed, evaluation.LangevinSettings.inference(config),
