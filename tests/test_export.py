@@ -20,7 +20,7 @@ TOLERANCE = 1e-4  # float32 LiteRT vs TensorFlow
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('export')
   training.train(tiny_config(root / 'run', train_steps=6, energy_units=(16, 16)))
   model, config, data_shape = runs.load(str(root / 'run'))
@@ -161,7 +161,7 @@ def test_litert_metropolis_chain_matches_tensorflow(exported):
 @pytest.fixture(scope='module')
 def exported_image_model(tmp_path_factory):
   """An image model (MLP G and D, the report's conv E) on 28x28x1, trained a few steps."""
-  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   from tfganebm import networks  # pylint: disable=g-import-not-at-top
   from tfganebm import replay  # pylint: disable=g-import-not-at-top
