@@ -205,7 +205,8 @@ def define_flags():
   flags.DEFINE_integer('cpu_replicas', d.cpu_replicas,
                        'With --strategy=mirrored and no GPU: logical CPU replicas.', lower_bound=1)
   flags.DEFINE_boolean('deterministic', d.deterministic,
-                       'tf.config.experimental.enable_op_determinism(): bit-identical reruns.')
+                       'tf.config.experimental.enable_op_determinism(): bit-identical reruns '
+                       '(Keras then runs the step without XLA).')
   flags.DEFINE_boolean('mixed_precision', d.mixed_precision,
                        'mixed_bfloat16 for G and D (GPU/TPU); E and Langevin stay float32.')
 
