@@ -1,6 +1,7 @@
 """`train(config)`: a whole run in its workdir, resumable from the last checkpoint."""
 
 import dataclasses
+import math
 import os
 import shutil
 import sys
@@ -38,6 +39,7 @@ class _Periodic(keras.callbacks.Callback):
     self._clock = (time.perf_counter(), int(self.model.step.numpy()))
 
   def on_train_batch_end(self, batch, logs=None):
+    # Called once per execution of `steps_per_execution` steps, which divides both periods.
     step = int(self.model.step.numpy())
     if step % self.log_every == 0:
       now, before = time.perf_counter(), self._clock
@@ -140,6 +142,7 @@ def train(config):
               else tf.summary.create_noop_writer())
     periodic = _Periodic(manager, writer, config.log_every, config.checkpoint_every,
                          config.train_steps)
+    model.steps_per_execution = math.gcd(config.log_every, config.checkpoint_every, 25)
     model.fit(batches, epochs=1, callbacks=[periodic], shuffle=False,
               verbose=1 if sys.stdout.isatty() else 0)
     writer.flush()
