@@ -34,3 +34,10 @@ def test_fourier_features_widen_the_input_deterministically():
   np.testing.assert_allclose(features[:, :2], x)
   np.testing.assert_allclose(features[:, 2:18] ** 2 + features[:, 18:] ** 2, 1.0, rtol=1e-5)
   np.testing.assert_array_equal(networks.FourierFeatures(16, 4.0, seed=3)(x), features)
+
+
+def test_public_api_resolves():
+  import tfganebm  # pylint: disable=g-import-not-at-top
+  from tfganebm import model, replay  # pylint: disable=g-import-not-at-top
+  assert tfganebm.GanEbm is model.GanEbm and tfganebm.ReplayBuffer is replay.ReplayBuffer
+  assert all(getattr(tfganebm, name) is not None for name in tfganebm.__all__)

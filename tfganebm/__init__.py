@@ -1,6 +1,38 @@
-"""tfganebm: a GAN trained jointly with an energy-based model, Langevin refinement, export."""
+"""tfganebm: a GAN trained jointly with an energy-based model, Langevin refinement, export.
 
+The public API, imported lazily so that the command-line tools parse their flags
+before TensorFlow loads:
+
+  Config                      the frozen run configuration (tfganebm.config)
+  GanEbm, build_model         the Keras model of Algorithm 3 and its builder (tfganebm.model)
+  ReplayBuffer                the replay buffer of Algorithm 2 (tfganebm.replay)
+  train                       a whole run in its workdir (tfganebm.training)
+  load_run                    a trained workdir's model (tfganebm.runs)
+  export_model                SavedModel + TFLite export (tfganebm.export.export)
+
+The sampler of Algorithm 1 is `tfganebm.langevin.langevin`.
+"""
+
+import importlib
 import os
 
 # TensorFlow's C++ start-up chatter hides our one-line errors; users can still set it.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+_EXPORTS = {
+    'Config': ('config', 'Config'),
+    'GanEbm': ('model', 'GanEbm'),
+    'build_model': ('model', 'build'),
+    'ReplayBuffer': ('replay', 'ReplayBuffer'),
+    'train': ('training', 'train'),
+    'load_run': ('runs', 'load'),
+    'export_model': ('export', 'export'),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  module, attribute = _EXPORTS[name]
+  return getattr(importlib.import_module(f'{__name__}.{module}'), attribute)
