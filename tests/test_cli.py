@@ -69,3 +69,17 @@ def test_train_then_sample(tmp_path):
   assert x_gen.shape == x_langevin.shape == (50, 2)
   assert np.abs(x_langevin).max() <= 1.0 and not np.array_equal(x_gen, x_langevin)
   assert (out / 'metrics.json').exists() and (out / 'samples.png').exists()
+
+
+def test_export_refuses_a_directory_that_is_not_a_run(tmp_path):
+  result = _run('tfganebm.export', f'--workdir={tmp_path}/missing', f'--out={tmp_path}/out')
+  assert result.returncode != 0
+  assert _error_lines(result)[-1].startswith('error:') and 'flags.txt' in _error_lines(result)[-1]
+  assert not (tmp_path / 'out').exists()
+
+
+def test_export_rejects_an_unknown_quantization(tmp_path):
+  result = _run('tfganebm.export', f'--workdir={tmp_path}', f'--out={tmp_path}/out',
+                '--quantize=int4')
+  assert result.returncode != 0 and len(_error_lines(result)) == 1
+  assert 'quantize' in _error_lines(result)[0]
