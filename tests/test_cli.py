@@ -35,10 +35,12 @@ def test_missing_flagfile_fails_before_writing(tmp_path):
 @pytest.mark.parametrize('flag, name', [('--batch_size=-3', 'batch_size'),
                                         ('--dataset=mnits', 'dataset'),
                                         ('--energy_units=64,x', 'energy_units'),
-                                        ('--buffer_capacity=10', 'buffer_capacity')])
+                                        ('--buffer_capacity=10', 'buffer_capacity'),
+                                        ('--langevin_metropolis --langevin_noise=0',
+                                         'langevin_noise')])
 def test_bad_flag_fails_in_one_line_before_writing(tmp_path, flag, name):
   workdir = tmp_path / 'run'
-  result = _run('tfganebm.train', f'--workdir={workdir}', flag)
+  result = _run('tfganebm.train', f'--workdir={workdir}', *flag.split())
   assert result.returncode != 0
   lines = _error_lines(result)
   assert len(lines) == 1 and name in lines[0], result.stderr

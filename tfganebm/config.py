@@ -219,6 +219,11 @@ def define_flags():
   for name in ('generator_units', 'discriminator_units', 'energy_units'):
     flags.register_validator(name, positive_widths,
                              f'--{name} must be a comma-separated list of positive integers')
+  for prefix in ('train_', ''):
+    names = [f'{prefix}langevin_{n}' for n in ('metropolis', 'step_size', 'noise')]
+    flags.register_multi_flags_validator(
+        names, lambda v, names=names: not v[names[0]] or (v[names[1]] > 0 and v[names[2]] > 0),
+        f'--{names[0]} needs --{names[1]} > 0 and --{names[2]} > 0')
   flags.mark_flag_as_required('workdir')
   flags.register_multi_flags_validator(
       ['batch_size', 'buffer_capacity'],

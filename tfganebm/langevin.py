@@ -106,6 +106,9 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
   """
   x_init = tf.convert_to_tensor(x_init, tf.float32)
   if metropolis:
+    if any(isinstance(v, (int, float)) and v <= 0 for v in (step_size, noise)):
+      raise ValueError(f'Metropolis-adjusted Langevin needs step size > 0 and noise > 0, got '
+                       f'{step_size} and {noise}')
     return _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low,
                              high, record_every)
 
