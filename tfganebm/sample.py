@@ -45,6 +45,9 @@ def main(argv):
   settings = evaluation.LangevinSettings(*(
       getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None
       else FLAGS[f'langevin_{name}'].value for name in ('steps', 'step_size', 'noise', 'grad_clip', 'metropolis')))
+  if settings.metropolis and min(settings.step_size, settings.noise) <= 0:
+    sys.exit('error: Metropolis-adjusted Langevin needs --langevin_step_size > 0 and '
+             '--langevin_noise > 0 (or --nolangevin_metropolis)')
   result, x_gen, x_langevin = evaluation.evaluate(
       model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
       step=int(model.step.numpy()))
