@@ -199,3 +199,18 @@ def test_image_model_litert_matches_tensorflow(exported_image_model):
     expected = langevin.langevin_step(model.energy_of, expected, noise[k], step_size, 1.0)
   fused = _runner(out / 'model.tflite', 'sample')(z=z, noise=noise, step_size=step_size)['x']
   np.testing.assert_allclose(fused, expected, atol=TOLERANCE)
+
+
+def test_fourier_feature_energy_exports_with_builtin_ops(tmp_path):
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  config = tiny_config(energy_fourier_features=16, jit_compile=False)
+  model = model_lib.build(config, (2,))
+  export.export(model, config, (2,), str(tmp_path / 'out'))
+  x = np.random.default_rng(0).uniform(-1, 1, (16, 2)).astype(np.float32)
+  np.testing.assert_allclose(_runner(tmp_path / 'out' / 'model.tflite', 'energy')(x=x)['e'],
+                             model.energy_of(tf.constant(x)), atol=TOLERANCE)
+  step = _runner(tmp_path / 'out' / 'model.tflite', 'langevin_step')
+  expected = langevin.langevin_step(model.energy_of, tf.constant(x), np.zeros_like(x), 0.01, 1.0)
+  np.testing.assert_allclose(step(x=x, noise=np.zeros_like(x), step_size=np.float32(0.01))['x'],
+                             expected, atol=TOLERANCE)

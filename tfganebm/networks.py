@@ -7,13 +7,17 @@ and `ENERGIES`; adding an architecture is one function and one entry.
 import math
 
 import keras
+import numpy as np
 
 
 class FourierFeatures(keras.layers.Layer):
-  """x [B, d] -> [x, sin(2 pi x P), cos(2 pi x P)] with a fixed random P [d, num] ~ N(0, scale^2).
+  """x [B, d] -> [sin(2 pi x P), cos(2 pi x P)] [B, 2 num], fixed random P [d, num] ~ N(0, scale^2).
 
   Random Fourier features (Tancik et al. 2020) let a small MLP fit the sharp,
   many-mode energies of the 2D benchmarks, which plain MLPs learn slowly.
+  Written as one sin(x [P, P] + [0, pi/2]) with a bias add: a concatenation or a
+  broadcasting add would give grad_x E ops (ShapeN, BroadcastGradientArgs) that
+  builtin TFLite lacks, and the export needs grad_x E.
   """
 
   def __init__(self, num, scale, seed=0, **kwargs):
@@ -26,8 +30,10 @@ class FourierFeatures(keras.layers.Layer):
         initializer=keras.initializers.RandomNormal(stddev=self.scale, seed=self.seed))
 
   def call(self, x):
-    angles = 2 * math.pi * keras.ops.matmul(x, self.projection)
-    return keras.ops.concatenate([x, keras.ops.sin(angles), keras.ops.cos(angles)], axis=-1)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top  (bias_add: a TF-only op)
+    projection = 2 * math.pi * keras.ops.concatenate([self.projection, self.projection], axis=1)
+    phase = np.concatenate([np.zeros(self.num), np.full(self.num, np.pi / 2)]).astype('float32')
+    return keras.ops.sin(tf.nn.bias_add(keras.ops.matmul(x, projection), phase))
 
   def get_config(self):
     return {**super().get_config(), 'num': self.num, 'scale': self.scale, 'seed': self.seed}
