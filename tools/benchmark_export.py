@@ -48,50 +48,64 @@ def main():
   step_size = np.float32(config.langevin_step_size)
   rng = np.random.default_rng(0)
 
+  metropolis = config.langevin_metropolis  # time and compare the sampler the run uses
+  chain, one_step = ('sample_metropolis', 'metropolis_step') if metropolis else ('sample',
+                                                                                 'langevin_step')
+
   def inputs(batch):
     z = rng.standard_normal((batch, config.latent_dim)).astype(np.float32)
     noise = (config.langevin_noise * rng.standard_normal((args.steps, batch, *data_shape))
              ).astype(np.float32)
-    return z, noise
+    extra = {}
+    if metropolis:
+      extra = dict(uniform=rng.uniform(size=(args.steps, batch)).astype(np.float32),
+                   noise_std=np.float32(config.langevin_noise))
+    return z, noise, extra
+
+  def step_extra(extra):
+    return {k: (v[0] if k == 'uniform' else v) for k, v in extra.items()}
 
   engines = {'tf saved_model': None}
   for q in QUANTIZATIONS:
     engines[f'litert {q}'] = Interpreter(model_path=os.path.join(out, export.tflite_name(q)))
 
   print(f'{args.workdir}: {config.dataset}, E units {config.energy_units}, '
-        f'sample = G + {args.steps} Langevin steps; load average {os.getloadavg()[0]:.2f}')
+        f'sample = G + {args.steps} {"MALA" if metropolis else "Langevin"} steps ({chain}); '
+        f'load average {os.getloadavg()[0]:.2f}')
   print(f'{"engine":24s}{"batch":>6s}{"generate ms":>13s}{"step ms":>10s}{"sample ms":>11s}')
   for batch in (1, 16, 64):
-    z, noise = inputs(batch)
+    z, noise, extra = inputs(batch)
     x = model.generator(z, training=False).numpy()
+    one = dict(x=x, noise=noise[0], step_size=step_size, **step_extra(extra))
+    whole = dict(z=z, noise=noise, step_size=step_size, **extra)
     for name, engine in engines.items():
       if engine is None:
         calls = (lambda: saved['generate'](z=tf.constant(z)),
-                 lambda: saved['langevin_step'](x=tf.constant(x), noise=tf.constant(noise[0]),
-                                                step_size=tf.constant(step_size)),
-                 lambda: saved['sample'](z=tf.constant(z), noise=tf.constant(noise),
-                                         step_size=tf.constant(step_size)))
+                 lambda: saved[one_step](**{k: tf.constant(v) for k, v in one.items()}),
+                 lambda: saved[chain](**{k: tf.constant(v) for k, v in whole.items()}))
       else:
-        runners = [engine.get_signature_runner(n) for n in ('generate', 'langevin_step', 'sample')]
+        runners = [engine.get_signature_runner(n) for n in ('generate', one_step, chain)]
         calls = (lambda r=runners[0]: r(z=z),
-                 lambda r=runners[1]: r(x=x, noise=noise[0], step_size=step_size),
-                 lambda r=runners[2]: r(z=z, noise=noise, step_size=step_size))
+                 lambda r=runners[1]: r(**one),
+                 lambda r=runners[2]: r(**whole))
       times = [_median_ms(c, repeats=5 if i == 2 else 20) for i, c in enumerate(calls)]
       print(f'{name:24s}{batch:6d}' + ''.join(f'{t:{w}.3f}' for t, w in zip(times, (13, 10, 11))))
 
-  z, noise = inputs(64)
+  z, noise, extra = inputs(64)
   x = model.generator(z, training=False).numpy()
+  whole = dict(z=z, noise=noise, step_size=step_size, **extra)
   reference = dict(generate=x, energy=model.energy_of(tf.constant(x)).numpy(),
-                   sample=saved['sample'](z=tf.constant(z), noise=tf.constant(noise),
-                                          step_size=tf.constant(step_size))['x'].numpy())
-  print(f'\nmax |LiteRT - TF| at batch 64 ({args.steps}-step chain with the same noise):')
+                   sample=saved[chain](**{k: tf.constant(v) for k, v in whole.items()})['x'].numpy())
+  print(f'\nmax |LiteRT - TF| at batch 64 ({args.steps}-step chain with the same noise; a chain '
+        'near a sharp well can take the other accept/reject branch or diverge):')
   for q in QUANTIZATIONS:
     engine = engines[f'litert {q}']
     got = dict(generate=engine.get_signature_runner('generate')(z=z)['x'],
                energy=engine.get_signature_runner('energy')(x=x)['e'],
-               sample=engine.get_signature_runner('sample')(z=z, noise=noise,
-                                                            step_size=step_size)['x'])
+               sample=engine.get_signature_runner(chain)(**whole)['x'])
     diffs = '  '.join(f'{k} {np.abs(got[k] - reference[k]).max():.2e}' for k in reference)
+    rows = np.abs(got['sample'] - reference['sample']).reshape(len(z), -1).max(1)
+    diffs += f'  (chains within 1e-4: {int((rows <= 1e-4).sum())}/{len(rows)})'
     size = os.path.getsize(os.path.join(out, export.tflite_name(q)))
     print(f'  {q:14s} {diffs}   file {size / 1024:.1f} KiB')
   sm_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
