@@ -52,7 +52,7 @@ def tflite_name(quantize):
 
 
 def _signature_module(model, data_shape, grad_clip):
-  """A tf.Module of the four signatures over the model's (variable) weights."""
+  """A tf.Module of the SIGNATURES over the model's (variable) weights."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top
 
@@ -114,49 +114,23 @@ def _signature_module(model, data_shape, grad_clip):
   return Signatures()
 
 
-def _frozen_module(signatures, names):
-  """A variable-free tf.Module whose signatures call the frozen graphs of `signatures`."""
+def _frozen_signatures(signatures, names):
+  """{name: concrete function} calling the frozen, variable-free graph of each signature.
+
+  Freezing drops the input and output names; the wrappers put them back.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
 
-  graphs = {name: convert_to_constants.convert_variables_to_constants_v2(
-      getattr(signatures, name).get_concrete_function()) for name in names}
-  specs = {name: [tf.TensorSpec(spec.shape, spec.dtype, name=arg) for arg, spec in
-                  zip(INPUTS[name], getattr(signatures, name).input_signature)]
-           for name in names}
+  def wrap(name):
+    method = getattr(signatures, name)
+    graph = convert_to_constants.convert_variables_to_constants_v2(method.get_concrete_function())
+    specs = [tf.TensorSpec(spec.shape, spec.dtype, name=arg)
+             for arg, spec in zip(INPUTS[name], method.input_signature)]
+    call = lambda *args: {OUTPUTS[name]: tf.nest.flatten(graph(*args))[0]}
+    return tf.function(call, input_signature=specs).get_concrete_function()
 
-  def first(outputs):
-    return tf.nest.flatten(outputs)[0]
-
-  class Frozen(tf.Module):
-
-    @tf.function(input_signature=specs['generate'])
-    def generate(self, z):
-      return {'x': first(graphs['generate'](z))}
-
-    if 'energy' in graphs:
-
-      @tf.function(input_signature=specs['energy'])
-      def energy(self, x):
-        return {'e': first(graphs['energy'](x))}
-
-      @tf.function(input_signature=specs['langevin_step'])
-      def langevin_step(self, x, noise, step_size):
-        return {'x': first(graphs['langevin_step'](x, noise, step_size))}
-
-      @tf.function(input_signature=specs['sample'])
-      def sample(self, z, noise, step_size):
-        return {'x': first(graphs['sample'](z, noise, step_size))}
-
-      @tf.function(input_signature=specs['metropolis_step'])
-      def metropolis_step(self, x, noise, uniform, step_size, noise_std):
-        return {'x': first(graphs['metropolis_step'](x, noise, uniform, step_size, noise_std))}
-
-      @tf.function(input_signature=specs['sample_metropolis'])
-      def sample_metropolis(self, z, noise, uniform, step_size, noise_std):
-        return {'x': first(graphs['sample_metropolis'](z, noise, uniform, step_size, noise_std))}
-
-  return Frozen()
+  return {name: wrap(name) for name in names}
 
 
 INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step_size'),
@@ -182,8 +156,8 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
     raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
                       'Flex delegate; retrain without it to export')
   names = SIGNATURES if config.use_energy else ('generate',)
-  signatures = _signature_module(model, data_shape, config.langevin_grad_clip)
-  frozen = _frozen_module(signatures, names)
+  frozen = _frozen_signatures(_signature_module(model, data_shape, config.langevin_grad_clip),
+                              names)
 
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
@@ -193,8 +167,7 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
   os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private
   try:
     saved_model = os.path.join(staging, 'saved_model')
-    tf.saved_model.save(frozen, saved_model,
-                        signatures={name: getattr(frozen, name) for name in names},
+    tf.saved_model.save(tf.Module(), saved_model, signatures=frozen,
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     sizes = {}
     for q in dict.fromkeys(['none', *quantize]):
