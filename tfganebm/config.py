@@ -14,6 +14,11 @@ from tfganebm import data
 from tfganebm import distribute
 
 MODELS = ('gan_ebm', 'gan')
+# The keys of networks.GENERATORS, DISCRIMINATORS and ENERGIES (importing Keras here would
+# import TensorFlow before flags are checked).
+GENERATOR_NETWORKS = ('mlp', 'dcgan')
+DISCRIMINATOR_NETWORKS = ('mlp', 'dcgan')
+ENERGY_NETWORKS = ('mlp', 'conv')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,14 +26,18 @@ class Config:
   """Everything a run depends on. Field names equal the flag names."""
   workdir: str = ''
   dataset: str = 'moons'
-  num_examples: int = 15000
+  data_dir: str = ''
+  download: bool = True
+  num_examples: int = 0
   data_noise: Optional[float] = None
   model: str = 'gan_ebm'
   seed: int = 0
   train_steps: int = 10000
   batch_size: int = 128
   latent_dim: int = 20
-  architecture: str = 'mlp'
+  generator_network: str = 'auto'
+  discriminator_network: str = 'auto'
+  energy_network: str = 'auto'
   generator_units: tuple = (32, 64)
   discriminator_units: tuple = (32, 32, 16, 8)
   energy_units: tuple = (64, 64, 64, 64, 64)
@@ -56,6 +65,7 @@ class Config:
   checkpoint_every: int = 1000
   log_every: int = 100
   eval_num_samples: int = 2000
+  classifier_dir: str = ''
   jit_compile: bool = True
   strategy: str = 'default'
   tpu: str = ''
@@ -66,6 +76,14 @@ class Config:
   @property
   def use_energy(self):
     return self.model == 'gan_ebm'
+
+  def networks(self):
+    """(G, D, E) architecture names, 'auto' resolved: MLPs for 2D data; for images the
+    report's layout, MLP G and D with the conv E."""
+    image = data.is_image(self.dataset)
+    pick = lambda name, auto: auto if name == 'auto' else name
+    return (pick(self.generator_network, 'mlp'), pick(self.discriminator_network, 'mlp'),
+            pick(self.energy_network, 'conv' if image else 'mlp'))
 
   @classmethod
   def from_flags(cls, flag_values):
@@ -124,7 +142,8 @@ class Config:
 
 
 # Fields whose change alters variable shapes or the meaning of a checkpoint.
-ARCHITECTURE_FIELDS = ('dataset', 'model', 'latent_dim', 'architecture', 'generator_units',
+ARCHITECTURE_FIELDS = ('dataset', 'model', 'latent_dim', 'generator_network',
+                       'discriminator_network', 'energy_network', 'generator_units',
                        'discriminator_units', 'energy_units', 'energy_spectral_norm',
                        'energy_batch_norm', 'energy_fourier_features', 'energy_fourier_scale',
                        'buffer_capacity')
@@ -141,9 +160,17 @@ def define_flags():
   d = Config()
   flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, TensorBoard events, '
                       'flags.txt, metrics.json, figures. Re-running with it resumes.')
-  flags.DEFINE_enum('dataset', d.dataset, sorted(data.DATASETS), 'Dataset.')
-  flags.DEFINE_integer('num_examples', d.num_examples, 'Training points of a 2D dataset.',
-                       lower_bound=1)
+  flags.DEFINE_enum('dataset', d.dataset, data.names(),
+                    'Dataset: a 2D toy (built in memory) or images (MNIST, CIFAR-10).')
+  flags.DEFINE_string('data_dir', d.data_dir,
+                      'Images: a folder with MNIST IDX files (train-images-idx3-ubyte.gz ...), '
+                      'CIFAR-10 python batches (cifar-10-batches-py/) or TFDS data; '
+                      'empty: the TFDS default folder.')
+  flags.DEFINE_boolean('download', d.download,
+                       'Images: let TFDS download a dataset not found locally (needs network).')
+  flags.DEFINE_integer('num_examples', d.num_examples,
+                       'Training examples: 2D points to draw, or the first N training images; '
+                       '0: 15,000 points, or every training image.', lower_bound=0)
   flags.DEFINE_float('data_noise', None, 'Noise of a 2D dataset (default: its own, see data.py).',
                      lower_bound=0.0)
   flags.DEFINE_enum('model', d.model, list(MODELS),
@@ -152,11 +179,20 @@ def define_flags():
   flags.DEFINE_integer('train_steps', d.train_steps, 'Total training steps.', lower_bound=1)
   flags.DEFINE_integer('batch_size', d.batch_size, 'Global batch size.', lower_bound=1)
   flags.DEFINE_integer('latent_dim', d.latent_dim, 'Size of z ~ N(0, I).', lower_bound=1)
-  flags.DEFINE_enum('architecture', d.architecture, ['mlp'], 'Network family of G, D and E.')
-  flags.DEFINE_list('generator_units', list(map(str, d.generator_units)), 'Hidden widths of G.')
+  flags.DEFINE_enum('generator_network', d.generator_network, ['auto', *GENERATOR_NETWORKS],
+                    'G: mlp (report) or dcgan (transposed convolutions, images); auto: mlp.')
+  flags.DEFINE_enum('discriminator_network', d.discriminator_network,
+                    ['auto', *DISCRIMINATOR_NETWORKS],
+                    'D: mlp (report) or dcgan (strided convolutions, images); auto: mlp.')
+  flags.DEFINE_enum('energy_network', d.energy_network, ['auto', *ENERGY_NETWORKS],
+                    'E: mlp, or conv (report: 4 conv + 2 dense, images); '
+                    'auto: conv for images, mlp for 2D.')
+  flags.DEFINE_list('generator_units', list(map(str, d.generator_units)),
+                    'Hidden widths of G (dcgan: channels, one upsampling x2 each).')
   flags.DEFINE_list('discriminator_units', list(map(str, d.discriminator_units)),
-                    'Hidden widths of D.')
-  flags.DEFINE_list('energy_units', list(map(str, d.energy_units)), 'Hidden widths of E.')
+                    'Hidden widths of D (dcgan: channels, one stride-2 conv each).')
+  flags.DEFINE_list('energy_units', list(map(str, d.energy_units)),
+                    'Hidden widths of E (conv: channels, one stride-2 conv each, then Dense(64)).')
   flags.DEFINE_boolean('energy_spectral_norm', d.energy_spectral_norm,
                        'Spectral normalisation on every layer of E.')
   flags.DEFINE_boolean('energy_batch_norm', d.energy_batch_norm,
@@ -197,6 +233,9 @@ def define_flags():
                        lower_bound=1)
   flags.DEFINE_integer('eval_num_samples', d.eval_num_samples,
                        'Samples drawn for metrics.json and figures at the end.', lower_bound=1)
+  flags.DEFINE_string('classifier_dir', d.classifier_dir,
+                      'Images: cache of the classifiers behind the image metrics '
+                      '(empty: $TFGANEBM_CACHE or ~/.cache/tfganebm).')
   flags.DEFINE_boolean('jit_compile', d.jit_compile,
                        'XLA-compile the train step (single-replica strategies only).')
   flags.DEFINE_enum('strategy', d.strategy, list(distribute.STRATEGIES),
@@ -234,5 +273,6 @@ def define_flags():
       lambda v: v['batch_size'] % v['cpu_replicas'] == 0 or v['strategy'] != 'mirrored',
       '--batch_size must be a multiple of --cpu_replicas (the global batch is split evenly)')
   flags.register_multi_flags_validator(
-      ['batch_size', 'num_examples'], lambda v: v['num_examples'] >= v['batch_size'],
-      '--num_examples must be at least --batch_size')
+      ['batch_size', 'num_examples'],
+      lambda v: v['num_examples'] == 0 or v['num_examples'] >= v['batch_size'],
+      '--num_examples must be 0 (all) or at least --batch_size')

@@ -1,8 +1,9 @@
 """Datasets as tf.data pipelines of batches in [-1, 1].
 
-Every dataset is looked up by name in `DATASETS`. A 2D toy is built in memory
-with numpy and scikit-learn; batches are drawn by a pipeline that is a pure
-function of `(seed, step)`, so a resumed run sees exactly the batches an
+2D toys are looked up by name in `DATASETS` and built in memory with numpy and
+scikit-learn; images (`IMAGE_SHAPES`: MNIST, CIFAR-10) come from `images.load`.
+`load(config)` gives either kind. Batches are drawn by a pipeline that is a
+pure function of `(seed, step)`, so a resumed run sees exactly the batches an
 uninterrupted run would have seen, without checkpointing an iterator.
 """
 
@@ -92,6 +93,88 @@ DATASETS: dict[str, Callable[..., Points]] = {
 }
 
 
+IMAGE_SHAPES = {'mnist': (28, 28, 1), 'cifar10': (32, 32, 3)}
+DEFAULT_NUM_POINTS = 15000  # training points of a 2D toy when --num_examples is 0
+
+
+def names():
+  """Every dataset name the `--dataset` flag accepts."""
+  return sorted(DATASETS) + sorted(IMAGE_SHAPES)
+
+
+def is_image(name):
+  return name in IMAGE_SHAPES
+
+
+def shape_of(name):
+  """The shape of one example of dataset `name`, without loading it."""
+  return IMAGE_SHAPES[name] if is_image(name) else (2,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """A run's training data and its held-out data.
+
+  `train` and `held_out` are [n, *shape] arrays in [-1, 1] (float32) for 2D
+  toys, or uint8 images (`to_unit_range` maps them); `train_labels` and
+  `held_out_labels` are the classes of images (None for 2D); `mixture` is the
+  held-out mixture of a Gaussian toy.
+  """
+  name: str
+  train: np.ndarray
+  held_out: np.ndarray
+  held_out_labels: Optional[np.ndarray] = None
+  train_labels: Optional[np.ndarray] = None
+  mixture: Optional[Mixture] = None
+
+  @property
+  def shape(self):
+    return self.train.shape[1:]
+
+
+def to_unit_range(x):
+  """uint8 images -> float32 in [-1, 1]; float32 points unchanged."""
+  x = np.asarray(x)
+  if x.dtype == np.uint8:
+    from tfganebm import images  # pylint: disable=g-import-not-at-top
+    return images.to_model_range(x)
+  return x.astype(np.float32)
+
+
+def load(name, num_examples=0, noise=None, seed=0, data_dir=None, download=False,
+         num_held_out=0):
+  """Training and held-out data of any dataset.
+
+  Args:
+    name: a name of `names()`.
+    num_examples: training examples; 0 means 15,000 points for a 2D toy and the
+      whole training split for images (else its first `num_examples` images).
+    noise, seed: of a 2D toy (`load_points`); images ignore them.
+    data_dir, download: where images are looked for (`images.load`).
+    num_held_out: at least this many held-out 2D points (images: the test split).
+
+  Raises:
+    images.DataError: no usable copy of an image dataset.
+    ValueError: an unknown name, or fewer training images than `num_examples`.
+  """
+  if is_image(name):
+    from tfganebm import images  # pylint: disable=g-import-not-at-top
+    train, train_labels = images.load(name, data_dir, 'train', download)
+    held_out, labels = images.load(name, data_dir, 'test', download)
+    if num_examples:
+      if num_examples > len(train):
+        raise ValueError(f'--num_examples={num_examples} but {name} has {len(train)} training '
+                         'images; lower it or use 0 (all)')
+      train, train_labels = train[:num_examples], train_labels[:num_examples]
+    return Data(name, train, held_out, held_out_labels=labels, train_labels=train_labels)
+  num_train = num_examples or DEFAULT_NUM_POINTS
+  num = max(num_train, num_held_out)
+  train, held_out = load_points(name, num, noise, seed)
+  if num != num_train:  # more held-out points than training points: draw the training set alone
+    train, _ = load_points(name, num_train, noise, seed)
+  return Data(name, train.x, held_out.x, mixture=held_out.mixture)
+
+
 def load_points(name, num_examples, noise, seed):
   """Training and held-out points of a 2D dataset.
 
@@ -113,7 +196,7 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
   uninterrupted pipeline yields from that step on.
 
   Args:
-    x: [n, *data_shape] array in [-1, 1].
+    x: [n, *data_shape] array: float32 in [-1, 1], or uint8 images (mapped to [-1, 1]).
     batch_size: global batch size, <= n.
     seed: int, the run's seed.
     start_step: first step to yield.
@@ -128,14 +211,19 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
     raise ValueError(f'batch size {batch_size} exceeds the {n} training examples; '
                      'lower --batch_size or raise --num_examples')
   steps_per_epoch = n // batch_size
-  data = tf.constant(x, tf.float32)
+  data = tf.constant(x)  # uint8 images stay uint8 in memory (4x smaller) until batched
+
+  def to_float(batch):
+    if batch.dtype == tf.uint8:
+      return tf.cast(batch, tf.float32) / 127.5 - 1.0
+    return tf.cast(batch, tf.float32)
   stop = math.inf if num_steps is None else start_step + num_steps
 
   def batch_at(step):
     epoch, index = step // steps_per_epoch, step % steps_per_epoch
     order = tf.random.experimental.stateless_shuffle(
         tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-    return tf.gather(data, order[index * batch_size:(index + 1) * batch_size])
+    return to_float(tf.gather(data, order[index * batch_size:(index + 1) * batch_size]))
 
   steps = (tf.data.Dataset.range(start_step, stop) if num_steps is not None
            else tf.data.Dataset.counter(start_step))

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfganebm import classifier
 from tfganebm import data
 from tfganebm import files
 from tfganebm import langevin as langevin_lib
@@ -77,16 +78,31 @@ def energy_density_grid(model, resolution=GRID_RESOLUTION):
   return metrics.grid_log_density(energies, cell_area)
 
 
-def evaluate(model, config, out_dir, num_samples, seed, settings, step=None):
-  """Samples, metrics.json and figures of a 2D run into `out_dir`.
+def _labels(config, settings, step):
+  title = f'{config.dataset}, {config.model}, step {step}'
+  label = (f'G + {settings.steps} {"MALA" if settings.metropolis else "Langevin"} steps '
+           f'(eta={settings.step_size:g}, sigma={settings.noise:g})')
+  return title, label
+
+
+def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dataset=None):
+  """Samples, metrics.json and figures of a run into `out_dir`.
+
+  Args:
+    dataset: the run's `data.Data` if at hand (images: saves loading them again).
 
   Returns:
     (metrics dict, x_gen, x_langevin).
   """
-  _, held_out = data.load_points(config.dataset, max(config.num_examples, 2 * num_samples),
-                                 config.data_noise, config.seed)
+  if data.is_image(config.dataset):
+    if dataset is None:
+      dataset = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
+                          download=config.download)
+    return evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset)
+  held_out = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
+                       num_held_out=2 * num_samples)
   # `floor`, a second held-out sample, measured like the samples: the best a model can score.
-  real, floor = held_out.x[:num_samples], held_out.x[num_samples:2 * num_samples]
+  real, floor = held_out.held_out[:num_samples], held_out.held_out[num_samples:2 * num_samples]
   frames = PROGRESSION_FRAMES - 1
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
@@ -104,12 +120,57 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None):
 
   os.makedirs(out_dir, exist_ok=True)
   files.write_json(os.path.join(out_dir, 'metrics.json'), result)
-  title = f'{config.dataset}, {config.model}, step {step}'
-  label = (f'G + {settings.steps} {"MALA" if settings.metropolis else "Langevin"} steps '
-           f'(eta={settings.step_size:g}, sigma={settings.noise:g})')
+  title, label = _labels(config, settings, step)
   with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
     plots.samples_2d(path, real, x_gen, x_langevin, log_density, title, label)
   if trajectory is not None:
     with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
       plots.langevin_progression(path, trajectory, record_every, title)
   return result, x_gen, x_langevin
+
+
+IMAGE_GRID = 100  # images per panel of samples.png
+CHAIN_STRIP = 10  # chains shown in langevin_progression.png
+
+
+def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset):
+  """`evaluate` for images: classifier-FID, KID and class coverage; image grids.
+
+  The reference is the first half of the held-out (test) split; `real_data`
+  measures `num_samples` images of its second half the same way, the floor at this
+  sample size.
+  """
+  classifier_model = classifier.load_or_train(
+      config.dataset, dataset.train, dataset.train_labels, dataset.held_out,
+      dataset.held_out_labels, config.classifier_dir)
+  half = len(dataset.held_out) // 2
+  reference = data.to_unit_range(dataset.held_out[:half])
+  floor = data.to_unit_range(dataset.held_out[half:][:num_samples])
+  frames = PROGRESSION_FRAMES - 1
+  record_every = settings.steps // frames if settings.steps >= frames else 0
+  x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
+
+  reference_features, _ = classifier_model.features_and_probabilities(reference)
+  measure = lambda x: metrics.evaluate_images(
+      *classifier_model.features_and_probabilities(x), reference_features, seed=seed)
+  result = dict(dataset=config.dataset, model=config.model, step=step, seed=seed,
+                num_samples=num_samples, num_reference=half, num_real=len(floor),
+                langevin=dataclasses.asdict(settings),
+                classifier=classifier_model.info,
+                real_data=measure(floor), generator=measure(x_gen))
+  if x_langevin is not None:
+    result['generator_langevin'] = measure(x_langevin)
+
+  os.makedirs(out_dir, exist_ok=True)
+  files.write_json(os.path.join(out_dir, 'metrics.json'), result)
+  title, label = _labels(config, settings, step)
+  panels = [('held-out data', floor[:IMAGE_GRID]), ('G(z)', x_gen[:IMAGE_GRID])]
+  if x_langevin is not None:
+    panels.append((label, x_langevin[:IMAGE_GRID]))
+  with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
+    plots.image_grids(path, panels, title)
+  if trajectory is not None:
+    with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
+      plots.chain_strip(path, trajectory[:, :CHAIN_STRIP], record_every, title)
+  return result, x_gen, x_langevin
+

@@ -80,15 +80,28 @@ def _cifar_batches(data_dir, split):
   return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)
 
 
+DOWNLOAD_HOST = ('storage.googleapis.com', 443)  # where TFDS downloads MNIST and CIFAR-10 from
+
+
+def _online(timeout=5.0):
+  """Whether the TFDS download host answers; offline, TFDS itself retries for minutes."""
+  import socket  # pylint: disable=g-import-not-at-top
+  try:
+    with socket.create_connection(DOWNLOAD_HOST, timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
 def _tfds(name, data_dir, split, download):
   """(images, labels) from TFDS if prepared in data_dir (or if `download`), else None."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  if not download:
-    try:
-      if not tfds.builder(name, data_dir=data_dir).is_prepared():
-        return None
-    except Exception:  # pylint: disable=broad-except  (an unreadable folder is "not prepared")
-      return None
+  try:
+    prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
+  except Exception:  # pylint: disable=broad-except  (an unreadable folder is "not prepared")
+    prepared = False
+  if not prepared and not (download and _online()):
+    return None
   dataset = tfds.load(name, split=split, data_dir=data_dir, download=download,
                       as_supervised=True).batch(4096)
   images, labels = zip(*tfds.as_numpy(dataset))
@@ -124,9 +137,13 @@ def load(name, data_dir=None, split='train', download=False):
     return found
   tried.append('a prepared TFDS dataset')
   where = f'in {data_dir}' if data_dir else 'in the default TFDS folder (no --data_dir given)'
-  raise DataError(f'no {name} {split} data: looked for {" and ".join(tried)} {where}; copy the '
-                  f'files there, or allow a download (needs network), or run '
-                  f'`tfds build {name} --data_dir DIR`')
+  how = ('the TFDS download host did not answer (offline?)' if download
+         else 'downloads are off (--nodownload)')
+  files = ('train-images-idx3-ubyte.gz and friends' if name == 'mnist'
+           else 'cifar-10-batches-py/')
+  raise DataError(f'no {name} {split} data: looked for {" and ".join(tried)} {where}, and '
+                  f'{how}; put {files} in a folder and pass --data_dir=FOLDER, or run '
+                  f'`tfds build {name}` where there is network')
 
 
 def to_model_range(images):

@@ -4,6 +4,12 @@ For 2D data: sliced Wasserstein distance and MMD to held-out real data, the
 nearest-neighbour distances between samples and data, and for Gaussian
 mixtures the mode-collapse metrics of the literature (modes recovered,
 fraction of high-quality samples and their std).
+
+For images: the Frechet distance and KID in the feature space of a classifier
+(`classifier.py`; Inception weights cannot be downloaded offline, so the
+numbers are "classifier-FID/KID": comparable between runs on one dataset, not
+with published Inception FIDs), and class coverage, the histogram of predicted
+classes and its KL divergence to uniform.
 """
 
 import numpy as np
@@ -116,3 +122,71 @@ def grid_log_density(energies, cell_area):
   top = negative.max()
   log_z = float(top + np.log(np.exp(negative - top).sum() * cell_area))
   return negative - log_z, log_z
+
+
+def frechet_distance(features_a, features_b):
+  """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)) of two feature samples [n, d].
+
+  The matrix square root is taken as (C_a^(1/2) C_b C_a^(1/2))^(1/2), which has the
+  same trace and is symmetric, so eigh gives it stably.
+  """
+  a, b = _flat(features_a), _flat(features_b)
+  mean_a, mean_b = a.mean(0), b.mean(0)
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  values, vectors = np.linalg.eigh(cov_a)
+  root_a = (vectors * np.sqrt(np.maximum(values, 0))) @ vectors.T
+  middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+  trace_root = np.sqrt(np.maximum(middle, 0)).sum()
+  return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b)
+               - 2 * trace_root)
+
+
+def kernel_inception_distance(features_a, features_b, num_subsets=10, subset_size=1000, seed=0):
+  """KID (Binkowski et al. 2018): the unbiased MMD^2 with the kernel (a.b / d + 1)^3.
+
+  Averaged over `num_subsets` random subsets of min(subset_size, n, m) rows of each.
+
+  Returns:
+    (mean, std) over the subsets.
+  """
+  a, b = _flat(features_a), _flat(features_b)
+  size = min(subset_size, len(a), len(b))
+  rng = np.random.default_rng(seed)
+  values = []
+  for _ in range(num_subsets):
+    x = a[rng.choice(len(a), size, replace=False)]
+    y = b[rng.choice(len(b), size, replace=False)]
+    kernel = lambda u, v: (u @ v.T / a.shape[1] + 1) ** 3
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    off_diagonal = lambda k: (k.sum() - np.trace(k)) / (size * (size - 1))
+    values.append(off_diagonal(k_xx) + off_diagonal(k_yy) - 2 * k_xy.mean())
+  return float(np.mean(values)), float(np.std(values))
+
+
+def class_coverage(probabilities, min_share=0.2):
+  """How evenly samples spread over a classifier's classes.
+
+  Args:
+    probabilities: [n, num_classes] class probabilities of the samples.
+    min_share: a class is covered when it gets at least this fraction of its uniform share.
+
+  Returns:
+    dict: class_histogram (fractions of argmax), class_kl (KL(histogram || uniform), 0 when
+    even, log(num_classes) when all samples are one class), classes_covered, and
+    confidence (mean max probability: low for samples that look like no class).
+  """
+  probabilities = np.asarray(probabilities, np.float64)
+  num_classes = probabilities.shape[1]
+  histogram = np.bincount(probabilities.argmax(1), minlength=num_classes) / len(probabilities)
+  nonzero = histogram[histogram > 0]
+  return dict(class_histogram=[float(h) for h in histogram],
+              class_kl=float((nonzero * np.log(nonzero * num_classes)).sum()),
+              classes_covered=int((histogram >= min_share / num_classes).sum()),
+              confidence=float(probabilities.max(1).mean()))
+
+
+def evaluate_images(features, probabilities, reference_features, seed=0):
+  """classifier-FID and KID of samples against real reference images, and class coverage."""
+  kid, kid_std = kernel_inception_distance(features, reference_features, seed=seed)
+  return dict(fid=frechet_distance(features, reference_features), kid=kid, kid_std=kid_std,
+              **class_coverage(probabilities))

@@ -147,15 +147,14 @@ def build(config, data_shape, strategy=None):
   keras.utils.set_random_seed(config.seed)
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():
-    generator = networks.GENERATORS[config.architecture](
-        config.latent_dim, data_shape, config.generator_units)
-    discriminator = networks.DISCRIMINATORS[config.architecture](
-        data_shape, config.discriminator_units)
+    g_name, d_name, e_name = config.networks()
+    generator = networks.GENERATORS[g_name](config.latent_dim, data_shape, config.generator_units)
+    discriminator = networks.DISCRIMINATORS[d_name](data_shape, config.discriminator_units)
     energy, buffer = None, None
     if config.use_energy:
       policy = keras.config.dtype_policy()
       keras.config.set_dtype_policy('float32')  # E and grad E stay float32 under mixed precision
-      energy = networks.ENERGIES[config.architecture](
+      energy = networks.ENERGIES[e_name](
           data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
           batch_norm=config.energy_batch_norm, fourier_features=config.energy_fourier_features,
           fourier_scale=config.energy_fourier_scale)

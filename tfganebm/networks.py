@@ -1,7 +1,9 @@
 """Keras builders for the generator G, the discriminator D and the energy E.
 
 Builders are looked up by architecture name in `GENERATORS`, `DISCRIMINATORS`
-and `ENERGIES`; adding an architecture is one function and one entry.
+and `ENERGIES` (flags --generator_network, --discriminator_network,
+--energy_network); adding an architecture is one function and one entry here
+and one name in config.py.
 """
 
 import math
@@ -118,6 +120,48 @@ def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_n
   return keras.Sequential(layers, name='energy')
 
 
-GENERATORS = {'mlp': mlp_generator}
-DISCRIMINATORS = {'mlp': mlp_discriminator}
+def dcgan_generator(latent_dim, data_shape, units=(128, 64)):
+  """G for images (DCGAN, Radford et al. 2016): z -> x [B, H, W, C] in [-1, 1] (tanh).
+
+  Dense to [H / 2^n, W / 2^n, units[0]], then per width u of `units` (n of them) a
+  Conv2DTranspose(u, 4, stride 2) with BatchNorm and ReLU (the first width is also the
+  one of the dense block), and a final 3x3 Conv2D to C channels. H and W must be
+  divisible by 2^n: 28x28 takes 2 widths, 32x32 up to 5.
+  """
+  height, width, channels = data_shape
+  factor = 2 ** len(units)
+  if height % factor or width % factor:
+    raise ValueError(f'dcgan G: {height}x{width} images are not divisible by 2^{len(units)}; '
+                     'use fewer --generator_units')
+  layers = [keras.Input((latent_dim,)),
+            keras.layers.Dense(height // factor * width // factor * units[0], use_bias=False),
+            keras.layers.BatchNormalization(), keras.layers.ReLU(),
+            keras.layers.Reshape((height // factor, width // factor, units[0]))]
+  for filters in units:
+    layers += [keras.layers.Conv2DTranspose(filters, 4, strides=2, padding='same',
+                                            use_bias=False),
+               keras.layers.BatchNormalization(), keras.layers.ReLU()]
+  layers.append(keras.layers.Conv2D(channels, 3, padding='same', activation='tanh'))
+  return keras.Sequential(layers, name='generator')
+
+
+def dcgan_discriminator(data_shape, units=(64, 128)):
+  """D for images (DCGAN): x [B, H, W, C] -> logit [B, 1].
+
+  Per width u of `units` a Conv2D(u, 4, stride 2) with LeakyReLU(0.2), BatchNorm on all but
+  the first; then Flatten and Dense(1).
+  """
+  layers = [keras.Input(data_shape)]
+  for i, filters in enumerate(units):
+    layers.append(keras.layers.Conv2D(filters, 4, strides=2, padding='same'))
+    if i > 0:
+      layers.append(keras.layers.BatchNormalization())
+    layers.append(keras.layers.LeakyReLU(0.2))
+  layers += [keras.layers.Flatten(), keras.layers.Dense(1)]
+  return keras.Sequential(layers, name='discriminator')
+
+
+# Keep the keys in step with config.GENERATOR_NETWORKS, DISCRIMINATOR_NETWORKS, ENERGY_NETWORKS.
+GENERATORS = {'mlp': mlp_generator, 'dcgan': dcgan_generator}
+DISCRIMINATORS = {'mlp': mlp_discriminator, 'dcgan': dcgan_discriminator}
 ENERGIES = {'mlp': mlp_energy, 'conv': conv_energy}

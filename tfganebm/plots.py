@@ -1,4 +1,8 @@
-"""Matplotlib figures of a run: samples, the learned density, the Langevin progression."""
+"""Matplotlib figures of a run: samples, the learned density, the Langevin progression.
+
+2D runs get scatter plots and a density map; image runs get image grids and a
+strip of chains through the Langevin steps.
+"""
 
 import matplotlib
 
@@ -56,5 +60,55 @@ def langevin_progression(path, trajectory, record_every, title=''):
   fig, axes = plt.subplots(1, num, figsize=(3 * num, 3.3), sharex=True, sharey=True)
   for i, (ax, x) in enumerate(zip(np.atleast_1d(axes), trajectory)):
     _scatter(ax, x, f'{i * record_every} steps', 'tab:red' if i else 'tab:blue')
+  fig.suptitle(title, fontsize=11)
+  _save(fig, path)
+
+
+def _tile(images, columns):
+  """[n, H, W, C] in [-1, 1] -> one [rows * H, columns * W, C] image in [0, 1], 1-pixel gaps."""
+  images = np.clip((np.asarray(images, np.float32) + 1) / 2, 0, 1)
+  n, height, width, channels = images.shape
+  rows = -(-n // columns)
+  canvas = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1, channels), np.float32)
+  for i, image in enumerate(images):
+    r, c = divmod(i, columns)
+    canvas[r * (height + 1):r * (height + 1) + height,
+           c * (width + 1):c * (width + 1) + width] = image
+  return canvas
+
+
+def _show(ax, canvas, title):
+  if canvas.shape[-1] == 1:
+    ax.imshow(canvas[..., 0], cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+  else:
+    ax.imshow(canvas, interpolation='nearest')
+  ax.set_title(title, fontsize=10)
+  ax.axis('off')
+
+
+def image_grids(path, panels, title=''):
+  """Image grids side by side (e.g. held-out data | G | G + Langevin).
+
+  Args:
+    panels: [(title, images [n, H, W, C] in [-1, 1])], n a square number for a square grid.
+  """
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6))
+  for ax, (name, images) in zip(np.atleast_1d(axes), panels):
+    _show(ax, _tile(images, int(np.ceil(np.sqrt(len(images))))), name)
+  fig.suptitle(title, fontsize=11)
+  _save(fig, path)
+
+
+def chain_strip(path, trajectory, record_every, title=''):
+  """One row per chain, one column per record: the chain after 0, k, 2k, ... steps.
+
+  Args:
+    trajectory: [num_records, num_chains, H, W, C] in [-1, 1].
+  """
+  num_records, num_chains = trajectory.shape[:2]
+  by_chain = np.swapaxes(np.asarray(trajectory), 0, 1).reshape(-1, *trajectory.shape[2:])
+  fig, ax = plt.subplots(1, 1, figsize=(1.1 * num_records + 0.5, 1.1 * num_chains + 0.8))
+  _show(ax, _tile(by_chain, num_records),
+        'Langevin steps: ' + ', '.join(str(i * record_every) for i in range(num_records)))
   fig.suptitle(title, fontsize=11)
   _save(fig, path)

@@ -30,7 +30,7 @@ def load(workdir):
     config = config_lib.Config.from_flagfile(flags_path)
   except (ValueError, TypeError) as e:
     raise LoadError(str(e)) from e
-  data_shape = data.load_points(config.dataset, 2, config.data_noise, config.seed)[0].x.shape[1:]
+  data_shape = data.shape_of(config.dataset)
   model = model_lib.build(config, data_shape)
   try:
     checkpoint = training.restore(model, workdir, expect_partial=True)

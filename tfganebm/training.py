@@ -94,7 +94,7 @@ def train(config):
   """Trains (or resumes) the run of `config` in `config.workdir`, then evaluates it.
 
   Returns:
-    The metrics written to `workdir/metrics.json` (2D datasets); {} on a worker that is not
+    The metrics written to `workdir/metrics.json`; {} on a worker that is not
     the chief (it writes nothing but its share of the collective checkpoint saves).
 
   Raises:
@@ -103,9 +103,15 @@ def train(config):
   """
   workdir = config.workdir
   _check_resume(workdir, config)
-  train_points, _ = data.load_points(config.dataset, config.num_examples, config.data_noise,
-                                     config.seed)
-  data_shape = train_points.x.shape[1:]
+  try:
+    dataset = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
+                        config.data_dir, config.download)
+  except ValueError as e:  # images.DataError included: missing or damaged files
+    raise RunError(str(e)) from e
+  if len(dataset.train) < config.batch_size:
+    raise RunError(f'--batch_size={config.batch_size} exceeds the {len(dataset.train)} '
+                   'training examples; lower it')
+  data_shape = dataset.shape
 
   strategy = distribute.make_strategy(config.strategy, config.tpu, config.cpu_replicas)
   if config.deterministic:
@@ -136,7 +142,7 @@ def train(config):
 
   start = int(model.step.numpy())
   if start < config.train_steps:
-    batches = data.batches(train_points.x, config.batch_size, config.seed, start,
+    batches = data.batches(dataset.train, config.batch_size, config.seed, start,
                            config.train_steps - start)
     writer = (tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard')) if chief
               else tf.summary.create_noop_writer())
@@ -154,5 +160,5 @@ def train(config):
     return {}
   result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
                                      config.seed, evaluation.LangevinSettings.inference(config),
-                                     step=int(model.step.numpy()))
+                                     step=int(model.step.numpy()), dataset=dataset)
   return result

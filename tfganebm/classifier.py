@@ -1,0 +1,116 @@
+"""A small CNN classifier per image dataset: the feature space of the image metrics.
+
+Inception weights cannot be downloaded offline, so the image metrics measure
+samples in the 128-d penultimate layer of a CNN trained here on the dataset's
+training split. It is trained once per dataset (about a minute for MNIST on 2
+CPU cores) and cached as `classifier-{dataset}-{digest}.keras` under
+`--classifier_dir`, `$TFGANEBM_CACHE` or `~/.cache/tfganebm`; the digest covers
+the training images and the recipe below, so other data never reuse it.
+"""
+
+import hashlib
+import json
+import os
+
+from absl import logging
+import keras
+import numpy as np
+
+from tfganebm import files
+
+RECIPE = dict(version=1, epochs=3, batch_size=128, learning_rate=1e-3, seed=0)
+FEATURES_LAYER = 'features'
+NUM_FEATURES = 128
+NUM_CLASSES = 10
+
+
+def cache_dir(directory=''):
+  """`directory`, else $TFGANEBM_CACHE, else ~/.cache/tfganebm."""
+  return (directory or os.environ.get('TFGANEBM_CACHE')
+          or os.path.join(os.path.expanduser('~'), '.cache', 'tfganebm'))
+
+
+def build(shape, num_classes=NUM_CLASSES):
+  """x [B, H, W, C] in [-1, 1] -> logits [B, num_classes]; `features` is the 128-d layer."""
+  return keras.Sequential([
+      keras.Input(shape),
+      keras.layers.Conv2D(32, 3, padding='same', activation='relu'),
+      keras.layers.Conv2D(64, 3, strides=2, padding='same', activation='relu'),
+      keras.layers.Conv2D(64, 3, strides=2, padding='same', activation='relu'),
+      keras.layers.Conv2D(128, 3, strides=2, padding='same', activation='relu'),
+      keras.layers.GlobalAveragePooling2D(),
+      keras.layers.Dense(NUM_FEATURES, activation='relu', name=FEATURES_LAYER),
+      keras.layers.Dropout(0.3),
+      keras.layers.Dense(num_classes),
+  ], name='classifier')
+
+
+def _digest(images, labels):
+  digest = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode())
+  digest.update(str(images.shape).encode())
+  digest.update(np.ascontiguousarray(images).tobytes())
+  digest.update(np.ascontiguousarray(labels, np.int64).tobytes())
+  return digest.hexdigest()[:16]
+
+
+class Classifier:
+  """A trained classifier: `features(x)` [n, 128] and `probabilities(x)` [n, 10]."""
+
+  def __init__(self, model, info):
+    self.model, self.info = model, info
+    self._features = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
+
+  def features_and_probabilities(self, x, batch_size=500):
+    """x [n, H, W, C] float32 in [-1, 1] -> (features [n, 128], probabilities [n, 10])."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    features, probabilities = [], []
+    for start in range(0, len(x), batch_size):
+      batch = tf.constant(x[start:start + batch_size], tf.float32)
+      features.append(self._features(batch, training=False).numpy())
+      probabilities.append(tf.nn.softmax(self.model(batch, training=False)).numpy())
+    return np.concatenate(features), np.concatenate(probabilities)
+
+
+def load_or_train(name, train_images, train_labels, test_images, test_labels, directory=''):
+  """The cached classifier of `name` for these training images, trained and cached if missing.
+
+  Args:
+    name: dataset name (part of the file name).
+    train_images, test_images: uint8 [n, H, W, C]; train_labels, test_labels: int [n].
+    directory: the cache folder (see `cache_dir`).
+
+  Returns:
+    A `Classifier`; `info` holds its test accuracy and file.
+  """
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  folder = cache_dir(directory)
+  path = os.path.join(folder, f'classifier-{name}-{_digest(train_images, train_labels)}.keras')
+  info_path = path[:-len('.keras')] + '.json'
+  if os.path.exists(path) and os.path.exists(info_path):
+    try:
+      with open(info_path) as f:
+        info = json.load(f)
+      return Classifier(keras.models.load_model(path, compile=False), info)
+    except (OSError, ValueError) as e:  # a damaged cache entry: train it again
+      logging.warning('retraining the classifier: cannot read %s (%s)', path, e)
+
+  logging.info('training the %s classifier of the image metrics (cached in %s)', name, folder)
+  keras.utils.set_random_seed(RECIPE['seed'])
+  model = build(train_images.shape[1:], NUM_CLASSES)
+  model.compile(keras.optimizers.Adam(RECIPE['learning_rate']),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=['accuracy'])
+  x_train = data.to_unit_range(train_images)
+  order = np.random.default_rng(RECIPE['seed']).permutation(len(x_train))
+  model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=RECIPE['batch_size'],
+            epochs=RECIPE['epochs'], shuffle=True, verbose=0)
+  _, accuracy = model.evaluate(data.to_unit_range(test_images), np.asarray(test_labels),
+                               batch_size=500, verbose=0)
+  info = dict(test_accuracy=float(accuracy), file=os.path.basename(path),
+              num_train=int(len(train_images)), **RECIPE)
+  logging.info('%s classifier: test accuracy %.4f', name, accuracy)
+  os.makedirs(folder, exist_ok=True)
+  with files.atomic_path(path) as temporary:
+    model.save(temporary)
+  files.write_json(info_path, info)
+  return Classifier(model, info)
