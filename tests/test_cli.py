@@ -85,3 +85,14 @@ def test_export_rejects_an_unknown_quantization(tmp_path):
                 '--quantize=int4')
   assert result.returncode != 0 and len(_error_lines(result)) == 1
   assert 'quantize' in _error_lines(result)[0]
+
+
+def test_missing_image_data_is_one_line_and_writes_nothing(tmp_path):
+  workdir = tmp_path / 'run'
+  result = _run('tfganebm.train', '--dataset=mnist', f'--data_dir={tmp_path}/empty',
+                '--nodownload', f'--workdir={workdir}')
+  assert result.returncode != 0
+  last = _error_lines(result)[-1]
+  assert last.startswith('error: no mnist train data') and '--data_dir' in last
+  assert 'IDX' in last and 'TFDS' in last
+  assert not workdir.exists() and not (tmp_path / 'empty').exists()

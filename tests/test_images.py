@@ -63,8 +63,102 @@ def test_missing_data_fails_fast_with_what_was_tried(tmp_path):
   assert not (tmp_path / 'empty').exists()  # nothing written
 
 
-def test_tfds_is_used_when_no_local_files(tmp_path):
+def test_offline_download_fails_at_once_instead_of_retrying(tmp_path, monkeypatch):
+  monkeypatch.setattr(images, 'DOWNLOAD_HOST', ('localhost', 9))  # nothing listens: refused
+  with pytest.raises(images.DataError, match='did not answer'):
+    images.load('mnist', str(tmp_path), download=True)
+
+
+def test_tfds_is_used_when_no_local_files(tmp_path, monkeypatch):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(images, '_online', lambda: True)  # mock_data stands in for the download
   with tfds.testing.mock_data(num_examples=6):
     x, y = images.load('mnist', str(tmp_path), download=True)
   assert x.shape == (6, 28, 28, 1) and x.dtype == np.uint8 and y.shape == (6,)
+
+
+def write_mnist(folder, num_train=96, num_test=64, seed=0):
+  """Tiny MNIST-like IDX files: class c is a bright bar at row 2c, so a classifier learns it."""
+  folder.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  for split, n in (('train', num_train), ('t10k', num_test)):
+    labels = np.arange(n) % 10
+    pixels = rng.integers(0, 40, (n, 28, 28))
+    for i, label in enumerate(labels):
+      pixels[i, 2 * label + 4:2 * label + 7, 4:24] = 255
+    _write_idx(folder / f'{split}-images-idx3-ubyte', 2051, pixels)
+    _write_idx(folder / f'{split}-labels-idx1-ubyte', 2049, labels)
+  return folder
+
+
+IMAGE_RUN = dict(batch_size=32, train_steps=4, checkpoint_every=2, log_every=2, latent_dim=8,
+                 generator_units=(16, 32), discriminator_units=(16,), energy_units=(8, 8, 8, 8),
+                 train_langevin_steps=3, train_langevin_step_size=1.0,
+                 train_langevin_noise=0.005, langevin_steps=10, langevin_step_size=1.0,
+                 langevin_noise=0.005, eval_num_samples=32, buffer_capacity=64,
+                 jit_compile=False)
+
+
+def _check_image_run(workdir, result, shape):
+  for name in ('flags.txt', 'metrics.json', 'samples.png', 'langevin_progression.png'):
+    assert (workdir / name).exists(), name
+  for part in ('real_data', 'generator', 'generator_langevin'):
+    measured = result[part]
+    assert np.isfinite([measured['fid'], measured['kid']]).all(), part
+    assert len(measured['class_histogram']) == 10
+    assert sum(measured['class_histogram']) == pytest.approx(1.0)
+  # Real images are closer to real images than 4-step G samples are.
+  assert result['real_data']['fid'] < result['generator']['fid']
+  assert result['classifier']['test_accuracy'] > 0.5
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  _, _, data_shape = runs.load(str(workdir))
+  assert tuple(data_shape) == shape
+
+
+def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path):
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  folder = write_mnist(tmp_path / 'mnist')
+  workdir = tmp_path / 'run'
+  config = tiny(workdir, dataset='mnist', data_dir=str(folder), download=False,
+                classifier_dir=str(tmp_path / 'cache'), num_examples=0, **IMAGE_RUN)
+  result = training.train(config)
+  _check_image_run(workdir, result, (28, 28, 1))
+  assert result['classifier']['num_train'] == 96
+  cached = list((tmp_path / 'cache').glob('classifier-mnist-*.keras'))
+  assert len(cached) == 1
+  # The classifier is cached: a second evaluation reuses the file and gives the same features.
+  from tfganebm import classifier, data  # pylint: disable=g-import-not-at-top
+  loaded = data.load('mnist', 0, data_dir=str(folder))
+  again = classifier.load_or_train('mnist', loaded.train, loaded.train_labels, loaded.held_out,
+                                   loaded.held_out_labels, str(tmp_path / 'cache'))
+  assert again.info == result['classifier']
+  assert list((tmp_path / 'cache').glob('classifier-mnist-*.keras')) == cached
+
+
+def test_cifar10_run_on_tfds_mock_data_with_dcgan_networks(tiny, tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(images, '_online', lambda: True)  # mock_data stands in for the download
+  workdir = tmp_path / 'run'
+  config = tiny(workdir, dataset='cifar10', data_dir=str(tmp_path / 'tfds'),
+                classifier_dir=str(tmp_path / 'cache'), num_examples=0,
+                generator_network='dcgan', discriminator_network='dcgan',
+                **{**IMAGE_RUN, 'generator_units': (16, 8), 'discriminator_units': (8, 16)})
+  with tfds.testing.mock_data(num_examples=96):
+    result = training.train(config)
+  for part in ('real_data', 'generator', 'generator_langevin'):
+    assert np.isfinite(result[part]['fid'])
+  assert (workdir / 'samples.png').exists() and (workdir / 'langevin_progression.png').exists()
+
+
+def test_training_data_scale_and_batches(tmp_path):
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  folder = write_mnist(tmp_path)
+  loaded = data.load('mnist', 40, data_dir=str(folder))
+  assert loaded.train.shape == (40, 28, 28, 1) and loaded.train.dtype == np.uint8
+  assert loaded.held_out.shape == (64, 28, 28, 1) and loaded.held_out_labels.shape == (64,)
+  batch = next(iter(data.batches(loaded.train, 8, seed=0)))
+  assert batch.dtype == 'float32' and batch.shape == (8, 28, 28, 1)
+  assert batch.numpy().min() >= -1.0 and batch.numpy().max() == 1.0
+  with pytest.raises(ValueError, match='num_examples'):
+    data.load('mnist', 500, data_dir=str(folder))

@@ -1,6 +1,7 @@
 """Sample-quality metrics on samples with known answers."""
 
 import numpy as np
+import pytest
 
 from tfganebm import data
 from tfganebm import metrics
@@ -51,3 +52,40 @@ def test_sliced_wasserstein_compares_samples_of_different_sizes():
   assert metrics.sliced_wasserstein(x, y) < 0.08
   np.testing.assert_allclose(metrics.sliced_wasserstein(x, y + [0.0, 1.0]), 1 / np.sqrt(2),
                              rtol=0.1)
+
+
+def test_frechet_distance_of_gaussians_matches_the_closed_form():
+  # N(0, I) vs N(m, s^2 I) in d dims: |m|^2 + d (1 - s)^2.
+  rng = np.random.default_rng(0)
+  d, n, shift, scale = 8, 200000, 0.5, 2.0
+  a = rng.standard_normal((n, d))
+  b = shift + scale * rng.standard_normal((n, d))
+  expected = d * shift ** 2 + d * (1 - scale) ** 2
+  assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
+  assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+  # A correlated covariance: sqrt(C_a C_b) must be the matrix root, not an elementwise one.
+  mix = rng.standard_normal((d, d))
+  c = a @ mix
+  cov = mix.T @ mix
+  values = np.linalg.eigvalsh(cov)
+  expected = np.trace(np.eye(d)) + np.trace(cov) - 2 * np.sqrt(values).sum()
+  assert metrics.frechet_distance(a, c) == pytest.approx(expected, rel=0.03)
+
+
+def test_kid_is_unbiased_near_zero_and_grows_with_a_shift():
+  rng = np.random.default_rng(1)
+  a, b = rng.standard_normal((3000, 16)), rng.standard_normal((3000, 16))
+  same, _ = metrics.kernel_inception_distance(a, b)
+  shifted, _ = metrics.kernel_inception_distance(a, b + 0.5)
+  assert abs(same) < 0.01 and shifted > 0.05
+
+
+def test_class_coverage_extremes():
+  uniform = np.eye(10)[np.arange(1000) % 10]
+  even = metrics.class_coverage(uniform)
+  assert even['class_kl'] == pytest.approx(0.0) and even['classes_covered'] == 10
+  one = metrics.class_coverage(np.eye(10)[np.full(100, 3)])
+  assert one['class_kl'] == pytest.approx(np.log(10)) and one['classes_covered'] == 1
+  assert one['class_histogram'][3] == 1.0
+  unsure = metrics.class_coverage(np.full((5, 10), 0.1))
+  assert unsure['confidence'] == pytest.approx(0.1)

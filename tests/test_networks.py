@@ -1,6 +1,7 @@
 """Network builders: shapes, ranges and the constraints their options promise."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfganebm import networks
@@ -42,3 +43,29 @@ def test_public_api_resolves():
   from tfganebm import model, replay  # pylint: disable=g-import-not-at-top
   assert tfganebm.GanEbm is model.GanEbm and tfganebm.ReplayBuffer is replay.ReplayBuffer
   assert all(getattr(tfganebm, name) is not None for name in tfganebm.__all__)
+
+
+def test_image_networks_shapes_and_ranges():
+  for shape, g_units in (((28, 28, 1), (32, 16)), ((32, 32, 3), (32, 16, 8))):
+    generator = networks.dcgan_generator(10, shape, g_units)
+    x = generator(tf.random.normal([3, 10]) * 100, training=False)
+    assert x.shape == (3, *shape) and np.abs(x).max() <= 1.0
+    assert networks.dcgan_discriminator(shape, (8, 16))(x).shape == (3, 1)
+    assert networks.conv_energy(shape, (8, 8, 16, 16), dense_units=8)(x).shape == (3, 1)
+    assert networks.mlp_generator(10, shape, (16,))(tf.zeros([3, 10])).shape == (3, *shape)
+
+
+def test_dcgan_generator_refuses_sizes_it_cannot_reach():
+  with pytest.raises(ValueError, match='divisible'):
+    networks.dcgan_generator(10, (28, 28, 1), (8, 8, 8))  # 28 is not a multiple of 8
+
+
+def test_flag_choices_match_the_registries():
+  from tfganebm import config  # pylint: disable=g-import-not-at-top
+  assert set(config.GENERATOR_NETWORKS) == set(networks.GENERATORS)
+  assert set(config.DISCRIMINATOR_NETWORKS) == set(networks.DISCRIMINATORS)
+  assert set(config.ENERGY_NETWORKS) == set(networks.ENERGIES)
+  auto = config.Config(dataset='mnist')
+  assert auto.networks() == ('mlp', 'mlp', 'conv')
+  assert config.Config(dataset='moons').networks() == ('mlp', 'mlp', 'mlp')
+  assert config.Config(dataset='cifar10', generator_network='dcgan').networks()[0] == 'dcgan'

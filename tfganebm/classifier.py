@@ -18,7 +18,7 @@ import numpy as np
 
 from tfganebm import files
 
-RECIPE = dict(version=1, epochs=3, batch_size=128, learning_rate=1e-3, seed=0)
+RECIPE = dict(version=1, epochs=5, min_steps=200, batch_size=128, learning_rate=1e-3, seed=0)
 FEATURES_LAYER = 'features'
 NUM_FEATURES = 128
 NUM_CLASSES = 10
@@ -102,8 +102,11 @@ def load_or_train(name, train_images, train_labels, test_images, test_labels, di
                 metrics=['accuracy'])
   x_train = data.to_unit_range(train_images)
   order = np.random.default_rng(RECIPE['seed']).permutation(len(x_train))
-  model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=RECIPE['batch_size'],
-            epochs=RECIPE['epochs'], shuffle=True, verbose=0)
+  batch_size = min(RECIPE['batch_size'], len(x_train))
+  steps_per_epoch = len(x_train) // batch_size
+  epochs = max(RECIPE['epochs'], -(-RECIPE['min_steps'] // steps_per_epoch))  # small datasets
+  model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
+            epochs=epochs, shuffle=True, verbose=0)
   _, accuracy = model.evaluate(data.to_unit_range(test_images), np.asarray(test_labels),
                                batch_size=500, verbose=0)
   info = dict(test_accuracy=float(accuracy), file=os.path.basename(path),
