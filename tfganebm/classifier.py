@@ -18,7 +18,7 @@ import numpy as np
 
 from tfganebm import files
 
-RECIPE = dict(version=1, epochs=5, min_steps=200, batch_size=128, learning_rate=1e-3, seed=0)
+RECIPE = dict(version=2, epochs=5, min_steps=200, batch_size=128, learning_rate=1e-3, seed=0)
 FEATURES_LAYER = 'features'
 NUM_FEATURES = 128
 NUM_CLASSES = 10
@@ -37,8 +37,7 @@ def build(shape, num_classes=NUM_CLASSES):
       keras.layers.Conv2D(32, 3, padding='same', activation='relu'),
       keras.layers.Conv2D(64, 3, strides=2, padding='same', activation='relu'),
       keras.layers.Conv2D(64, 3, strides=2, padding='same', activation='relu'),
-      keras.layers.Conv2D(128, 3, strides=2, padding='same', activation='relu'),
-      keras.layers.GlobalAveragePooling2D(),
+      keras.layers.Flatten(),
       keras.layers.Dense(NUM_FEATURES, activation='relu', name=FEATURES_LAYER),
       keras.layers.Dropout(0.3),
       keras.layers.Dense(num_classes),

@@ -136,16 +136,19 @@ CHAIN_STRIP = 10  # chains shown in langevin_progression.png
 def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset):
   """`evaluate` for images: classifier-FID, KID and class coverage; image grids.
 
-  The reference is the first half of the held-out (test) split; `real_data`
-  measures `num_samples` images of its second half the same way, the floor at this
-  sample size.
+  The reference is one half of the held-out (test) split, shuffled with a fixed
+  seed; `real_data` measures `num_samples` images of the other half the same way,
+  the floor at this sample size.
   """
   classifier_model = classifier.load_or_train(
       config.dataset, dataset.train, dataset.train_labels, dataset.held_out,
       dataset.held_out_labels, config.classifier_dir)
-  half = len(dataset.held_out) // 2
-  reference = data.to_unit_range(dataset.held_out[:half])
-  floor = data.to_unit_range(dataset.held_out[half:][:num_samples])
+  # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
+  # other writers than its last 5,000), so its halves would not be alike.
+  held_out = dataset.held_out[np.random.default_rng(0).permutation(len(dataset.held_out))]
+  half = len(held_out) // 2
+  reference = data.to_unit_range(held_out[:half])
+  floor = data.to_unit_range(held_out[half:][:num_samples])
   frames = PROGRESSION_FRAMES - 1
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)

@@ -6,8 +6,11 @@ Writes OUT/samples_generator.npy and OUT/samples_langevin.npy ([N, *data_shape],
 row i of the second is the refinement of row i of the first), samples.png,
 langevin_progression.png and metrics.json. --langevin_steps 0 means G alone.
 Langevin settings default to the run's own (its --langevin_* training flags).
+Image runs read their held-out images and the cached metrics classifier from
+the places in the run's flags.txt (--data_dir, --classifier_dir override them).
 """
 
+import dataclasses
 import os
 import sys
 
@@ -26,6 +29,9 @@ flags.DEFINE_float('langevin_noise', None, 'Langevin noise std sigma.', lower_bo
 flags.DEFINE_float('langevin_grad_clip', None, 'Per-sample L2 clip of grad E (0: off).',
                    lower_bound=0.0)
 flags.DEFINE_boolean('langevin_metropolis', None, 'Metropolis-adjusted Langevin (MALA) steps.')
+flags.DEFINE_string('data_dir', None, "Images: where the held-out images are (default: the run's).")
+flags.DEFINE_string('classifier_dir', None,
+                    "Images: the metrics classifiers' cache (default: the run's).")
 flags.mark_flags_as_required(['workdir', 'out'])
 FLAGS = flags.FLAGS
 
@@ -35,12 +41,16 @@ def main(argv):
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
   from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
   from tfganebm import files  # pylint: disable=g-import-not-at-top
+  from tfganebm import images  # pylint: disable=g-import-not-at-top
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
 
   try:
     model, config, _ = runs.load(FLAGS.workdir)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
+  overrides = {name: FLAGS[name].value for name in ('data_dir', 'classifier_dir')
+               if FLAGS[name].value is not None}
+  config = dataclasses.replace(config, **overrides)
   settings = evaluation.LangevinSettings.inference(config)
   settings = evaluation.LangevinSettings(*(
       getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None
@@ -48,9 +58,12 @@ def main(argv):
   if settings.metropolis and min(settings.step_size, settings.noise) <= 0:
     sys.exit('error: Metropolis-adjusted Langevin needs --langevin_step_size > 0 and '
              '--langevin_noise > 0 (or --nolangevin_metropolis)')
-  result, x_gen, x_langevin = evaluation.evaluate(
-      model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
-      step=int(model.step.numpy()))
+  try:
+    result, x_gen, x_langevin = evaluation.evaluate(
+        model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
+        step=int(model.step.numpy()))
+  except images.DataError as e:  # the held-out images are not where the flags say
+    sys.exit(f'error: {e}')
   files.write_npy(os.path.join(FLAGS.out, 'samples_generator.npy'), x_gen)
   if x_langevin is None:
     if model.energy is None:
