@@ -84,13 +84,27 @@ def _picture(path, x_gen, x):
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   except ImportError:
     return False
-  if x.ndim != 2 or x.shape[1] != 2:
+  if x.ndim == 4:  # images [N, H, W, C] in [-1, 1]: a 10 x 10 grid of each
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
+    for ax, images, title in ((axes[0], x_gen, 'G(z)'), (axes[1], x, 'G + Langevin')):
+      images = np.clip((images[:100] + 1) / 2, 0, 1)
+      side = int(np.ceil(np.sqrt(len(images))))
+      padded = np.ones((side * side, *images.shape[1:]), np.float32)
+      padded[:len(images)] = images
+      h, w, c = images.shape[1:]
+      grid = padded.reshape(side, side, h, w, c).transpose(0, 2, 1, 3, 4).reshape(side * h,
+                                                                                  side * w, c)
+      ax.imshow(grid[..., 0] if c == 1 else grid, cmap='gray' if c == 1 else None)
+      ax.set_title(title)
+      ax.axis('off')
+  elif x.ndim == 2 and x.shape[1] == 2:
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), sharex=True, sharey=True)
+    for ax, points, title in ((axes[0], x_gen, 'G(z)'), (axes[1], x, 'G + Langevin')):
+      ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.5, linewidths=0)
+      ax.set_title(title)
+      ax.set_aspect('equal')
+  else:
     return False
-  fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), sharex=True, sharey=True)
-  for ax, points, title in ((axes[0], x_gen, 'G(z)'), (axes[1], x, 'G + Langevin')):
-    ax.scatter(points[:, 0], points[:, 1], s=1.5, alpha=0.5, linewidths=0)
-    ax.set_title(title)
-    ax.set_aspect('equal')
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)

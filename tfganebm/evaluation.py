@@ -133,33 +133,45 @@ IMAGE_GRID = 100  # images per panel of samples.png
 CHAIN_STRIP = 10  # chains shown in langevin_progression.png
 
 
-def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset):
-  """`evaluate` for images: classifier-FID, KID and class coverage; image grids.
+class ImageScorer:
+  """Scores images against a run's held-out images in its classifier's feature space.
 
   The reference is one half of the held-out (test) split, shuffled with a fixed
-  seed; `real_data` measures `num_samples` images of the other half the same way,
-  the floor at this sample size.
+  seed; `floor` holds up to `num_real` images of the other half, which score the
+  best a model can at that sample size.
   """
-  classifier_model = classifier.load_or_train(
-      config.dataset, dataset.train, dataset.train_labels, dataset.held_out,
-      dataset.held_out_labels, config.classifier_dir)
-  # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
-  # other writers than its last 5,000), so its halves would not be alike.
-  held_out = dataset.held_out[np.random.default_rng(0).permutation(len(dataset.held_out))]
-  half = len(held_out) // 2
-  reference = data.to_unit_range(held_out[:half])
-  floor = data.to_unit_range(held_out[half:][:num_samples])
+
+  def __init__(self, config, dataset, num_real):
+    self.classifier = classifier.load_or_train(
+        config.dataset, dataset.train, dataset.train_labels, dataset.held_out,
+        dataset.held_out_labels, config.classifier_dir)
+    # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
+    # other writers than its last 5,000), so its halves would not be alike.
+    held_out = dataset.held_out[np.random.default_rng(0).permutation(len(dataset.held_out))]
+    half = len(held_out) // 2
+    self.num_reference = half
+    self.floor = data.to_unit_range(held_out[half:][:num_real])
+    self.reference_features, _ = self.classifier.features_and_probabilities(
+        data.to_unit_range(held_out[:half]))
+
+  def __call__(self, x, seed=0):
+    """metrics.evaluate_images of images x [n, H, W, C] in [-1, 1]."""
+    return metrics.evaluate_images(*self.classifier.features_and_probabilities(x),
+                                   self.reference_features, seed=seed)
+
+
+def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset):
+  """`evaluate` for images: classifier-FID, KID and class coverage; image grids."""
+  scorer = ImageScorer(config, dataset, num_samples)
+  floor = scorer.floor
   frames = PROGRESSION_FRAMES - 1
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
-
-  reference_features, _ = classifier_model.features_and_probabilities(reference)
-  measure = lambda x: metrics.evaluate_images(
-      *classifier_model.features_and_probabilities(x), reference_features, seed=seed)
+  measure = lambda x: scorer(x, seed)
   result = dict(dataset=config.dataset, model=config.model, step=step, seed=seed,
-                num_samples=num_samples, num_reference=half, num_real=len(floor),
-                langevin=dataclasses.asdict(settings),
-                classifier=classifier_model.info,
+                num_samples=num_samples, num_reference=scorer.num_reference,
+                num_real=len(floor), langevin=dataclasses.asdict(settings),
+                classifier=scorer.classifier.info,
                 real_data=measure(floor), generator=measure(x_gen))
   if x_langevin is not None:
     result['generator_langevin'] = measure(x_langevin)
