@@ -96,3 +96,25 @@ def test_missing_image_data_is_one_line_and_writes_nothing(tmp_path):
   assert last.startswith('error: no mnist train data') and '--data_dir' in last
   assert 'IDX' in last and 'TFDS' in last
   assert not workdir.exists() and not (tmp_path / 'empty').exists()
+
+
+def test_every_config_parses_and_passes_the_flag_checks():
+  script = '''
+import glob
+from absl import flags
+from tfganebm import config
+config.define_flags()
+for path in sorted(glob.glob("configs/*.cfg")):
+  flags.FLAGS.unparse_flags()  # back to the defaults: each config alone
+  flags.FLAGS(["train", "--flagfile=" + path, "--workdir=unused"])
+  parsed = config.Config.from_flags(flags.FLAGS)
+  assert path.endswith(parsed.dataset + ".cfg"), path
+  print(path, parsed.dataset, parsed.model)
+'''
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  printed = result.stdout.split('\n')
+  assert any('configs/mnist.cfg mnist gan_ebm' == line for line in printed)
+  assert any('configs/gan_mnist.cfg mnist gan' == line for line in printed)
+  assert any('configs/cifar10.cfg cifar10 gan_ebm' == line for line in printed)
