@@ -4,6 +4,7 @@ The public API, imported lazily so that the command-line tools parse their flags
 before TensorFlow loads:
 
   Config                      the frozen run configuration (tfganebm.config)
+  load_data                   a dataset's training and held-out data (tfganebm.data.load)
   GanEbm, build_model         the Keras model of Algorithm 3 and its builder (tfganebm.model)
   ReplayBuffer                the replay buffer of Algorithm 2 (tfganebm.replay)
   train                       a whole run in its workdir (tfganebm.training)
@@ -21,6 +22,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 _EXPORTS = {
     'Config': ('config', 'Config'),
+    'load_data': ('data', 'load'),
     'GanEbm': ('model', 'GanEbm'),
     'build_model': ('model', 'build'),
     'ReplayBuffer': ('replay', 'ReplayBuffer'),
