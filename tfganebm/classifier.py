@@ -57,7 +57,9 @@ class Classifier:
 
   def __init__(self, model, info):
     self.model, self.info = model, info
-    self._features = keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
+    # One forward pass gives both outputs (Dropout is the identity at inference).
+    self._features_and_logits = keras.Model(
+        model.inputs, [model.get_layer(FEATURES_LAYER).output, model.outputs[0]])
 
   def features_and_probabilities(self, x, batch_size=500):
     """x [n, H, W, C] float32 in [-1, 1] -> (features [n, 128], probabilities [n, 10])."""
@@ -65,8 +67,9 @@ class Classifier:
     features, probabilities = [], []
     for start in range(0, len(x), batch_size):
       batch = tf.constant(x[start:start + batch_size], tf.float32)
-      features.append(self._features(batch, training=False).numpy())
-      probabilities.append(tf.nn.softmax(self.model(batch, training=False)).numpy())
+      batch_features, logits = self._features_and_logits(batch, training=False)
+      features.append(batch_features.numpy())
+      probabilities.append(tf.nn.softmax(logits).numpy())
     return np.concatenate(features), np.concatenate(probabilities)
 
 

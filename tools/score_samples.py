@@ -39,9 +39,8 @@ def main():
   if data.is_image(config.dataset):
     loaded = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
                        download=config.download)
-    scorer = evaluation.ImageScorer(config, loaded, num)
-    score = scorer
-    print(json.dumps({'real_data': score(scorer.floor)}))
+    score = evaluation.ImageScorer(config, loaded, num)
+    print(json.dumps({'real_data': score(score.floor)}))
   else:
     loaded = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
                        num_held_out=num)
