@@ -1,6 +1,8 @@
 """Image datasets from local files and TFDS, and the clear error when there are none."""
 
+import dataclasses
 import gzip
+import pathlib
 import pickle
 
 import numpy as np
@@ -115,7 +117,7 @@ def _check_image_run(workdir, result, shape):
   assert tuple(data_shape) == shape
 
 
-def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path):
+def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, capsys):
   from tfganebm import training  # pylint: disable=g-import-not-at-top
   folder = write_mnist(tmp_path / 'mnist')
   workdir = tmp_path / 'run'
@@ -133,6 +135,40 @@ def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path):
                                    loaded.held_out_labels, str(tmp_path / 'cache'))
   assert again.info == result['classifier']
   assert list((tmp_path / 'cache').glob('classifier-mnist-*.keras')) == cached
+  _check_langevin_sweep(workdir, loaded, capsys)
+
+
+def _check_langevin_sweep(workdir, loaded, capsys):
+  """tools/tune_langevin.py: the state scored at k steps is what `sample --langevin_steps k`
+  draws, scored against training images."""
+  import sys  # pylint: disable=g-import-not-at-top
+  from tfganebm import classifier, evaluation, metrics, runs  # pylint: disable=g-import-not-at-top
+  model, config, _ = runs.load(str(workdir))
+  settings = evaluation.LangevinSettings(6, 1.0, 0.005, 0.0)
+  scores = evaluation.sweep_langevin_steps(model, config, loaded, settings, every=3,
+                                           num_samples=32, seed=1, num_reference=50)
+  assert [steps for steps, _ in scores] == [0, 3, 6]
+  scorer = classifier.load_or_train('mnist', loaded.train, loaded.train_labels, loaded.held_out,
+                                    loaded.held_out_labels, config.classifier_dir)
+  order = np.random.default_rng(0).permutation(len(loaded.train))[:50]
+  reference, _ = scorer.features_and_probabilities(images.to_model_range(loaded.train[order]))
+  x_gen, x_three, _ = evaluation.draw_samples(model, 32, 1, dataclasses.replace(settings, steps=3))
+  for x, (_, score) in ((x_gen, scores[0]), (x_three, scores[1])):
+    assert metrics.frechet_distance(scorer.features_and_probabilities(x)[0],
+                                    reference) == pytest.approx(score, rel=1e-4)
+  assert scores[1][1] != scores[0][1]
+  with pytest.raises(ValueError, match='divide'):
+    evaluation.sweep_langevin_steps(model, config, loaded, settings, every=4)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / 'tools'))
+    import tune_langevin  # pylint: disable=g-import-not-at-top
+    patch.setattr(sys, 'argv', ['tune_langevin.py', '--workdir', str(workdir), '--max_steps',
+                                '4', '--every', '2', '--num_samples', '32'])
+    tune_langevin.main()
+  out = capsys.readouterr().out
+  assert 'classifier-FID' in out and out.strip().splitlines()[-1].startswith(
+      'best: --langevin_steps=')
 
 
 def test_cifar10_run_on_tfds_mock_data_with_dcgan_networks(tiny, tmp_path, monkeypatch):

@@ -189,3 +189,40 @@ def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, d
       plots.chain_strip(path, trajectory[:, :CHAIN_STRIP], record_every, title)
   return result, x_gen, x_langevin
 
+
+
+def sweep_langevin_steps(model, config, dataset, settings, every, num_samples=2000, seed=0,
+                         num_reference=5000):
+  """Sample quality of G + k Langevin steps for k = 0, every, 2 every, ..., settings.steps.
+
+  Chains run once and are scored at every `every` steps against the *training*
+  data, so that choosing `--langevin_steps` leaves the held-out split to the
+  numbers reported with the choice. Images: classifier-FID to `num_reference`
+  training images (a fixed shuffle); 2D: sliced Wasserstein distance to as many
+  training points.
+
+  Args:
+    dataset: the run's `data.Data`.
+    settings: `LangevinSettings`; its `steps` is the longest chain scored.
+    every: steps between two scored states; must divide settings.steps.
+
+  Returns:
+    [(steps, score)], lower is better; the first entry is G alone.
+  """
+  if model.energy is None:
+    raise ValueError('a plain GAN has no energy to run Langevin chains on')
+  if every <= 0 or settings.steps % every:
+    raise ValueError(f'--every={every} must be positive and divide --max_steps={settings.steps}')
+  _, _, trajectory = draw_samples(model, num_samples, seed, settings, record_every=every)
+  order = np.random.default_rng(0).permutation(len(dataset.train))[:num_reference]
+  reference = dataset.train[order]
+  if data.is_image(config.dataset):
+    scorer = classifier.load_or_train(config.dataset, dataset.train, dataset.train_labels,
+                                      dataset.held_out, dataset.held_out_labels,
+                                      config.classifier_dir)
+    reference_features, _ = scorer.features_and_probabilities(data.to_unit_range(reference))
+    score = lambda x: metrics.frechet_distance(scorer.features_and_probabilities(x)[0],
+                                               reference_features)
+  else:
+    score = lambda x: metrics.sliced_wasserstein(x, reference, seed=seed)
+  return [(i * every, score(x)) for i, x in enumerate(trajectory)]
