@@ -133,6 +133,13 @@ IMAGE_GRID = 100  # images per panel of samples.png
 CHAIN_STRIP = 10  # chains shown in langevin_progression.png
 
 
+def _classifier(config, dataset):
+  """The cached metrics classifier of a run's image dataset (trained on first use)."""
+  return classifier.load_or_train(config.dataset, dataset.train, dataset.train_labels,
+                                  dataset.held_out, dataset.held_out_labels,
+                                  config.classifier_dir)
+
+
 class ImageScorer:
   """Scores images against a run's held-out images in its classifier's feature space.
 
@@ -142,9 +149,7 @@ class ImageScorer:
   """
 
   def __init__(self, config, dataset, num_real):
-    self.classifier = classifier.load_or_train(
-        config.dataset, dataset.train, dataset.train_labels, dataset.held_out,
-        dataset.held_out_labels, config.classifier_dir)
+    self.classifier = _classifier(config, dataset)
     # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
     # other writers than its last 5,000), so its halves would not be alike.
     held_out = dataset.held_out[np.random.default_rng(0).permutation(len(dataset.held_out))]
@@ -190,7 +195,6 @@ def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, d
   return result, x_gen, x_langevin
 
 
-
 def sweep_langevin_steps(model, config, dataset, settings, every, num_samples=2000, seed=0,
                          num_reference=5000):
   """Sample quality of G + k Langevin steps for k = 0, every, 2 every, ..., settings.steps.
@@ -217,9 +221,7 @@ def sweep_langevin_steps(model, config, dataset, settings, every, num_samples=20
   order = np.random.default_rng(0).permutation(len(dataset.train))[:num_reference]
   reference = dataset.train[order]
   if data.is_image(config.dataset):
-    scorer = classifier.load_or_train(config.dataset, dataset.train, dataset.train_labels,
-                                      dataset.held_out, dataset.held_out_labels,
-                                      config.classifier_dir)
+    scorer = _classifier(config, dataset)
     reference_features, _ = scorer.features_and_probabilities(data.to_unit_range(reference))
     score = lambda x: metrics.frechet_distance(scorer.features_and_probabilities(x)[0],
                                                reference_features)

@@ -1,5 +1,6 @@
 """Opening a training run's workdir for sampling or export."""
 
+import dataclasses
 import os
 
 from tfganebm import config as config_lib
@@ -10,6 +11,14 @@ from tfganebm import training
 
 class LoadError(ValueError):
   """A workdir that cannot be loaded, with the reason and the fix."""
+
+
+def relocated(config, data_dir=None, classifier_dir=None):
+  """`config` with its image-data and metrics-classifier folders replaced where given."""
+  changes = {name: value for name, value in (('data_dir', data_dir),
+                                             ('classifier_dir', classifier_dir))
+             if value is not None}
+  return dataclasses.replace(config, **changes)
 
 
 def load(workdir):

@@ -10,7 +10,6 @@ Image runs read their held-out images and the cached metrics classifier from
 the places in the run's flags.txt (--data_dir, --classifier_dir override them).
 """
 
-import dataclasses
 import os
 import sys
 
@@ -48,9 +47,7 @@ def main(argv):
     model, config, _ = runs.load(FLAGS.workdir)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
-  overrides = {name: FLAGS[name].value for name in ('data_dir', 'classifier_dir')
-               if FLAGS[name].value is not None}
-  config = dataclasses.replace(config, **overrides)
+  config = runs.relocated(config, FLAGS.data_dir, FLAGS.classifier_dir)
   settings = evaluation.LangevinSettings.inference(config)
   settings = evaluation.LangevinSettings(*(
       getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None

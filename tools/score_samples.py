@@ -9,7 +9,6 @@ mode metrics for 2D data.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 
@@ -19,6 +18,7 @@ from tfganebm import config as config_lib
 from tfganebm import data
 from tfganebm import evaluation
 from tfganebm import metrics
+from tfganebm import runs
 from tfganebm import training
 
 
@@ -31,9 +31,7 @@ def main():
   parser.add_argument('samples', nargs='+', help='.npy files [N, *data_shape] in [-1, 1]')
   args = parser.parse_args()
   config = config_lib.Config.from_flagfile(os.path.join(args.workdir, training.FLAGS_FILE))
-  overrides = {k: v for k, v in (('data_dir', args.data_dir),
-                                 ('classifier_dir', args.classifier_dir)) if v is not None}
-  config = dataclasses.replace(config, **overrides)
+  config = runs.relocated(config, args.data_dir, args.classifier_dir)
   samples = {path: np.load(path) for path in args.samples}
   num = max(len(x) for x in samples.values())
   if data.is_image(config.dataset):

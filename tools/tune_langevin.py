@@ -39,8 +39,7 @@ def main():
     model, config, _ = runs.load(args.workdir)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
-  config = dataclasses.replace(config, **{k: v for k, v in (
-      ('data_dir', args.data_dir), ('classifier_dir', args.classifier_dir)) if v is not None})
+  config = runs.relocated(config, args.data_dir, args.classifier_dir)
   settings = evaluation.LangevinSettings.inference(config)
   settings = dataclasses.replace(settings, steps=args.max_steps, **{
       name: value for name, value in (('step_size', args.step_size), ('noise', args.noise),
