@@ -37,7 +37,8 @@ def test_missing_flagfile_fails_before_writing(tmp_path):
                                         ('--energy_units=64,x', 'energy_units'),
                                         ('--buffer_capacity=10', 'buffer_capacity'),
                                         ('--langevin_metropolis --langevin_noise=0',
-                                         'langevin_noise')])
+                                         'langevin_noise'),
+                                        ('--model=gan --gd_updates=2', 'gd_updates')])
 def test_bad_flag_fails_in_one_line_before_writing(tmp_path, flag, name):
   workdir = tmp_path / 'run'
   result = _run('tfganebm.train', f'--workdir={workdir}', *flag.split())

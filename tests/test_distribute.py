@@ -75,7 +75,8 @@ print("ok")
 @pytest.mark.slow
 def test_mirrored_run_keeps_a_buffer_per_replica_and_resumes(tmp_path):
   workdir = tmp_path / 'run'
-  mirrored = ['--strategy=mirrored', '--cpu_replicas=2', '--checkpoint_every=2']
+  # Two G/D updates a step: the second draws D's real batch from each replica's buffer.
+  mirrored = ['--strategy=mirrored', '--cpu_replicas=2', '--checkpoint_every=2', '--gd_updates=2']
   result = _train(workdir, *mirrored, '--train_steps=4')
   assert result.returncode == 0, result.stderr[-2000:]
   read = _checkpoint(workdir)

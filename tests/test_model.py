@@ -69,6 +69,24 @@ def test_each_optimizer_updates_only_its_own_network(tiny, trained):
     assert all(changed) if name == trained else not any(changed), name
 
 
+def test_extra_gd_updates_take_replay_buffer_batches_and_run_no_extra_chains(tiny):
+  model, x_real = _one_step(tiny, gd_updates=3)
+  drawn = []
+  sample = model.replay_buffer.sample
+  model.replay_buffer.sample = lambda batch, rng: drawn.append(batch) or sample(batch, rng)
+  model.train_step(tf.constant(x_real))
+  assert drawn == [len(x_real)] * 2
+  assert int(model.g_optimizer.iterations.numpy()) == 3
+  assert int(model.d_optimizer.iterations.numpy()) == 3
+  assert int(model.e_optimizer.iterations.numpy()) == 1
+  assert int(model.replay_buffer.size.numpy()[0]) == len(x_real)  # one set of chains
+
+
+def test_extra_gd_updates_need_an_energy(tiny):
+  with pytest.raises(ValueError, match='gd_updates'):
+    _one_step(tiny, model='gan', gd_updates=2)
+
+
 def test_plain_gan_trains_without_an_energy(tiny):
   model, x_real = _one_step(tiny, model='gan')
   before = _snapshot(model.generator)

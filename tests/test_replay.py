@@ -25,6 +25,14 @@ def test_buffer_never_returns_uninitialised_slots():
   assert not (x_init == 0).any()
 
 
+def test_sample_draws_only_filled_slots_and_all_of_them():
+  buffer = replay.ReplayBuffer(100, (2,))
+  buffer.push_(tf.tile(tf.range(1.0, 31.0)[:, None], [1, 2]))  # 70 slots still hold zeros
+  drawn = buffer.sample(3000, tf.random.Generator.from_seed(0)).numpy()
+  assert drawn.shape == (3000, 2)
+  assert set(np.unique(drawn[:, 0])) == set(range(1, 31))
+
+
 def test_empty_buffer_starts_every_chain_fresh():
   buffer = replay.ReplayBuffer(100, (2,))
   x_fresh = tf.random.normal([50, 2])

@@ -46,6 +46,7 @@ class Config:
   energy_fourier_features: int = 0
   energy_fourier_scale: float = 4.0
   gd_learning_rate: float = 2e-3
+  gd_updates: int = 1
   energy_learning_rate: float = 1e-3
   energy_beta1: float = 0.9
   alpha: float = 0.1
@@ -204,6 +205,10 @@ def define_flags():
                      lower_bound=0.0)
   flags.DEFINE_float('gd_learning_rate', d.gd_learning_rate, 'Adam lr of G and D.',
                      lower_bound=0.0)
+  flags.DEFINE_integer('gd_updates', d.gd_updates,
+                       'G and D updates per training step (gan_ebm). The first takes the '
+                       "step's fresh Langevin chains as D's real batch, the others draw it "
+                       'from the replay buffer; no extra chains are run.', lower_bound=1)
   flags.DEFINE_float('energy_learning_rate', d.energy_learning_rate, 'Adam lr of E.',
                      lower_bound=0.0)
   flags.DEFINE_float('energy_beta1', d.energy_beta1, 'Adam beta1 of E.', lower_bound=0.0,
@@ -272,6 +277,10 @@ def define_flags():
       ['batch_size', 'cpu_replicas', 'strategy'],
       lambda v: v['batch_size'] % v['cpu_replicas'] == 0 or v['strategy'] != 'mirrored',
       '--batch_size must be a multiple of --cpu_replicas (the global batch is split evenly)')
+  flags.register_multi_flags_validator(
+      ['gd_updates', 'model'], lambda v: v['gd_updates'] == 1 or v['model'] == 'gan_ebm',
+      '--gd_updates > 1 needs --model=gan_ebm (the extra updates take D\'s real batch from '
+      'the replay buffer); for the plain GAN, raise --train_steps instead')
   flags.register_multi_flags_validator(
       ['batch_size', 'num_examples'],
       lambda v: v['num_examples'] == 0 or v['num_examples'] >= v['batch_size'],

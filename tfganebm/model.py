@@ -20,7 +20,7 @@ class GanEbm(keras.Model):
   """
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
-               alpha=0.1, real_noise=0.0, langevin_steps=60, langevin_step_size=1e-3,
+               alpha=0.1, real_noise=0.0, gd_updates=1, langevin_steps=60, langevin_step_size=1e-3,
                langevin_noise=0.0447, langevin_grad_clip=0.0,
                langevin_metropolis=False, **kwargs):
     super().__init__(**kwargs)
@@ -30,6 +30,10 @@ class GanEbm(keras.Model):
     self.replay_buffer = replay_buffer
     self.latent_dim = latent_dim
     self.alpha = alpha
+    if gd_updates < 1 or (gd_updates > 1 and energy is None):
+      raise ValueError(f'gd_updates must be 1, or more with an energy (its replay buffer '
+                       f'gives D its real batch), got {gd_updates}')
+    self.gd_updates = int(gd_updates)
     self.real_noise = real_noise
     self.langevin_settings = dict(steps=langevin_steps, step_size=langevin_step_size,
                                   noise=langevin_noise, grad_clip=langevin_grad_clip,
@@ -75,20 +79,8 @@ class GanEbm(keras.Model):
     replicas = context.num_replicas_in_sync if context is not None else 1
     return loss / replicas if replicas > 1 else loss
 
-  def train_step(self, x_real):
-    batch = tf.shape(x_real)[0]
-    # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
-    x_gen = tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
-                    tf.float32)
-    if self.energy is not None:
-      x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
-      x_ebm = tf.stop_gradient(langevin_lib.langevin(self.energy_of, x_init, self.rng,
-                                                     **self.langevin_settings))
-      self.replay_buffer.push_(x_ebm)
-      x_d_real = x_ebm
-    else:
-      x_d_real = x_real
-
+  def _update_gd(self, x_d_real, x_gen, batch):
+    """One D step (x_d_real real, x_gen fake), then one G step on fresh z."""
     with tf.GradientTape() as tape:
       d_loss = losses.discriminator_loss(
           self.discriminator(x_d_real, training=True),
@@ -104,6 +96,26 @@ class GanEbm(keras.Model):
     self._apply(self.g_optimizer, self.generator, tape, scaled)
     self.trackers['d_loss'].update_state(d_loss)
     self.trackers['g_loss'].update_state(g_loss)
+
+  def train_step(self, x_real):
+    batch = tf.shape(x_real)[0]
+    # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
+    x_gen = tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
+                    tf.float32)
+    if self.energy is not None:
+      x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
+      x_ebm = tf.stop_gradient(langevin_lib.langevin(self.energy_of, x_init, self.rng,
+                                                     **self.langevin_settings))
+      self.replay_buffer.push_(x_ebm)
+      x_d_real = x_ebm
+    else:
+      x_d_real = x_real
+
+    self._update_gd(x_d_real, x_gen, batch)
+    for _ in range(self.gd_updates - 1):  # unrolled: a fixed count, no cond in the graph
+      x_gen = tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
+                      tf.float32)
+      self._update_gd(self.replay_buffer.sample(batch, self.rng), x_gen, batch)
 
     if self.energy is not None:
       x_pos = x_real
@@ -163,6 +175,7 @@ def build(config, data_shape, strategy=None):
                                    num_replicas=strategy.num_replicas_in_sync)
     model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
                    seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
+                   gd_updates=config.gd_updates,
                    langevin_steps=config.train_langevin_steps,
                    langevin_step_size=config.train_langevin_step_size,
                    langevin_noise=config.train_langevin_noise,

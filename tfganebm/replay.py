@@ -21,7 +21,7 @@ class ReplayBuffer(tf.Module):
 
   `initial_chains` starts each chain from a uniformly drawn filled slot with
   probability `reuse_prob`, else from the fresh sample given (G(z)); `push_`
-  writes finished chains over the oldest ones.
+  writes finished chains over the oldest ones; `sample` draws filled slots.
   """
 
   def __init__(self, capacity, sample_shape, reuse_prob=0.95, num_replicas=1,
@@ -63,6 +63,20 @@ class ReplayBuffer(tf.Module):
     from_buffer = tf.gather(tf.gather(self.samples, replica), index)
     mask = tf.reshape(reused, [-1] + [1] * (len(x_fresh.shape) - 1))
     return tf.where(mask, from_buffer, x_fresh), reused
+
+  def sample(self, batch, rng):
+    """`batch` chains drawn uniformly (with replacement) from this replica's filled slots.
+
+    Args:
+      batch: int or scalar tensor; rng: tf.random.Generator.
+
+    Returns:
+      [batch, *sample_shape]; zeros while the partition is still empty.
+    """
+    replica, _ = _replica()
+    size = tf.gather(self.size, replica)
+    index = rng.uniform([batch], 0, tf.maximum(size, 1), dtype=tf.int64)
+    return tf.gather(tf.gather(self.samples, replica), index)
 
   def push_(self, x):
     """Writes this replica's x [B, *sample_shape] (B <= capacity) over its oldest slots."""
