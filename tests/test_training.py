@@ -61,3 +61,29 @@ def test_damaged_checkpoint_is_refused_without_touching_the_workdir(tiny, tmp_pa
   with pytest.raises(training.RunError, match='cannot resume'):
     training.train(tiny(tmp_path, train_steps=4))
   assert (tmp_path / 'flags.txt').read_text() == flags_before
+
+
+def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path):
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  config = tiny(tmp_path, train_steps=5, checkpoint_every=1, log_every=1, average_checkpoints=4)
+  result = training.train(config)
+  assert result['averaged_steps'] == [2, 3, 4, 5]
+  state = tf.train.get_checkpoint_state(os.path.join(tmp_path, training.CHECKPOINT_DIR))
+  saved = []
+  for path in state.all_model_checkpoint_paths:  # max(3, 4) kept: steps 2 to 5
+    model = model_lib.build(config, (2,))
+    tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial()
+    saved.append(model)
+  assert len(saved) == 4
+
+  loaded, _, _ = runs.load(str(tmp_path))
+  assert loaded.averaged_steps == [2, 3, 4, 5] and int(loaded.step.numpy()) == 5
+  for name in ('generator', 'energy'):
+    for i, weight in enumerate(getattr(loaded, name).get_weights()):
+      copies = [getattr(m, name).get_weights()[i] for m in saved]
+      assert not np.allclose(copies[0], copies[-1])  # the weights moved between checkpoints
+      np.testing.assert_allclose(weight, np.mean(copies, 0), rtol=1e-5, atol=1e-7)
+  for weight, latest in zip(loaded.discriminator.get_weights(),
+                            saved[-1].discriminator.get_weights()):
+    np.testing.assert_array_equal(weight, latest)  # D is not used for sampling

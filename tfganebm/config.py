@@ -64,6 +64,7 @@ class Config:
   buffer_capacity: int = 10000
   buffer_reuse_prob: float = 0.95
   checkpoint_every: int = 1000
+  average_checkpoints: int = 1
   log_every: int = 100
   eval_num_samples: int = 2000
   classifier_dir: str = ''
@@ -234,6 +235,10 @@ def define_flags():
                      lower_bound=0.0, upper_bound=1.0)
   flags.DEFINE_integer('checkpoint_every', d.checkpoint_every, 'Steps between checkpoints.',
                        lower_bound=1)
+  flags.DEFINE_integer('average_checkpoints', d.average_checkpoints,
+                       "Evaluation, sampling and export use the mean of G's and E's weights over "
+                       'the last N checkpoints (Polyak averaging; 1: the latest only). Training '
+                       'keeps max(3, N) checkpoints.', lower_bound=1)
   flags.DEFINE_integer('log_every', d.log_every, 'Steps between TensorBoard scalars.',
                        lower_bound=1)
   flags.DEFINE_integer('eval_num_samples', d.eval_num_samples,

@@ -78,8 +78,10 @@ def energy_density_grid(model, resolution=GRID_RESOLUTION):
   return metrics.grid_log_density(energies, cell_area)
 
 
-def _labels(config, settings, step):
+def _labels(config, settings, step, averaged_steps=None):
   title = f'{config.dataset}, {config.model}, step {step}'
+  if averaged_steps:
+    title += f' (mean of {len(averaged_steps)} checkpoints)'
   label = (f'G + {settings.steps} {"MALA" if settings.metropolis else "Langevin"} steps '
            f'(eta={settings.step_size:g}, sigma={settings.noise:g})')
   return title, label
@@ -106,7 +108,8 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dat
   frames = PROGRESSION_FRAMES - 1
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
-  result = dict(dataset=config.dataset, model=config.model, step=step, seed=seed,
+  result = dict(dataset=config.dataset, model=config.model, step=step,
+                averaged_steps=model.averaged_steps, seed=seed,
                 num_samples=num_samples, langevin=dataclasses.asdict(settings),
                 real_data=metrics.evaluate_points(floor, real, held_out.mixture),
                 generator=metrics.evaluate_points(x_gen, real, held_out.mixture))
@@ -120,7 +123,7 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dat
 
   os.makedirs(out_dir, exist_ok=True)
   files.write_json(os.path.join(out_dir, 'metrics.json'), result)
-  title, label = _labels(config, settings, step)
+  title, label = _labels(config, settings, step, model.averaged_steps)
   with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
     plots.samples_2d(path, real, x_gen, x_langevin, log_density, title, label)
   if trajectory is not None:
@@ -173,7 +176,8 @@ def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, d
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
   measure = lambda x: scorer(x, seed)
-  result = dict(dataset=config.dataset, model=config.model, step=step, seed=seed,
+  result = dict(dataset=config.dataset, model=config.model, step=step,
+                averaged_steps=model.averaged_steps, seed=seed,
                 num_samples=num_samples, num_reference=scorer.num_reference,
                 num_real=len(floor), langevin=dataclasses.asdict(settings),
                 classifier=scorer.classifier.info,
@@ -183,7 +187,7 @@ def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, d
 
   os.makedirs(out_dir, exist_ok=True)
   files.write_json(os.path.join(out_dir, 'metrics.json'), result)
-  title, label = _labels(config, settings, step)
+  title, label = _labels(config, settings, step, model.averaged_steps)
   panels = [('held-out data', floor[:IMAGE_GRID]), ('G(z)', x_gen[:IMAGE_GRID])]
   if x_langevin is not None:
     panels.append((label, x_langevin[:IMAGE_GRID]))

@@ -33,6 +33,7 @@ flags.DEFINE_string('workdir', None, 'Workdir of a tfganebm.train run.')
 flags.DEFINE_string('out', None, 'Output directory (must not exist unless --overwrite).')
 flags.DEFINE_list('quantize', ['none'], 'Extra TFLite files: none, float16, dynamic_range.')
 flags.DEFINE_boolean('overwrite', False, 'Replace an existing --out.')
+cli.define_average_checkpoints()
 flags.mark_flags_as_required(['workdir', 'out'])
 flags.register_validator(
     'quantize', lambda v: set(v) <= {'none', 'float16', 'dynamic_range'},
@@ -185,7 +186,8 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
         f.write(content)
       sizes[tflite_name(q)] = len(content)
     info = dict(
-        dataset=config.dataset, model=config.model, step=step, latent_dim=config.latent_dim,
+        dataset=config.dataset, model=config.model, step=step, averaged_steps=model.averaged_steps,
+        latent_dim=config.latent_dim,
         data_shape=list(data_shape), data_range=[-1.0, 1.0],
         langevin=dict(steps=config.langevin_steps, step_size=config.langevin_step_size,
                       noise=config.langevin_noise, grad_clip=config.langevin_grad_clip,
@@ -216,7 +218,7 @@ def main(argv):
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
   try:
-    model, config, data_shape = runs.load(FLAGS.workdir)
+    model, config, data_shape = runs.load(FLAGS.workdir, FLAGS.average_checkpoints)
     info = export(model, config, data_shape, FLAGS.out, FLAGS.quantize, FLAGS.overwrite,
                   step=int(model.step.numpy()))
   except (runs.LoadError, ExportError) as e:

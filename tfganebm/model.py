@@ -41,6 +41,8 @@ class GanEbm(keras.Model):
     # One seeded stream for every draw in training; it is checkpointed.
     self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    # Steps of the checkpoints whose mean weights G and E hold (training.average_weights).
+    self.averaged_steps = None
     names = ['d_loss', 'g_loss']
     if energy is not None:
       names += ['e_loss', 'energy_real', 'energy_ebm', 'buffer_reuse']

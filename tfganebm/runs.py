@@ -21,8 +21,9 @@ def relocated(config, data_dir=None, classifier_dir=None):
   return dataclasses.replace(config, **changes)
 
 
-def load(workdir):
-  """The model of `workdir` restored from its latest checkpoint.
+def load(workdir, average_checkpoints=None):
+  """The model of `workdir` restored from its latest checkpoint, G and E averaged over the
+  last `average_checkpoints` checkpoints (None: the run's --average_checkpoints).
 
   Returns:
     (model, config, data_shape).
@@ -49,4 +50,13 @@ def load(workdir):
   if checkpoint is None:
     raise LoadError(f'no checkpoint in {os.path.join(workdir, training.CHECKPOINT_DIR)}; '
                     'train first (python -m tfganebm.train ...)')
+  if average_checkpoints is not None:
+    config = dataclasses.replace(config, average_checkpoints=average_checkpoints)
+  if config.average_checkpoints > 1:
+    try:
+      training.average_weights(model, workdir, config.average_checkpoints)
+    except Exception as e:  # pylint: disable=broad-except
+      raise LoadError(f'cannot average the last {config.average_checkpoints} checkpoints in '
+                      f'{workdir}: {str(e).splitlines()[0]}; restore the missing files or '
+                      'pass --average_checkpoints=1') from e
   return model, config, data_shape

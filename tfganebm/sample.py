@@ -31,6 +31,7 @@ flags.DEFINE_boolean('langevin_metropolis', None, 'Metropolis-adjusted Langevin 
 flags.DEFINE_string('data_dir', None, "Images: where the held-out images are (default: the run's).")
 flags.DEFINE_string('classifier_dir', None,
                     "Images: the metrics classifiers' cache (default: the run's).")
+cli.define_average_checkpoints()
 flags.mark_flags_as_required(['workdir', 'out'])
 FLAGS = flags.FLAGS
 
@@ -44,7 +45,7 @@ def main(argv):
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
 
   try:
-    model, config, _ = runs.load(FLAGS.workdir)
+    model, config, _ = runs.load(FLAGS.workdir, FLAGS.average_checkpoints)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
   config = runs.relocated(config, FLAGS.data_dir, FLAGS.classifier_dir)

@@ -90,6 +90,35 @@ def restore(model, workdir, expect_partial=False, checkpoint=None):
   return latest
 
 
+def average_weights(model, workdir, count, checkpoint=None):
+  """Gives G and E the mean of their weights over the last `count` checkpoints of `workdir`
+  (Polyak averaging, for sampling and export); the rest keeps the latest checkpoint's values.
+
+  Returns:
+    The steps averaged, oldest first (fewer than `count` when fewer are kept); also set as
+    `model.averaged_steps` when more than one.
+
+  Raises:
+    An exception of whatever kind reading an unreadable checkpoint raises.
+  """
+  checkpoint = checkpoint or tf.train.Checkpoint(**model.checkpoint_items())
+  state = tf.train.get_checkpoint_state(os.path.join(workdir, CHECKPOINT_DIR))
+  paths = list(state.all_model_checkpoint_paths)[-count:] if state else []
+  networks = [n for n in (model.generator, model.energy) if n is not None]
+  totals = None
+  for path in paths:  # the latest last, so that everything else ends at its values
+    checkpoint.restore(path).expect_partial()
+    weights = [network.get_weights() for network in networks]
+    totals = weights if totals is None else [
+        [total + w for total, w in zip(ts, ws)] for ts, ws in zip(totals, weights)]
+  if len(paths) > 1:
+    for network, total in zip(networks, totals):
+      network.set_weights([t / len(paths) for t in total])
+  steps = [int(path.rsplit('-', 1)[1]) for path in paths]
+  model.averaged_steps = steps if len(steps) > 1 else None
+  return steps
+
+
 def train(config):
   """Trains (or resumes) the run of `config` in `config.workdir`, then evaluates it.
 
@@ -138,7 +167,7 @@ def train(config):
   # crash mid-save leaves the previous checkpoint the latest one.
   manager = tf.train.CheckpointManager(
       checkpoint, distribute.checkpoint_dir(os.path.join(workdir, CHECKPOINT_DIR)),
-      max_to_keep=3)
+      max_to_keep=max(3, config.average_checkpoints))
 
   start = int(model.step.numpy())
   if start < config.train_steps:
@@ -158,6 +187,9 @@ def train(config):
   if not chief:
     shutil.rmtree(manager.directory, ignore_errors=True)  # a worker's saves were only collective
     return {}
+  if config.average_checkpoints > 1:
+    steps = average_weights(model, workdir, config.average_checkpoints, checkpoint)
+    logging.info('evaluating G and E averaged over the checkpoints of steps %s', steps)
   result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
                                      config.seed, evaluation.LangevinSettings.inference(config),
                                      step=int(model.step.numpy()), dataset=dataset)
