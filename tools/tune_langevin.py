@@ -32,11 +32,13 @@ def main():
   parser.add_argument('--step_size', type=float, default=None, help="default: the run's")
   parser.add_argument('--noise', type=float, default=None, help="default: the run's")
   parser.add_argument('--grad_clip', type=float, default=None, help="default: the run's")
+  parser.add_argument('--average_checkpoints', type=int, default=None,
+                      help="G and E averaged over the last N checkpoints; default: the run's")
   parser.add_argument('--data_dir', default=None, help="images: override the run's --data_dir")
   parser.add_argument('--classifier_dir', default=None)
   args = parser.parse_args()
   try:
-    model, config, _ = runs.load(args.workdir)
+    model, config, _ = runs.load(args.workdir, args.average_checkpoints)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
   config = runs.relocated(config, args.data_dir, args.classifier_dir)
