@@ -87,3 +87,13 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
   for weight, latest in zip(loaded.discriminator.get_weights(),
                             saved[-1].discriminator.get_weights()):
     np.testing.assert_array_equal(weight, latest)  # D is not used for sampling
+
+  oldest = state.all_model_checkpoint_paths[0]
+  for part in tf.io.gfile.glob(oldest + '.data-*'):
+    os.remove(part)
+  with pytest.raises(runs.LoadError, match='average_checkpoints=1'):
+    runs.load(str(tmp_path))
+  loaded, _, _ = runs.load(str(tmp_path), average_checkpoints=1)
+  assert loaded.averaged_steps is None
+  for weight, latest in zip(loaded.generator.get_weights(), saved[-1].generator.get_weights()):
+    np.testing.assert_array_equal(weight, latest)
