@@ -99,11 +99,14 @@ class GanEbm(keras.Model):
     self.trackers['d_loss'].update_state(d_loss)
     self.trackers['g_loss'].update_state(g_loss)
 
+  def _generate(self, batch):
+    # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
+    return tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
+                   tf.float32)
+
   def train_step(self, x_real):
     batch = tf.shape(x_real)[0]
-    # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
-    x_gen = tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
-                    tf.float32)
+    x_gen = self._generate(batch)
     if self.energy is not None:
       x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
       x_ebm = tf.stop_gradient(langevin_lib.langevin(self.energy_of, x_init, self.rng,
@@ -115,9 +118,7 @@ class GanEbm(keras.Model):
 
     self._update_gd(x_d_real, x_gen, batch)
     for _ in range(self.gd_updates - 1):  # unrolled: a fixed count, no cond in the graph
-      x_gen = tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
-                      tf.float32)
-      self._update_gd(self.replay_buffer.sample(batch, self.rng), x_gen, batch)
+      self._update_gd(self.replay_buffer.sample(batch, self.rng), self._generate(batch), batch)
 
     if self.energy is not None:
       x_pos = x_real

@@ -21,9 +21,10 @@ def relocated(config, data_dir=None, classifier_dir=None):
   return dataclasses.replace(config, **changes)
 
 
-def load(workdir, average_checkpoints=None):
+def load(workdir, average_checkpoints=None, data_dir=None, classifier_dir=None):
   """The model of `workdir` restored from its latest checkpoint, G and E averaged over the
-  last `average_checkpoints` checkpoints (None: the run's --average_checkpoints).
+  last `average_checkpoints` checkpoints; the other arguments override the run's flags where
+  given (None: the run's value; the folders as in `relocated`).
 
   Returns:
     (model, config, data_shape).
@@ -50,6 +51,7 @@ def load(workdir, average_checkpoints=None):
   if checkpoint is None:
     raise LoadError(f'no checkpoint in {os.path.join(workdir, training.CHECKPOINT_DIR)}; '
                     'train first (python -m tfganebm.train ...)')
+  config = relocated(config, data_dir, classifier_dir)
   if average_checkpoints is not None:
     config = dataclasses.replace(config, average_checkpoints=average_checkpoints)
   if config.average_checkpoints > 1:

@@ -45,10 +45,10 @@ def main(argv):
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
 
   try:
-    model, config, _ = runs.load(FLAGS.workdir, FLAGS.average_checkpoints)
+    model, config, _ = runs.load(FLAGS.workdir, FLAGS.average_checkpoints, FLAGS.data_dir,
+                                 FLAGS.classifier_dir)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
-  config = runs.relocated(config, FLAGS.data_dir, FLAGS.classifier_dir)
   settings = evaluation.LangevinSettings.inference(config)
   settings = evaluation.LangevinSettings(*(
       getattr(settings, name) if FLAGS[f'langevin_{name}'].value is None

@@ -9,6 +9,7 @@ import time
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfganebm import config as config_lib
@@ -90,33 +91,29 @@ def restore(model, workdir, expect_partial=False, checkpoint=None):
   return latest
 
 
-def average_weights(model, workdir, count, checkpoint=None):
+def average_weights(model, workdir, count):
   """Gives G and E the mean of their weights over the last `count` checkpoints of `workdir`
-  (Polyak averaging, for sampling and export); the rest keeps the latest checkpoint's values.
-
-  Returns:
-    The steps averaged, oldest first (fewer than `count` when fewer are kept); also set as
-    `model.averaged_steps` when more than one.
+  (Polyak averaging, for sampling and export) and sets `model.averaged_steps` to their steps
+  (None when fewer than two are kept). Only G and E are read; the rest is left as it is.
 
   Raises:
     An exception of whatever kind reading an unreadable checkpoint raises.
   """
-  checkpoint = checkpoint or tf.train.Checkpoint(**model.checkpoint_items())
+  networks = dict(generator=model.generator)
+  if model.energy is not None:
+    networks['energy'] = model.energy
+  partial = tf.train.Checkpoint(**networks)
   state = tf.train.get_checkpoint_state(os.path.join(workdir, CHECKPOINT_DIR))
   paths = list(state.all_model_checkpoint_paths)[-count:] if state else []
-  networks = [n for n in (model.generator, model.energy) if n is not None]
-  totals = None
-  for path in paths:  # the latest last, so that everything else ends at its values
-    checkpoint.restore(path).expect_partial()
-    weights = [network.get_weights() for network in networks]
-    totals = weights if totals is None else [
-        [total + w for total, w in zip(ts, ws)] for ts, ws in zip(totals, weights)]
-  if len(paths) > 1:
-    for network, total in zip(networks, totals):
-      network.set_weights([t / len(paths) for t in total])
-  steps = [int(path.rsplit('-', 1)[1]) for path in paths]
-  model.averaged_steps = steps if len(steps) > 1 else None
-  return steps
+  snapshots = []
+  for path in paths:
+    partial.restore(path).expect_partial()
+    snapshots.append([network.get_weights() for network in networks.values()])
+  if snapshots:
+    for i, network in enumerate(networks.values()):
+      network.set_weights([np.mean(w, axis=0) for w in zip(*(s[i] for s in snapshots))])
+  model.averaged_steps = ([int(path.rsplit('-', 1)[1]) for path in paths]
+                          if len(paths) > 1 else None)
 
 
 def train(config):
@@ -188,8 +185,9 @@ def train(config):
     shutil.rmtree(manager.directory, ignore_errors=True)  # a worker's saves were only collective
     return {}
   if config.average_checkpoints > 1:
-    steps = average_weights(model, workdir, config.average_checkpoints, checkpoint)
-    logging.info('evaluating G and E averaged over the checkpoints of steps %s', steps)
+    average_weights(model, workdir, config.average_checkpoints)
+    logging.info('evaluating G and E averaged over the checkpoints of steps %s',
+                 model.averaged_steps)
   result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
                                      config.seed, evaluation.LangevinSettings.inference(config),
                                      step=int(model.step.numpy()), dataset=dataset)

@@ -38,10 +38,10 @@ def main():
   parser.add_argument('--classifier_dir', default=None)
   args = parser.parse_args()
   try:
-    model, config, _ = runs.load(args.workdir, args.average_checkpoints)
+    model, config, _ = runs.load(args.workdir, args.average_checkpoints, args.data_dir,
+                                 args.classifier_dir)
   except runs.LoadError as e:
     sys.exit(f'error: {e}')
-  config = runs.relocated(config, args.data_dir, args.classifier_dir)
   settings = evaluation.LangevinSettings.inference(config)
   settings = dataclasses.replace(settings, steps=args.max_steps, **{
       name: value for name, value in (('step_size', args.step_size), ('noise', args.noise),
