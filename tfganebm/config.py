@@ -10,6 +10,7 @@ from typing import Optional
 
 from absl import flags
 
+from tfganebm import cli
 from tfganebm import data
 from tfganebm import distribute
 
@@ -204,16 +205,14 @@ def define_flags():
   flags.DEFINE_float('energy_fourier_scale', d.energy_fourier_scale,
                      'Std of the Fourier feature frequencies (cycles per data unit).',
                      lower_bound=0.0)
-  flags.DEFINE_float('gd_learning_rate', d.gd_learning_rate, 'Adam lr of G and D.',
-                     lower_bound=0.0)
+  flags.DEFINE_float('gd_learning_rate', d.gd_learning_rate, 'Adam lr of G and D (> 0).')
   flags.DEFINE_integer('gd_updates', d.gd_updates,
                        'G and D updates per training step (gan_ebm). The first takes the '
                        "step's fresh Langevin chains as D's real batch, the others draw it "
                        'from the replay buffer; no extra chains are run.', lower_bound=1)
-  flags.DEFINE_float('energy_learning_rate', d.energy_learning_rate, 'Adam lr of E.',
+  flags.DEFINE_float('energy_learning_rate', d.energy_learning_rate, 'Adam lr of E (> 0).')
+  flags.DEFINE_float('energy_beta1', d.energy_beta1, 'Adam beta1 of E, in [0, 1).',
                      lower_bound=0.0)
-  flags.DEFINE_float('energy_beta1', d.energy_beta1, 'Adam beta1 of E.', lower_bound=0.0,
-                     upper_bound=1.0)
   flags.DEFINE_float('alpha', d.alpha, 'Weight of the energy regulariser.', lower_bound=0.0)
   flags.DEFINE_float('real_noise', d.real_noise, 'Std of Gaussian noise added to real data '
                      'in the energy loss.', lower_bound=0.0)
@@ -258,6 +257,15 @@ def define_flags():
                        '(Keras then runs the step without XLA).')
   flags.DEFINE_boolean('mixed_precision', d.mixed_precision,
                        'mixed_bfloat16 for G and D (GPU/TPU); E and Langevin stay float32.')
+
+  # First, so that NaN or inf is called what it is rather than failing a check below.
+  cli.refuse_non_finite([f.name for f in dataclasses.fields(Config)
+                         if f.type in (float, Optional[float])])
+  for name in ('gd_learning_rate', 'energy_learning_rate'):
+    flags.register_validator(name, lambda value: value > 0, f'--{name} must be > 0')
+  # Adam's bias correction divides by 1 - beta1^t, which beta1 = 1 makes 0.
+  flags.register_validator('energy_beta1', lambda value: value < 1,
+                           '--energy_beta1 must be in [0, 1) (Adam divides by 1 - beta1^t)')
 
   def positive_widths(values):
     try:

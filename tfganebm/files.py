@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 
@@ -28,8 +29,37 @@ def write_text(path, text):
     f.write(text)
 
 
+def _strict_json(value):
+  """`value` with numpy scalars and arrays made Python ones, and NaN and +-inf made None."""
+  if isinstance(value, (np.ndarray, np.generic)):
+    value = value.tolist()  # nested lists of Python scalars, or one scalar
+  if isinstance(value, dict):
+    return {key: _strict_json(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_strict_json(item) for item in value]
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
 def write_json(path, value):
-  write_text(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+  """Writes `value` as strict JSON, atomically: what any JSON parser reads.
+
+  A non-finite float (Python or numpy, at any depth of dicts, lists and tuples)
+  is written as `null`, where `json.dumps` would write the bare `NaN` or
+  `Infinity` that strict parsers refuse; numpy scalars and arrays become plain
+  numbers and lists.
+
+  Args:
+    path: the file to write.
+    value: dicts, lists, tuples, numpy arrays, and str, bool, int, float, None or
+      numpy scalars.
+
+  Raises:
+    TypeError: for any other type in `value`.
+  """
+  text = json.dumps(_strict_json(value), indent=2, sort_keys=True, allow_nan=False)
+  write_text(path, text + '\n')
 
 
 def write_npy(path, array):

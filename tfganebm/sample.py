@@ -31,6 +31,7 @@ flags.DEFINE_boolean('langevin_metropolis', None, 'Metropolis-adjusted Langevin 
 flags.DEFINE_string('data_dir', None, "Images: where the held-out images are (default: the run's).")
 flags.DEFINE_string('classifier_dir', None,
                     "Images: the metrics classifiers' cache (default: the run's).")
+cli.refuse_non_finite(['langevin_step_size', 'langevin_noise', 'langevin_grad_clip'])
 cli.define_average_checkpoints()
 flags.mark_flags_as_required(['workdir', 'out'])
 FLAGS = flags.FLAGS
