@@ -84,9 +84,6 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
       copies = [getattr(m, name).get_weights()[i] for m in saved]
       assert not np.allclose(copies[0], copies[-1])  # the weights moved between checkpoints
       np.testing.assert_allclose(weight, np.mean(copies, 0), rtol=1e-5, atol=1e-7)
-  for weight, latest in zip(loaded.discriminator.get_weights(),
-                            saved[-1].discriminator.get_weights()):
-    np.testing.assert_array_equal(weight, latest)  # D is not used for sampling
 
   oldest = state.all_model_checkpoint_paths[0]
   for part in tf.io.gfile.glob(oldest + '.data-*'):

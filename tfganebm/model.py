@@ -153,41 +153,50 @@ class GanEbm(keras.Model):
     return items
 
 
-def build(config, data_shape, strategy=None):
+def build(config, data_shape, strategy=None, inference=False):
   """A compiled `GanEbm` for a `Config` and a data shape, built in `strategy`'s scope.
 
   Initial weights are a function of `config.seed` (this seeds Keras' global generators).
-  `strategy` defaults to the current one.
+  `strategy` defaults to the current one. With `config.mixed_precision` (and not
+  `inference`), G and D compute in bfloat16 while E, the chains and the buffer stay
+  float32; `inference=True` builds everything in float32, whatever the run trained in.
+  The global Keras dtype policy is the same afterwards as before.
   """
   keras.utils.set_random_seed(config.seed)
   strategy = strategy or tf.distribute.get_strategy()
-  with strategy.scope():
-    g_name, d_name, e_name = config.networks()
-    generator = networks.GENERATORS[g_name](config.latent_dim, data_shape, config.generator_units)
-    discriminator = networks.DISCRIMINATORS[d_name](data_shape, config.discriminator_units)
-    energy, buffer = None, None
-    if config.use_energy:
-      policy = keras.config.dtype_policy()
-      keras.config.set_dtype_policy('float32')  # E and grad E stay float32 under mixed precision
-      energy = networks.ENERGIES[e_name](
-          data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
-          batch_norm=config.energy_batch_norm, fourier_features=config.energy_fourier_features,
-          fourier_scale=config.energy_fourier_scale)
-      keras.config.set_dtype_policy(policy)
-      buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape, config.buffer_reuse_prob,
-                                   num_replicas=strategy.num_replicas_in_sync)
-    model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
-                   seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
-                   gd_updates=config.gd_updates,
-                   langevin_steps=config.train_langevin_steps,
-                   langevin_step_size=config.train_langevin_step_size,
-                   langevin_noise=config.train_langevin_noise,
-                   langevin_grad_clip=config.train_langevin_grad_clip,
-                   langevin_metropolis=config.train_langevin_metropolis)
-    adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
-    model.compile(g_optimizer=adam(config.gd_learning_rate, 0.5),
-                  d_optimizer=adam(config.gd_learning_rate, 0.5),
-                  e_optimizer=adam(config.energy_learning_rate, config.energy_beta1)
-                  if config.use_energy else None,
-                  jit_compile=config.jit_compile)
+  mixed = config.mixed_precision and not inference
+  policy = keras.config.dtype_policy()
+  try:
+    with strategy.scope():
+      keras.config.set_dtype_policy('mixed_bfloat16' if mixed else 'float32')
+      g_name, d_name, e_name = config.networks()
+      generator = networks.GENERATORS[g_name](config.latent_dim, data_shape,
+                                              config.generator_units)
+      discriminator = networks.DISCRIMINATORS[d_name](data_shape, config.discriminator_units)
+      energy, buffer = None, None
+      if config.use_energy:
+        keras.config.set_dtype_policy('float32')  # E and grad E stay float32
+        energy = networks.ENERGIES[e_name](
+            data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
+            batch_norm=config.energy_batch_norm, fourier_features=config.energy_fourier_features,
+            fourier_scale=config.energy_fourier_scale)
+        buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape,
+                                     config.buffer_reuse_prob,
+                                     num_replicas=strategy.num_replicas_in_sync)
+      model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
+                     seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
+                     gd_updates=config.gd_updates,
+                     langevin_steps=config.train_langevin_steps,
+                     langevin_step_size=config.train_langevin_step_size,
+                     langevin_noise=config.train_langevin_noise,
+                     langevin_grad_clip=config.train_langevin_grad_clip,
+                     langevin_metropolis=config.train_langevin_metropolis)
+      adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
+      model.compile(g_optimizer=adam(config.gd_learning_rate, 0.5),
+                    d_optimizer=adam(config.gd_learning_rate, 0.5),
+                    e_optimizer=adam(config.energy_learning_rate, config.energy_beta1)
+                    if config.use_energy else None,
+                    jit_compile=config.jit_compile)
+  finally:
+    keras.config.set_dtype_policy(policy)
   return model

@@ -85,8 +85,13 @@ class ReplayBuffer(tf.Module):
       raise ValueError(f'buffer made for {self.num_replicas} replicas used by {num_replicas}')
     batch = tf.shape(x, out_type=tf.int64)[0]
     slots = (self.next_index[:, None] + tf.range(batch, dtype=tf.int64)[None]) % self.capacity
-    if num_replicas == 1:
+    if num_replicas == 1 and not isinstance(self.samples, tf.distribute.DistributedValues):
+      # In place, without copying the buffer; distributed variables (a mirrored strategy on
+      # one device included) implement no scatter_nd_update, so they take the path below.
       self.samples.scatter_nd_update(tf.stack([tf.zeros_like(slots[0]), slots[0]], 1), x)
+    elif num_replicas == 1:
+      self.samples.assign(tf.tensor_scatter_nd_update(
+          self.samples, tf.stack([tf.zeros_like(slots[0]), slots[0]], 1), x))
     else:
       # Every replica applies all replicas' chains, so the copies stay identical.
       chains = tf.distribute.get_replica_context().all_gather(x[None], axis=0)

@@ -1,12 +1,11 @@
-"""Opening a training run's workdir for sampling or export."""
+"""Opening a training run's workdir for sampling, evaluation or export."""
 
 import dataclasses
 import os
 
 from tfganebm import config as config_lib
 from tfganebm import data
-from tfganebm import model as model_lib
-from tfganebm import training
+from tfganebm import workdir as workdir_lib
 
 
 class LoadError(ValueError):
@@ -22,9 +21,13 @@ def relocated(config, data_dir=None, classifier_dir=None):
 
 
 def load(workdir, average_checkpoints=None, data_dir=None, classifier_dir=None):
-  """The model of `workdir` restored from its latest checkpoint, G and E averaged over the
-  last `average_checkpoints` checkpoints; the other arguments override the run's flags where
-  given (None: the run's value; the folders as in `relocated`).
+  """The model of `workdir` for inference: G and E (and the step) restored from its latest
+  checkpoint, averaged over the last `average_checkpoints` checkpoints; the other
+  arguments override the run's flags where given (None: the run's value; the folders as
+  in `relocated`).
+
+  The model is built in float32 on one device, whatever strategy, replica count and
+  precision the run trained with; the replay buffer, D and the optimizers are not read.
 
   Returns:
     (model, config, data_shape).
@@ -33,30 +36,36 @@ def load(workdir, average_checkpoints=None, data_dir=None, classifier_dir=None):
     LoadError: no flags.txt, an unreadable one, no checkpoint, or a checkpoint
       that does not fit the networks of flags.txt.
   """
-  flags_path = os.path.join(workdir, training.FLAGS_FILE)
-  if not os.path.exists(flags_path):
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  flags_path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
+  if not os.path.isfile(flags_path):
     raise LoadError(f'{flags_path} not found; --workdir must be a directory written by '
                     'tfganebm.train')
   try:
     config = config_lib.Config.from_flagfile(flags_path)
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError, OSError) as e:
     raise LoadError(str(e)) from e
-  data_shape = data.shape_of(config.dataset)
-  model = model_lib.build(config, data_shape)
   try:
-    checkpoint = training.restore(model, workdir, expect_partial=True)
+    latest = workdir_lib.latest_checkpoint(workdir)
+  except workdir_lib.WorkdirError as e:
+    raise LoadError(str(e)) from e
+  if latest is None:
+    raise LoadError(f'no checkpoint in {workdir_lib.checkpoint_dir(workdir)}; '
+                    'train first (python -m tfganebm.train ...)')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  data_shape = data.shape_of(config.dataset)
+  model = model_lib.build(config, data_shape, tf.distribute.get_strategy(), inference=True)
+  try:
+    workdir_lib.restore_networks(model, latest)
   except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
     raise LoadError(f'cannot restore the checkpoint in {workdir}: '
                     f'{str(e).splitlines()[0]}; is it damaged or from other flags?') from e
-  if checkpoint is None:
-    raise LoadError(f'no checkpoint in {os.path.join(workdir, training.CHECKPOINT_DIR)}; '
-                    'train first (python -m tfganebm.train ...)')
   config = relocated(config, data_dir, classifier_dir)
   if average_checkpoints is not None:
     config = dataclasses.replace(config, average_checkpoints=average_checkpoints)
   if config.average_checkpoints > 1:
     try:
-      training.average_weights(model, workdir, config.average_checkpoints)
+      workdir_lib.average_weights(model, workdir, config.average_checkpoints)
     except Exception as e:  # pylint: disable=broad-except
       raise LoadError(f'cannot average the last {config.average_checkpoints} checkpoints in '
                       f'{workdir}: {str(e).splitlines()[0]}; restore the missing files or '

@@ -1,15 +1,11 @@
 """`train(config)`: a whole run in its workdir, resumable from the last checkpoint."""
 
 import dataclasses
-import math
 import os
 import shutil
-import sys
 import time
 
 from absl import logging
-import keras
-import numpy as np
 import tensorflow as tf
 
 from tfganebm import config as config_lib
@@ -18,102 +14,127 @@ from tfganebm import distribute
 from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
+from tfganebm import runs
+from tfganebm import workdir as workdir_lib
 
-FLAGS_FILE = 'flags.txt'
-CHECKPOINT_DIR = 'checkpoints'
+# Kept for callers of the old names.
+FLAGS_FILE = workdir_lib.FLAGS_FILE
+CHECKPOINT_DIR = workdir_lib.CHECKPOINT_DIR
+average_weights = workdir_lib.average_weights
+
+# Settings a resume must not change: the checkpoint fixes them (variable shapes, the RNG
+# stream, which data the step counter indexes).
+_FIXED_BY_CHECKPOINT = (*config_lib.ARCHITECTURE_FIELDS, 'seed', 'num_examples', 'data_noise')
 
 
 class RunError(ValueError):
   """A problem with the user's input that ends the run with a one-line message."""
 
 
-class _Periodic(keras.callbacks.Callback):
-  """Every `log_every` steps: TensorBoard scalars (window means); every `checkpoint_every`: save."""
-
-  def __init__(self, manager, writer, log_every, checkpoint_every, train_steps):
-    super().__init__()
-    self.manager, self.writer = manager, writer
-    self.log_every, self.checkpoint_every, self.train_steps = log_every, checkpoint_every, train_steps
-    self._clock = None
-
-  def on_train_begin(self, logs=None):
-    self._clock = (time.perf_counter(), int(self.model.step.numpy()))
-
-  def on_train_batch_end(self, batch, logs=None):
-    # Called once per execution of `steps_per_execution` steps, which divides both periods.
-    step = int(self.model.step.numpy())
-    if step % self.log_every == 0:
-      now, before = time.perf_counter(), self._clock
-      rate = (step - before[1]) / max(now - before[0], 1e-9)
-      self._clock = (now, step)
-      with self.writer.as_default(step=step):
-        for name, value in logs.items():
-          tf.summary.scalar(name, value)
-        tf.summary.scalar('steps_per_second', rate)
-      if not sys.stdout.isatty():
-        logging.info('step %d/%d (%.1f steps/s) %s', step, self.train_steps, rate,
-                     ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
-      self.model.reset_metrics()  # the next window's means start afresh
-    if step % self.checkpoint_every == 0:
-      self.manager.save(checkpoint_number=step)
+class Diverged(RunError):
+  """Training produced a non-finite loss, energy or weight; nothing of it was saved."""
 
 
-def _check_resume(workdir, config):
-  """Refuses a workdir whose saved flags would not fit the requested networks."""
-  path = os.path.join(workdir, FLAGS_FILE)
-  if not os.path.exists(path):
-    return
+class Interrupted(RunError):
+  """Ctrl-C during training: where it stopped and how to resume."""
+
+
+def _check_resume(workdir, config, step):
+  """Refuses a resume that would change what the checkpoint fixes; returns the changes of
+  the settings a resume may change, as (name, saved, requested) triples.
+
+  `step` is the checkpoint's step (None: no checkpoint, anything goes).
+  """
+  path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
+  architecture = workdir_lib.read_architecture(workdir)
+  if architecture and step is not None:
+    requested = _architecture(config)
+    changed = [n for n in requested if n in architecture and architecture[n] != requested[n]]
+    if changed:
+      details = ', '.join(f'--{n}: {architecture[n]} -> {requested[n]}' for n in changed)
+      raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
+                     '--workdir or the saved values')
+  if not os.path.exists(path) or step is None:
+    return []
   try:
     saved = config_lib.Config.from_flagfile(path)
   except (ValueError, TypeError) as e:
     raise RunError(f'cannot resume from {workdir}: {e}') from e
-  changed = config_lib.incompatible_fields(saved, config)
+  changed = [n for n in _FIXED_BY_CHECKPOINT if getattr(saved, n) != getattr(config, n)]
   if changed:
     details = ', '.join(f'--{n}: {getattr(saved, n)} -> {getattr(config, n)}' for n in changed)
-    raise RunError(f'{workdir} holds a run with other networks ({details}); '
-                   'use a new --workdir or the saved values')
+    raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
+                   '--workdir or the saved values')
+  if config.train_steps < step:
+    raise RunError(f'{workdir} holds a run at step {step}, beyond --train_steps='
+                   f'{config.train_steps}; pass --train_steps={step} or more, or use a new '
+                   '--workdir')
+  return [(f.name, getattr(saved, f.name), getattr(config, f.name))
+          for f in dataclasses.fields(config)
+          if getattr(saved, f.name) != getattr(config, f.name) and f.name != 'workdir']
 
 
-def restore(model, workdir, expect_partial=False, checkpoint=None):
-  """Restores the latest checkpoint of `workdir` into `model`; returns its path or None.
+def _architecture(config):
+  record = {name: getattr(config, name) for name in _FIXED_BY_CHECKPOINT}
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
 
-  Raises:
-    An exception of whatever kind reading an unreadable or mismatched checkpoint raises.
+
+def _flags_text(workdir, config, step, changes):
+  """flags.txt: the flags of the run, after the history of what each resume changed."""
+  path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
+  history = []
+  if os.path.exists(path) and step is not None:
+    with open(path) as f:
+      history = [line.rstrip('\n') for line in f if line.startswith('# resumed')]
+  if changes:
+    history.append(f'# resumed at step {step} with ' + ', '.join(
+        f'--{n}={new} (was {old})' for n, old, new in changes))
+  return '\n'.join(history + [config.to_flagfile()]).lstrip('\n')
+
+
+def make_multi_step(model, strategy, jit_compile):
+  """A compiled `run(iterator, num_steps) -> (logs, finite)` that runs `num_steps` train
+  steps in one call (the multi-step host loop), under any strategy.
+
+  Keras' own multi-step loop (`fit` with `steps_per_execution` > 1) puts each step
+  in a `tf.cond`, to stop when the data runs out mid-execution. Under
+  MirroredStrategy and MultiWorkerMirroredStrategy, the replica threads then reach
+  the optimizers' cross-replica `merge_call` (and the buffer's `all_gather`) inside
+  a cond branch, which the traced graph cannot express ("You must feed a value for
+  placeholder tensor ... while/cond/Placeholder", keras-team/keras#19246). A run knows
+  how many batches each call takes, so this loop needs no cond: TF's documented
+  custom-loop pattern, `for _ in tf.range(n): strategy.run(step, (next(iterator),))`.
+
+  Returns, for logging: the trackers' means since their last reset (reduced over
+  replicas), and {quantity: bool} telling which of the losses and of G's, D's and E's
+  weights are all finite.
   """
-  checkpoint = checkpoint or tf.train.Checkpoint(**model.checkpoint_items())
-  latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
-  if latest is not None:
-    status = checkpoint.restore(latest)
-    if expect_partial:
-      status.expect_partial()
-    else:
-      status.assert_existing_objects_matched()
-  return latest
-
-
-def average_weights(model, workdir, count):
-  """Gives G and E the mean of their weights over the last `count` checkpoints of `workdir`
-  (Polyak averaging, for sampling and export) and sets `model.averaged_steps` to their steps
-  (None when fewer than two are kept). Only G and E are read; the rest is left as it is.
-
-  Raises:
-    An exception of whatever kind reading an unreadable checkpoint raises.
-  """
-  networks = dict(generator=model.generator)
+  step = tf.function(model.train_step, jit_compile=jit_compile)
+  networks = dict(generator=model.generator, discriminator=model.discriminator)
   if model.energy is not None:
     networks['energy'] = model.energy
-  partial = tf.train.Checkpoint(**networks)
-  state = tf.train.get_checkpoint_state(os.path.join(workdir, CHECKPOINT_DIR))
-  paths = list(state.all_model_checkpoint_paths)[-count:] if state else []
-  snapshots = []
-  for path in paths:
-    partial.restore(path).expect_partial()
-    snapshots.append([network.get_weights() for network in networks.values()])
-  if snapshots:
-    for i, network in enumerate(networks.values()):
-      network.set_weights([np.mean(w, axis=0) for w in zip(*(s[i] for s in snapshots))])
-  model.averaged_steps = ([int(path.rsplit('-', 1)[1]) for path in paths]
-                          if len(paths) > 1 else None)
+
+  @tf.function
+  def run(iterator, num_steps):
+    for _ in tf.range(num_steps):
+      strategy.run(step, args=(next(iterator),))
+    logs = {name: tracker.result() for name, tracker in model.trackers.items()}
+    finite = {name: tf.reduce_all(tf.math.is_finite(value)) for name, value in logs.items()}
+    for name, network in networks.items():
+      finite[f'{name} weights'] = tf.reduce_all(
+          [tf.reduce_all(tf.math.is_finite(v)) for v in network.trainable_variables])
+    return logs, finite
+
+  return run
+
+
+def _boundaries(start, end, *periods):
+  """The steps in (start, end] where a call of the host loop ends: the multiples of each
+  period, and `end`."""
+  stops = {end}
+  for period in periods:
+    stops.update(range((start // period + 1) * period, end, period))
+  return sorted(s for s in stops if start < s <= end)
 
 
 def train(config):
@@ -124,11 +145,17 @@ def train(config):
     the chief (it writes nothing but its share of the collective checkpoint saves).
 
   Raises:
-    RunError: the workdir holds an incompatible run or an unreadable checkpoint; nothing in it
-      has been changed then.
+    RunError: the workdir holds an incompatible run or an unreadable checkpoint, is
+      locked by another process, or training diverged (`Diverged`); the workdir's
+      checkpoints are then as they were before the last good save.
+    Interrupted: Ctrl-C during training (a RunError that says where it stopped).
   """
   workdir = config.workdir
-  _check_resume(workdir, config)
+  chief = distribute.is_chief()
+  try:
+    workdir_lib.check_writable(workdir)
+  except workdir_lib.WorkdirError as e:
+    raise RunError(str(e)) from None
   try:
     dataset = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
                         config.data_dir, config.download)
@@ -137,58 +164,145 @@ def train(config):
   if len(dataset.train) < config.batch_size:
     raise RunError(f'--batch_size={config.batch_size} exceeds the {len(dataset.train)} '
                    'training examples; lower it')
+  os.makedirs(workdir, exist_ok=True)
+  # One writer per workdir. Other workers of a multi-worker run share the chief's workdir
+  # and write only scratch saves, so only the chief takes the lock.
+  try:
+    lock = workdir_lib.Lock(workdir) if chief else None
+  except workdir_lib.WorkdirError as e:
+    raise RunError(str(e)) from None
+  try:
+    return _train_locked(config, dataset, chief)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train_locked(config, dataset, chief):
+  workdir = config.workdir
+  try:
+    if chief:
+      workdir_lib.remove_leftovers(workdir)
+    latest = workdir_lib.latest_checkpoint(workdir, repair=chief)
+  except workdir_lib.WorkdirError as e:
+    raise RunError(str(e)) from None
+  saved_step = None
+  if latest is not None:
+    try:
+      saved_step = int(tf.train.load_checkpoint(latest).get_tensor(
+          'step/.ATTRIBUTES/VARIABLE_VALUE'))
+    except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
+      raise RunError(f'cannot resume from the checkpoint in {workdir}: '
+                     f'{str(e).splitlines()[0]}; it is damaged: move it away or use a new '
+                     '--workdir') from e
+  changes = _check_resume(workdir, config, saved_step)
   data_shape = dataset.shape
 
   strategy = distribute.make_strategy(config.strategy, config.tpu, config.cpu_replicas)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  if config.mixed_precision:
-    keras.config.set_dtype_policy('mixed_bfloat16')
-  # XLA cannot compile a step whose variables live on several devices.
-  jit_compile = config.jit_compile and strategy.num_replicas_in_sync == 1
+  # XLA cannot compile a step whose variables live on several devices, and op determinism
+  # does not cover XLA.
+  jit_compile = (config.jit_compile and strategy.num_replicas_in_sync == 1
+                 and not config.deterministic)
   model = model_lib.build(dataclasses.replace(config, jit_compile=jit_compile), data_shape,
                           strategy)
   checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
-  try:
-    if restore(model, workdir, checkpoint=checkpoint):
-      logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
-  except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
-    raise RunError(f'cannot resume from the checkpoint in {workdir}: {str(e).splitlines()[0]}; '
-                   'it is damaged or was written by another replica count: move it away or '
-                   'use a new --workdir') from e
-  chief = distribute.is_chief()
-  os.makedirs(workdir, exist_ok=True)
+  if latest is not None:
+    try:
+      checkpoint.restore(latest).assert_consumed()
+    except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
+      raise RunError(f'cannot resume from the checkpoint in {workdir}: '
+                     f'{str(e).splitlines()[0]}; it is damaged or was written by another '
+                     'model or replica count: move it away or use a new --workdir') from e
+    logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
+    # The optimizers' learning rates are checkpointed; a resume that changes them applies them.
+    for optimizer, rate in ((model.g_optimizer, config.gd_learning_rate),
+                            (model.d_optimizer, config.gd_learning_rate),
+                            (model.e_optimizer, config.energy_learning_rate)):
+      if optimizer is not None:
+        optimizer.learning_rate.assign(rate)
   if chief:
-    files.write_text(os.path.join(workdir, FLAGS_FILE), config.to_flagfile())
+    files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE),
+                     _flags_text(workdir, config, saved_step, changes))
+    workdir_lib.write_architecture(workdir, _architecture(config))
   # CheckpointManager writes the data files first and the `checkpoint` index last, so a
   # crash mid-save leaves the previous checkpoint the latest one.
   manager = tf.train.CheckpointManager(
-      checkpoint, distribute.checkpoint_dir(os.path.join(workdir, CHECKPOINT_DIR)),
+      checkpoint, distribute.checkpoint_dir(workdir_lib.checkpoint_dir(workdir)),
       max_to_keep=max(3, config.average_checkpoints))
 
   start = int(model.step.numpy())
   if start < config.train_steps:
-    batches = data.batches(dataset.train, config.batch_size, config.seed, start,
-                           config.train_steps - start)
-    writer = (tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard')) if chief
-              else tf.summary.create_noop_writer())
-    periodic = _Periodic(manager, writer, config.log_every, config.checkpoint_every,
-                         config.train_steps)
-    model.steps_per_execution = math.gcd(config.log_every, config.checkpoint_every, 25)
-    model.fit(batches, epochs=1, callbacks=[periodic], shuffle=False,
-              verbose=1 if sys.stdout.isatty() else 0)
-    writer.flush()
-    if int(model.step.numpy()) % config.checkpoint_every:
-      manager.save(checkpoint_number=int(model.step.numpy()))
+    _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest)
 
   if not chief:
     shutil.rmtree(manager.directory, ignore_errors=True)  # a worker's saves were only collective
     return {}
-  if config.average_checkpoints > 1:
-    average_weights(model, workdir, config.average_checkpoints)
+  return evaluate_run(config, dataset)
+
+
+def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest):
+  """Steps start..train_steps, logging every `log_every` and saving every `checkpoint_every`
+  steps; a non-finite quantity stops it before the next save."""
+  batches = data.batches(dataset.train, config.batch_size, config.seed, start,
+                         config.train_steps - start)
+  iterator = iter(strategy.experimental_distribute_dataset(batches))
+  run = make_multi_step(model, strategy, jit_compile)
+  writer = (tf.summary.create_file_writer(os.path.join(config.workdir, 'tensorboard')) if chief
+            else tf.summary.create_noop_writer())
+  last_saved = None if latest is None else start
+  clock, window_start = time.perf_counter(), start
+  step = start
+  try:
+    for stop in _boundaries(start, config.train_steps, config.log_every,
+                            config.checkpoint_every):
+      logs, finite = run(iterator, tf.constant(stop - step, tf.int64))
+      previous, step = step, int(model.step.numpy())
+      bad = [name for name, ok in finite.items() if not bool(ok)]
+      if bad:
+        kept = (f'the latest checkpoint (step {last_saved}) is finite and a rerun resumes '
+                'from it' if last_saved is not None else 'no checkpoint was saved')
+        raise Diverged(
+            f'training diverged between steps {previous} and {step}: non-finite '
+            f'{", ".join(bad)}; {kept}. Try a lower --gd_learning_rate or '
+            '--energy_learning_rate, a smaller --train_langevin_step_size, or '
+            '--energy_spectral_norm')
+      if step % config.log_every == 0 or step == config.train_steps:
+        now = time.perf_counter()
+        rate = (step - window_start) / max(now - clock, 1e-9)
+        clock, window_start = now, step
+        with writer.as_default(step=step):
+          for name, value in logs.items():
+            tf.summary.scalar(name, value)
+          tf.summary.scalar('steps_per_second', rate)
+        logging.info('step %d/%d (%.1f steps/s) %s', step, config.train_steps, rate,
+                     ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
+        model.reset_metrics()  # the next window's means start afresh
+      if step % config.checkpoint_every == 0 or step == config.train_steps:
+        manager.save(checkpoint_number=step)
+        last_saved = step
+  except KeyboardInterrupt:
+    where = (f'the latest checkpoint is step {last_saved}; run the same command again to '
+             'resume from it' if last_saved is not None else
+             'no checkpoint was saved yet; run the same command again to start over')
+    raise Interrupted(f'interrupted at step {int(model.step.numpy())}; {where}') from None
+  finally:
+    writer.flush()
+
+
+def evaluate_run(config, dataset=None):
+  """The final evaluation of a trained run: G and E as sampling loads them (float32, one
+  device, averaged over the last checkpoints when the run asks), metrics.json and figures
+  in the workdir."""
+  try:
+    model, config, _ = runs.load(config.workdir)
+  except runs.LoadError as e:
+    raise RunError(str(e)) from e
+  if model.averaged_steps:
     logging.info('evaluating G and E averaged over the checkpoints of steps %s',
                  model.averaged_steps)
-  result, _, _ = evaluation.evaluate(model, config, workdir, config.eval_num_samples,
+  result, _, _ = evaluation.evaluate(model, config, config.workdir, config.eval_num_samples,
                                      config.seed, evaluation.LangevinSettings.inference(config),
                                      step=int(model.step.numpy()), dataset=dataset)
   return result
