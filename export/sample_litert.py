@@ -12,6 +12,7 @@ export.json beside the model. Needs: ai-edge-litert, numpy.
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -25,17 +26,115 @@ def _interpreter(path):
     sys.exit('error: ai-edge-litert is not installed; pip install ai-edge-litert numpy')
   try:
     return Interpreter(model_path=path)
-  except ValueError as e:
-    sys.exit(f'error: {path} is not a readable .tflite model ({str(e).splitlines()[0]}); '
+  except (ValueError, RuntimeError, OSError) as e:
+    sys.exit(f'error: {path} is not a readable .tflite model ({_first_line(e)}); '
              'export one with python -m tfganebm.export')
+
+
+def _first_line(e):
+  return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _is_count(value):
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _export_info_problem(info):
+  """What export.json lacks for sampling, or None."""
+  if not isinstance(info, dict):
+    return 'is not a JSON object'
+  if not _is_count(info.get('latent_dim')):
+    return 'has no positive integer latent_dim'
+  shape = info.get('data_shape')
+  if not (isinstance(shape, list) and shape and all(_is_count(n) for n in shape)):
+    return 'has no data_shape (a list of positive integers)'
+  if not isinstance(info.get('langevin', {}), dict):
+    return 'has a langevin entry that is not an object'
+  return None
 
 
 def _read_export_info(model_path):
   path = os.path.join(os.path.dirname(os.path.abspath(model_path)), 'export.json')
-  if not os.path.exists(path):
+  if not os.path.isfile(path):
     sys.exit(f'error: {path} not found; keep export.json beside the .tflite file')
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path, encoding='utf-8') as f:
+      info = json.load(f)
+  except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, not UTF-8
+    sys.exit(f'error: {path} is not readable JSON ({_first_line(e)}); copy export.json again '
+             'from the export, or re-export with python -m tfganebm.export')
+  problem = _export_info_problem(info)
+  if problem:
+    sys.exit(f'error: {path} {problem}; copy export.json again from the export, or re-export '
+             'with python -m tfganebm.export')
+  return info
+
+
+def _langevin_settings(args, info):
+  """(steps, step_size, noise, metropolis): the flags, else export.json's defaults; checked."""
+  defaults = info.get('langevin', {})
+  values = {}
+  for key, flag, kind in (('steps', '--langevin_steps', int),
+                          ('step_size', '--langevin_step_size', float),
+                          ('noise', '--langevin_noise', float)):
+    given = getattr(args, f'langevin_{key}')
+    value = defaults.get(key) if given is None else given
+    source = flag if given is not None else f"export.json's langevin.{key}"
+    numeric = (isinstance(value, int) if kind is int else isinstance(value, (int, float)))
+    if value is None or isinstance(value, bool) or not numeric:
+      sys.exit(f'error: export.json has no {"integer" if kind is int else "number"} '
+               f'langevin.{key}; pass {flag}')
+    if not math.isfinite(value) or value < 0:
+      sys.exit(f'error: {source} is {value}; it must be a finite number >= 0'
+               + ('' if given is not None else f': pass {flag}'))
+    values[key] = value
+  metropolis = defaults.get('metropolis', False) if args.metropolis is None else args.metropolis
+  if metropolis and values['steps'] and (values['step_size'] <= 0 or values['noise'] <= 0):
+    sys.exit('error: MALA steps (--metropolis) need a step size and noise above 0 (got '
+             f'{values["step_size"]} and {values["noise"]}); pass --langevin_step_size and '
+             '--langevin_noise')
+  return values['steps'], values['step_size'], values['noise'], bool(metropolis)
+
+
+def _check_model(interpreter, info, model_path, steps, fused, metropolis):
+  """Exits unless the .tflite has the signatures needed, shaped as its export.json says."""
+  signatures = interpreter.get_signature_list()
+  generate = signatures.get('generate')
+  if not generate or generate.get('inputs') != ['z'] or 'x' not in generate.get('outputs', []):
+    sys.exit(f'error: {model_path} has no generate(z) -> x signature (it has '
+             f'{", ".join(sorted(signatures)) or "none"}); pass a .tflite written by '
+             'python -m tfganebm.export')
+  runner = interpreter.get_signature_runner('generate')
+  z_shape = [int(n) for n in runner.get_input_details()['z']['shape_signature']]
+  x_shape = [int(n) for n in runner.get_output_details()['x']['shape_signature']]
+  if z_shape[1:] != [info['latent_dim']] or x_shape[1:] != list(info['data_shape']):
+    sys.exit(f'error: {model_path} maps z {z_shape[1:]} to x {x_shape[1:]}, but the export.json '
+             f'beside it says latent_dim {info["latent_dim"]} and data_shape {info["data_shape"]}: '
+             'the .tflite belongs to another export; keep each .tflite with its own export.json')
+  if steps > 0 and 'langevin_step' in signatures:
+    needed = (('sample_metropolis' if fused else 'metropolis_step') if metropolis
+              else ('sample' if fused else 'langevin_step'))
+    if needed not in signatures:
+      sys.exit(f'error: {model_path} has no {needed} signature, which these flags need; '
+               're-export it with python -m tfganebm.export')
+
+
+def _non_finite(x):
+  """How many samples of x [N, ...] hold a NaN or an infinity."""
+  return int(np.sum(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)))
+
+
+def _save_atomically(path, write):
+  """Calls write(partial_path), then renames the finished file to `path`."""
+  partial = f'{path}.partial-{os.getpid()}'
+  try:
+    written = write(partial)
+    if written is not False:
+      os.replace(partial, path)
+    return written
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
 
 
 def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=False,
@@ -77,6 +176,11 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
   return np.concatenate(x_gen), np.concatenate(x_out)
 
 
+def _save_npy(path, array):
+  with open(path, 'wb') as f:  # a file object: np.save would append .npy to the name
+    np.save(f, array)
+
+
 def _picture(path, x_gen, x):
   try:
     import matplotlib  # pylint: disable=g-import-not-at-top
@@ -106,14 +210,20 @@ def _picture(path, x_gen, x):
   else:
     return False
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  fig.savefig(path, dpi=90, format='png')
   plt.close(fig)
   return True
 
 
+class _Parser(argparse.ArgumentParser):
+  """Reports a bad command line as one `error:` line, like every other error here."""
+
+  def error(self, message):
+    sys.exit(f'error: {message}; see {self.prog} --help')
+
+
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('model', help='model.tflite written by tfganebm.export')
   parser.add_argument('--num_samples', type=int, default=1000)
   parser.add_argument('--out', required=True)
@@ -126,24 +236,45 @@ def main(argv=None):
                       help='MALA steps (default: as the run was configured, see export.json)')
   args = parser.parse_args(argv)
   if args.num_samples <= 0:
-    parser.error('--num_samples must be positive')
+    parser.error(f'--num_samples must be positive (got {args.num_samples})')
+  if os.path.isdir(args.model):
+    sys.exit(f'error: {args.model} is a directory; pass the .tflite file in it, e.g. '
+             f'{os.path.join(args.model, "model.tflite")}')
   if not os.path.isfile(args.model):
     sys.exit(f'error: {args.model} not found')
+  if os.path.lexists(args.out) and not os.path.isdir(args.out):
+    sys.exit(f'error: --out {args.out} is an existing file; --out names a directory for '
+             'samples.npy: choose another')
   info = _read_export_info(args.model)
-  defaults = info['langevin']
-  steps = defaults['steps'] if args.langevin_steps is None else args.langevin_steps
-  step_size = defaults['step_size'] if args.langevin_step_size is None else args.langevin_step_size
-  noise = defaults['noise'] if args.langevin_noise is None else args.langevin_noise
-  metropolis = defaults.get('metropolis', False) if args.metropolis is None else args.metropolis
-  x_gen, x = sample(_interpreter(args.model), info, args.num_samples, steps, step_size, noise,
-                    args.seed, args.fused, metropolis)
-  os.makedirs(args.out, exist_ok=True)
-  np.save(os.path.join(args.out, 'samples.npy'), x)
-  np.save(os.path.join(args.out, 'samples_generator.npy'), x_gen)
-  drew = _picture(os.path.join(args.out, 'samples.png'), x_gen, x)
+  steps, step_size, noise, metropolis = _langevin_settings(args, info)
+  interpreter = _interpreter(args.model)
+  _check_model(interpreter, info, args.model, steps, args.fused, metropolis)
+  try:
+    x_gen, x = sample(interpreter, info, args.num_samples, steps, step_size, noise, args.seed,
+                      args.fused, metropolis)
+  except (ValueError, RuntimeError) as e:
+    sys.exit(f'error: LiteRT failed running {args.model} ({_first_line(e)}); re-export it with '
+             'python -m tfganebm.export')
+  if _non_finite(x_gen):
+    sys.exit(f'error: G gave {_non_finite(x_gen)} of {len(x_gen)} samples that are non-finite '
+             '(NaN or inf): check the export (re-export from a checkpoint with finite weights); '
+             'nothing was written')
+  if _non_finite(x):
+    sys.exit(f'error: {_non_finite(x)} of {len(x)} samples are non-finite (NaN or inf) after '
+             f'{steps} steps: check the export, or use fewer --langevin_steps or a smaller '
+             '--langevin_step_size; nothing was written')
+  try:
+    os.makedirs(args.out, exist_ok=True)
+    _save_atomically(os.path.join(args.out, 'samples.npy'), lambda path: _save_npy(path, x))
+    _save_atomically(os.path.join(args.out, 'samples_generator.npy'),
+                     lambda path: _save_npy(path, x_gen))
+    drew = _save_atomically(os.path.join(args.out, 'samples.png'),
+                            lambda path: _picture(path, x_gen, x))
+  except OSError as e:
+    sys.exit(f'error: cannot write to --out {args.out} ({e.strerror or e}); choose a writable '
+             'directory')
   print(f'wrote {len(x)} samples ({steps} {"MALA" if metropolis else "Langevin"} steps) to {args.out}'
         + (' with samples.png' if drew else ''))
-
 
 if __name__ == '__main__':
   main()

@@ -1,6 +1,7 @@
 """Export to SavedModel/TFLite: LiteRT parity with TensorFlow, atomic writes, the device runner."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -90,9 +91,14 @@ def test_export_refuses_to_overwrite_and_leaves_the_old_files(exported, tmp_path
     export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target))
   assert (target / 'keep.txt').read_text() == 'mine'
   assert os.listdir(tmp_path) == ['existing']  # no staging directory left behind
-  export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target), overwrite=True)
-  assert sorted(os.listdir(target)) == ['export.json', 'model.tflite', 'saved_model']
-  assert sorted(os.listdir(tmp_path)) == ['existing']
+  with pytest.raises(export.ExportError, match='not an earlier export'):
+    export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target), overwrite=True)
+  assert (target / 'keep.txt').read_text() == 'mine'
+  earlier = tmp_path / 'earlier'
+  shutil.copytree(out, earlier)  # an earlier export, with its quantized files
+  export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(earlier), overwrite=True)
+  assert sorted(os.listdir(earlier)) == ['export.json', 'model.tflite', 'saved_model']
+  assert sorted(os.listdir(tmp_path)) == ['earlier', 'existing']
 
 
 def test_saved_model_signatures_match_the_model(exported):
@@ -214,3 +220,110 @@ def test_fourier_feature_energy_exports_with_builtin_ops(tmp_path):
   expected = langevin.langevin_step(model.energy_of, tf.constant(x), np.zeros_like(x), 0.01, 1.0)
   np.testing.assert_allclose(step(x=x, noise=np.zeros_like(x), step_size=np.float32(0.01))['x'],
                              expected, atol=TOLERANCE)
+
+
+def _snapshot(root):
+  """{path relative to root: bytes} of every file under root, hidden ones included."""
+  files = {}
+  for directory, _, names in os.walk(root):
+    for name in names:
+      path = os.path.join(directory, name)
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, root)] = f.read()
+  return files
+
+
+def _dead_pid():
+  child = subprocess.Popen([sys.executable, '-c', ''])
+  child.wait()
+  return child.pid
+
+
+def test_overwrite_never_deletes_the_run_beside_the_export(exported, tmp_path):
+  _, out = exported
+  run = tmp_path / 'run'
+  shutil.copytree(out.parent / 'run', run)
+  (tmp_path / 'notes.txt').write_text('mine')
+  before = _snapshot(tmp_path)
+  assert 'run/flags.txt' in before and any(p.startswith('run/checkpoints') for p in before)
+  result = subprocess.run([sys.executable, '-m', 'tfganebm.export', '--workdir', str(run),
+                           '--out', str(tmp_path), '--overwrite'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode != 0
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and '--out' in errors[0], result.stderr
+  assert 'Traceback' not in result.stderr
+  assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('case, message', [
+    ('regular_file', 'existing file'),
+    ('directory_of_other_files', 'not an earlier export'),
+    ('export_with_a_file_of_the_user', 'notes.txt'),
+    ('directory_holding_the_workdir', 'holds the training run'),
+    ('current_directory', 'current directory'),
+    ('home_directory', 'home directory'),
+])
+def test_overwrite_replaces_only_an_earlier_export(exported, tmp_path, monkeypatch, case,
+                                                   message):
+  model, out = exported
+  config = runs.load(str(out.parent / 'run'))[1]
+  target, workdir = tmp_path / 'target', None
+  if case == 'regular_file':
+    target.write_text('mine')
+  elif case == 'directory_of_other_files':
+    target.mkdir()
+    (target / 'results.csv').write_text('mine')
+  else:
+    shutil.copytree(out, target)
+  if case == 'export_with_a_file_of_the_user':
+    (target / 'notes.txt').write_text('mine')
+  elif case == 'directory_holding_the_workdir':
+    workdir = str(target / 'saved_model')
+  elif case == 'current_directory':
+    monkeypatch.chdir(target / 'saved_model')
+  elif case == 'home_directory':
+    monkeypatch.setenv('HOME', str(target))
+  before = _snapshot(tmp_path)
+  with pytest.raises(export.ExportError, match=message):
+    export.export(model, config, (2,), str(target), overwrite=True, workdir=workdir)
+  assert _snapshot(tmp_path) == before
+  assert sorted(os.listdir(tmp_path)) == ['target']
+
+
+def test_export_removes_only_what_dead_exports_of_the_same_out_left(exported, tmp_path):
+  model, out = exported
+  dead, alive = _dead_pid(), os.getpid()
+  left = [f'.export-exp-{dead}-a1b2c3d4', f'.replaced-exp-{dead}-e5f6g7h8']
+  kept = [f'.export-exp-{alive}-i9j0k1l2',  # an export running now
+          f'.export-exp-1-{dead}-m3n4o5p6',  # one of --out exp-1
+          '.export-notes']  # the user's
+  for name in left + kept:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / 'export.json').write_text('{}')
+  export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(tmp_path / 'exp'))
+  assert sorted(os.listdir(tmp_path)) == sorted(kept + ['exp'])
+  assert sorted(os.listdir(tmp_path / 'exp')) == ['export.json', 'model.tflite', 'saved_model']
+
+
+def test_export_restores_an_earlier_export_that_a_kill_left_moved_aside(exported, tmp_path):
+  model, out = exported
+  dead = _dead_pid()
+  # Killed between its two renames: the old export moved aside, the new one not yet in place.
+  shutil.copytree(out, tmp_path / f'.replaced-exp-{dead}-a1b2c3d4' / 'old')
+  shutil.copytree(out, tmp_path / f'.export-exp-{dead}-e5f6g7h8')
+  with pytest.raises(export.ExportError, match='exists; pass --overwrite'):
+    export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(tmp_path / 'exp'))
+  assert os.listdir(tmp_path) == ['exp']
+  assert _snapshot(tmp_path / 'exp') == _snapshot(out)
+
+
+@pytest.mark.parametrize('network, label', [('generator', 'G'), ('energy', 'E')])
+def test_export_refuses_non_finite_weights_before_writing(exported, tmp_path, network, label):
+  _, out = exported
+  model, config, data_shape = runs.load(str(out.parent / 'run'))
+  weight = getattr(model, network).weights[0]
+  weight.assign(np.full(weight.shape, np.nan, np.float32))
+  with pytest.raises(export.ExportError, match=f'{label} has non-finite weights.*learning rate'):
+    export.export(model, config, data_shape, str(tmp_path / 'out'))
+  assert not os.listdir(tmp_path)

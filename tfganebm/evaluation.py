@@ -7,6 +7,7 @@ the figures into one directory.
 import dataclasses
 import os
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +20,33 @@ from tfganebm import plots
 
 GRID_RESOLUTION = 200  # cells per axis of the [-1, 1]^2 density grid
 PROGRESSION_FRAMES = 6  # panels of the Langevin progression figure
+
+
+class NonFiniteSamples(ValueError):
+  """Samples with NaN or infinite values, which `evaluate` was asked not to write."""
+
+
+def _count_non_finite(x_gen, x_langevin, refuse, settings):
+  """{'generator': n, 'generator_langevin': n} of the samples that are not all finite.
+
+  Raises:
+    NonFiniteSamples: with `refuse`, when any is.
+  """
+  counts = {}
+  for name, x in (('generator', x_gen), ('generator_langevin', x_langevin)):
+    if x is not None:
+      bad = int(np.sum(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)))
+      if bad:
+        counts[name] = bad
+  if counts and refuse:
+    where = ('G itself' if 'generator' in counts else
+             f'the {settings.steps} Langevin steps (eta={settings.step_size:g})')
+    raise NonFiniteSamples(f'{max(counts.values())} samples are not finite, from {where}; '
+                           'check the run for divergence, or try fewer --langevin_steps or a '
+                           'smaller --langevin_step_size')
+  if counts:
+    logging.warning('non-finite samples (written as null metrics): %s', counts)
+  return counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +115,14 @@ def _labels(config, settings, step, averaged_steps=None):
   return title, label
 
 
-def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dataset=None):
+def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dataset=None,
+             refuse_non_finite=False):
   """Samples, metrics.json and figures of a run into `out_dir`.
 
   Args:
     dataset: the run's `data.Data` if at hand (images: saves loading them again).
+    refuse_non_finite: raise NonFiniteSamples, before writing anything, when a sample is
+      not finite; otherwise metrics.json counts them in `non_finite_samples`.
 
   Returns:
     (metrics dict, x_gen, x_langevin).
@@ -100,7 +131,8 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dat
     if dataset is None:
       dataset = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
                           download=config.download)
-    return evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset)
+    return evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset,
+                           refuse_non_finite)
   held_out = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
                        num_held_out=2 * num_samples)
   # `floor`, a second held-out sample, measured like the samples: the best a model can score.
@@ -108,11 +140,14 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dat
   frames = PROGRESSION_FRAMES - 1
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
+  non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, settings)
   result = dict(dataset=config.dataset, model=config.model, step=step,
                 averaged_steps=model.averaged_steps, seed=seed,
                 num_samples=num_samples, langevin=dataclasses.asdict(settings),
                 real_data=metrics.evaluate_points(floor, real, held_out.mixture),
                 generator=metrics.evaluate_points(x_gen, real, held_out.mixture))
+  if non_finite:
+    result['non_finite_samples'] = non_finite
   log_density = None
   if x_langevin is not None:
     result['generator_langevin'] = metrics.evaluate_points(x_langevin, real, held_out.mixture)
@@ -168,13 +203,15 @@ class ImageScorer:
                                    self.reference_features, seed=seed)
 
 
-def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset):
+def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset,
+                    refuse_non_finite=False):
   """`evaluate` for images: classifier-FID, KID and class coverage; image grids."""
   scorer = ImageScorer(config, dataset, num_samples)
   floor = scorer.floor
   frames = PROGRESSION_FRAMES - 1
   record_every = settings.steps // frames if settings.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
+  non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, settings)
   measure = lambda x: scorer(x, seed)
   result = dict(dataset=config.dataset, model=config.model, step=step,
                 averaged_steps=model.averaged_steps, seed=seed,
@@ -182,6 +219,8 @@ def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, d
                 num_real=len(floor), langevin=dataclasses.asdict(settings),
                 classifier=scorer.classifier.info,
                 real_data=measure(floor), generator=measure(x_gen))
+  if non_finite:
+    result['non_finite_samples'] = non_finite
   if x_langevin is not None:
     result['generator_langevin'] = measure(x_langevin)
 

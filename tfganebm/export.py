@@ -142,17 +142,201 @@ OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x', metropol
                sample_metropolis='x')
 
 
-def export(model, config, data_shape, out, quantize=('none',), overwrite=False, step=None):
+def _contains(directory, path):
+  """Whether `path` is `directory` or lies inside it, links resolved."""
+  directory, path = os.path.realpath(directory), os.path.realpath(path)
+  return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def _foreign_entries(directory):
+  """Names in `directory` that an export does not write; None when it has no tfganebm export.json.
+
+  An export is recognised by its export.json (a JSON object with `signatures` and
+  `latent_dim`) and by holding nothing but saved_model/, model*.tflite and export.json.
+  """
+  try:
+    entries = os.listdir(directory)
+  except OSError as e:
+    raise ExportError(f'cannot read --out {directory} ({e.strerror or e}); choose another '
+                      '--out') from e
+  if not entries:
+    return []
+  try:
+    with open(os.path.join(directory, 'export.json')) as f:
+      info = json.load(f)
+  except (OSError, ValueError):
+    info = None
+  if not isinstance(info, dict) or not {'signatures', 'latent_dim'} <= info.keys():
+    return None
+
+  def written_by_export(entry):
+    path = os.path.join(directory, entry)
+    if os.path.islink(path):
+      return False
+    if entry == 'saved_model':
+      return os.path.isdir(path)
+    return os.path.isfile(path) and (
+        entry == 'export.json' or (entry.startswith('model') and entry.endswith('.tflite')))
+  return sorted(entry for entry in entries if not written_by_export(entry))
+
+
+def _check_out(out, overwrite, workdir):
+  """Raises ExportError unless writing `out` can replace nothing but an earlier export.
+
+  Without `overwrite`, any existing `out` is refused; with it, only an earlier
+  export (or an empty directory) that holds neither the run, the current
+  directory nor the home directory.
+  """
+  if not os.path.lexists(out):
+    return
+  keep = 'nothing was written; choose another --out'
+  if os.path.islink(out):
+    raise ExportError(f'--out {out} is a symbolic link; pass the directory it points to '
+                      f'({os.path.realpath(out)}) or another --out')
+  if not os.path.isdir(out):
+    raise ExportError(f'--out {out} is an existing file, not an export directory; {keep}')
+  real = os.path.realpath(out)
+  if os.path.dirname(real) == real or _contains(out, os.path.expanduser('~')):
+    raise ExportError(f'--out {out} is the file system root or holds your home directory; {keep}')
+  if _contains(out, os.getcwd()):
+    raise ExportError(f'--out {out} is the current directory or one of its parents; {keep}')
+  if workdir is not None and _contains(out, workdir):
+    raise ExportError(f'--out {out} holds the training run --workdir {workdir}; {keep}')
+  foreign = _foreign_entries(out)
+  if foreign is None:
+    raise ExportError(f'--out {out} exists and is not an earlier export (it has no export.json '
+                      f'of tfganebm); --overwrite only replaces an export: {keep}')
+  if foreign:
+    listed = ', '.join(foreign[:5]) + (', ...' if len(foreign) > 5 else '')
+    raise ExportError(f'--out {out} holds files that an export does not write ({listed}); '
+                      '--overwrite only replaces saved_model/, model*.tflite and export.json: '
+                      'move them away or choose another --out')
+  if not overwrite:
+    raise ExportError(f'{out} exists; pass --overwrite to replace it or choose another --out')
+
+
+def _check_finite(model):
+  """Raises ExportError when G or E (if any) has a NaN or infinite weight."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  for label, network in (('G', model.generator), ('E', model.energy)):
+    if network is None:
+      continue
+    bad = [getattr(w, 'path', w.name) for w in network.weights
+           if not np.all(np.isfinite(np.asarray(w.numpy())))]
+    if bad:
+      raise ExportError(f'{label} has non-finite weights (NaN or inf in {", ".join(bad[:3])}): '
+                        'the run diverged; retrain with lower learning rates or resume from an '
+                        'earlier checkpoint, then export')
+
+
+def _temp_dir(kind, out):
+  """A new directory `.<kind>-<name of out>-<pid>-<random>` beside `out`."""
+  parent, name = os.path.split(os.path.abspath(out))
+  return tempfile.mkdtemp(prefix=f'.{kind}-{name}-{os.getpid()}-', dir=parent)
+
+
+def _pid_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except (ProcessLookupError, OverflowError):
+    return False
+  except PermissionError:  # another user's live process
+    return True
+  return True
+
+
+def _leftovers(out, kind):
+  """Directories of `kind` ('export' or 'replaced') that a dead export of `out` left beside it."""
+  parent, name = os.path.split(os.path.abspath(out))
+  prefix = f'.{kind}-{name}-'
+  try:
+    entries = os.listdir(parent)
+  except OSError:
+    return []
+  found = []
+  for entry in entries:
+    if not entry.startswith(prefix):
+      continue
+    # <pid>-<random>; the random part has no '-', so the out `a` never claims those of `a-1`.
+    pid, dash, rest = entry[len(prefix):].partition('-')
+    path = os.path.join(parent, entry)
+    if (dash and rest and '-' not in rest and pid.isascii() and pid.isdigit()
+        and os.path.isdir(path) and not os.path.islink(path) and not _pid_alive(int(pid))):
+      found.append(path)
+  return found
+
+
+def _clean_leftovers(out):
+  """Removes what a killed export of `out` left beside it, putting back an export it moved away.
+
+  A kill between moving the old export aside and moving the new one in leaves
+  `out` missing and the old export in `.replaced-*/old`: that one is restored.
+  """
+  path = None
+  try:
+    replaced = sorted(_leftovers(out, 'replaced'), key=os.path.getmtime, reverse=True)
+    for path in replaced:
+      old = os.path.join(path, 'old')
+      if not os.path.lexists(out) and os.path.isdir(old):
+        os.rename(old, out)
+        logging.warning('restored %s, which an interrupted export had moved to %s', out, old)
+      shutil.rmtree(path)
+    for path in _leftovers(out, 'export'):
+      shutil.rmtree(path)
+  except OSError as e:
+    raise ExportError(f'cannot clean up {path}, left by an interrupted export of {out}: '
+                      f'{e.strerror or e}; move it away by hand') from e
+
+
+def _move_into_place(staging, out):
+  """Renames `staging` to `out`, replacing an existing `out` (checked by _check_out)."""
+  if not os.path.lexists(out):
+    os.rename(staging, out)
+    return
+  trash = _temp_dir('replaced', out)
+  old = os.path.join(trash, 'old')
+  os.rename(out, old)
+  try:
+    os.rename(staging, out)
+  except BaseException:
+    os.rename(old, out)
+    raise
+  shutil.rmtree(trash, ignore_errors=True)  # what stays is cleaned by the next export
+
+
+def export(model, config, data_shape, out, quantize=('none',), overwrite=False, step=None,
+           workdir=None):
   """Writes saved_model/, the .tflite files and export.json into `out`, atomically.
 
+  Before anything is written, removes what an interrupted export of `out` left
+  beside it (`.export-*`, `.replaced-*` of dead processes), restoring an old
+  export that such a kill had moved away.
+
+  Args:
+    model: the GanEbm to export; its G and E weights must be finite.
+    config: the run's Config.
+    data_shape: the shape of one example, e.g. (2,) or (28, 28, 1).
+    out: the directory to create.
+    quantize: extra TFLite files: any of 'none', 'float16', 'dynamic_range'.
+    overwrite: replace `out` when it is an earlier export (or an empty directory).
+    step: the training step, recorded in export.json.
+    workdir: the run's directory; an `out` that holds it is refused.
+
+  Returns:
+    The dict written to export.json.
+
   Raises:
-    ExportError: `out` exists without `overwrite`, or the model holds what the
-      export cannot express with builtin TFLite ops.
+    ExportError: `out` exists without `overwrite`; `out` is a file, a link, a
+      directory that is not an earlier export, or holds the workdir, the current
+      directory or the home directory; G or E has non-finite weights; the model
+      holds what the export cannot express with builtin TFLite ops; or writing failed.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  if os.path.exists(out) and not overwrite:
-    raise ExportError(f'{out} exists; pass --overwrite to replace it or choose another --out')
+  _clean_leftovers(out)
+  _check_out(out, overwrite, workdir)
+  _check_finite(model)
   if config.use_energy and config.energy_batch_norm:
     raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
                       'Flex delegate; retrain without it to export')
@@ -161,8 +345,12 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
                               names)
 
   parent = os.path.dirname(os.path.abspath(out))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix='.export-', dir=parent)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    staging = _temp_dir('export', out)
+  except OSError as e:
+    raise ExportError(f'cannot create a directory beside --out {out}: {e.strerror or e}; '
+                      'choose a writable place') from e
   umask = os.umask(0)
   os.umask(umask)
   os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private
@@ -200,13 +388,12 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
         tflite_bytes=sizes)
     with open(os.path.join(staging, 'export.json'), 'w') as f:
       json.dump(info, f, indent=2)
-    if os.path.exists(out):
-      trash = tempfile.mkdtemp(prefix='.replaced-', dir=parent)
-      os.rename(out, os.path.join(trash, 'old'))
-      os.rename(staging, out)
-      shutil.rmtree(trash)
-    else:
-      os.rename(staging, out)
+    _check_out(out, overwrite, workdir)  # again: `out` may have appeared during the export
+    _move_into_place(staging, out)
+  except (OSError, tf.errors.OpError) as e:
+    message = (getattr(e, 'strerror', None) or str(e)).splitlines()[0]
+    raise ExportError(f'writing {out} failed: {message}; check the free space and permissions '
+                      f'of {parent}') from e
   finally:
     if os.path.exists(staging):
       shutil.rmtree(staging)
@@ -218,9 +405,10 @@ def main(argv):
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
   try:
+    runs.check_output(FLAGS.workdir, FLAGS.out)
     model, config, data_shape = runs.load(FLAGS.workdir, FLAGS.average_checkpoints)
     info = export(model, config, data_shape, FLAGS.out, FLAGS.quantize, FLAGS.overwrite,
-                  step=int(model.step.numpy()))
+                  step=int(model.step.numpy()), workdir=FLAGS.workdir)
   except (runs.LoadError, ExportError) as e:
     sys.exit(f'error: {e}')
   logging.info('exported %s to %s: %s', FLAGS.workdir, FLAGS.out, info['tflite_bytes'])

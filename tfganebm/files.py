@@ -16,6 +16,9 @@ def atomic_path(path):
   handle, temporary = tempfile.mkstemp(prefix=f'.{name}.', suffix=os.path.splitext(name)[1],
                                        dir=directory)
   os.close(handle)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
   try:
     yield temporary
     os.replace(temporary, path)

@@ -20,6 +20,27 @@ def relocated(config, data_dir=None, classifier_dir=None):
   return dataclasses.replace(config, **changes)
 
 
+def check_output(workdir, out):
+  """Refuses an output folder for samples or an export that would overwrite the run itself,
+  or write into a workdir that a trainer is writing.
+
+  Raises:
+    LoadError: `out` is an existing file, is `workdir` or a folder above it, or lies
+      inside `workdir` while a trainer holds its lock.
+  """
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise LoadError(f'--out={out} is an existing file; choose a folder')
+  run, target = os.path.realpath(workdir), os.path.realpath(out)
+  if run == target or run.startswith(target.rstrip(os.sep) + os.sep):
+    raise LoadError(f'--out={out} would write over the run in {workdir}; choose a folder '
+                    f'of its own, e.g. --out={os.path.join(workdir, "samples")}')
+  if target.startswith(run + os.sep) and os.path.isdir(workdir):
+    pid = workdir_lib.holder(workdir)
+    if pid is not None:
+      raise LoadError(f'{workdir} is being written by a trainer (PID {pid}); wait for it or '
+                      'choose an --out outside the workdir')
+
+
 def load(workdir, average_checkpoints=None, data_dir=None, classifier_dir=None):
   """The model of `workdir` for inference: G and E (and the step) restored from its latest
   checkpoint, averaged over the last `average_checkpoints` checkpoints; the other

@@ -46,6 +46,7 @@ def main(argv):
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
 
   try:
+    runs.check_output(FLAGS.workdir, FLAGS.out)
     model, config, _ = runs.load(FLAGS.workdir, FLAGS.average_checkpoints, FLAGS.data_dir,
                                  FLAGS.classifier_dir)
   except runs.LoadError as e:
@@ -60,9 +61,11 @@ def main(argv):
   try:
     result, x_gen, x_langevin = evaluation.evaluate(
         model, config, FLAGS.out, FLAGS.num_samples, FLAGS.seed, settings,
-        step=int(model.step.numpy()))
+        step=int(model.step.numpy()), refuse_non_finite=True)
   except images.DataError as e:  # the held-out images are not where the flags say
     sys.exit(f'error: {e}')
+  except evaluation.NonFiniteSamples as e:
+    sys.exit(f'error: {e}; nothing was written to {FLAGS.out}')
   files.write_npy(os.path.join(FLAGS.out, 'samples_generator.npy'), x_gen)
   if x_langevin is None:
     if model.energy is None:

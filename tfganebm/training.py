@@ -222,10 +222,16 @@ def _train_locked(config, dataset, chief):
                             (model.e_optimizer, config.energy_learning_rate)):
       if optimizer is not None:
         optimizer.learning_rate.assign(rate)
-  if chief:
-    files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE),
-                     _flags_text(workdir, config, saved_step, changes))
-    workdir_lib.write_architecture(workdir, _architecture(config))
+
+  def record():
+    """flags.txt and the architecture record, written with the first checkpoint that the
+    flags made (or before the evaluation of a finished run), so they never describe
+    training that was not saved."""
+    if chief:
+      files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE),
+                       _flags_text(workdir, config, saved_step, changes))
+      workdir_lib.write_architecture(workdir, _architecture(config))
+
   # CheckpointManager writes the data files first and the `checkpoint` index last, so a
   # crash mid-save leaves the previous checkpoint the latest one.
   manager = tf.train.CheckpointManager(
@@ -234,7 +240,9 @@ def _train_locked(config, dataset, chief):
 
   start = int(model.step.numpy())
   if start < config.train_steps:
-    _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest)
+    _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest, record)
+  else:
+    record()
 
   if not chief:
     shutil.rmtree(manager.directory, ignore_errors=True)  # a worker's saves were only collective
@@ -242,9 +250,10 @@ def _train_locked(config, dataset, chief):
   return evaluate_run(config, dataset)
 
 
-def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest):
+def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest, record):
   """Steps start..train_steps, logging every `log_every` and saving every `checkpoint_every`
-  steps; a non-finite quantity stops it before the next save."""
+  steps; a non-finite quantity stops it before the next save. `record()` runs before the
+  first save."""
   batches = data.batches(dataset.train, config.batch_size, config.seed, start,
                          config.train_steps - start)
   iterator = iter(strategy.experimental_distribute_dataset(batches))
@@ -253,7 +262,7 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
             else tf.summary.create_noop_writer())
   last_saved = None if latest is None else start
   clock, window_start = time.perf_counter(), start
-  step = start
+  step, recorded = start, False
   try:
     for stop in _boundaries(start, config.train_steps, config.log_every,
                             config.checkpoint_every):
@@ -280,6 +289,9 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
                      ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
         model.reset_metrics()  # the next window's means start afresh
       if step % config.checkpoint_every == 0 or step == config.train_steps:
+        if not recorded:
+          record()
+          recorded = True
         manager.save(checkpoint_number=step)
         last_saved = step
   except KeyboardInterrupt:

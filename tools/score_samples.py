@@ -11,6 +11,7 @@ mode metrics for 2D data.
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -22,17 +23,84 @@ from tfganebm import runs
 from tfganebm import training
 
 
-def main():
+def _read_header(path):
+  """(shape, dtype) from the header of .npy file `path`, or None when it is unreadable."""
+  try:
+    with open(path, 'rb') as f:
+      version = np.lib.format.read_magic(f)
+      read = {(1, 0): np.lib.format.read_array_header_1_0,
+              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+      return read(f)[::2] if read else None
+  except (OSError, ValueError):
+    return None
+
+
+def load_samples(path, data_shape):
+  """The samples in .npy file `path`: a float32 array [N, *data_shape], N >= 1, all finite.
+
+  Raises:
+    ValueError: with what is wrong with the file and how to fix it.
+  """
+  if os.path.isdir(path):
+    raise ValueError(f'{path} is a directory; pass the .npy files in it')
+  if not os.path.isfile(path):
+    raise ValueError(f'{path} not found')
+  expected = f'[N, {", ".join(map(str, data_shape))}]'
+  with open(path, 'rb') as f:
+    start = f.read(6)
+  if start.startswith(b'PK'):
+    raise ValueError(f'{path} is a .npz archive; pass a .npy file (numpy.save) of one {expected} '
+                     'array')
+  if start != b'\x93NUMPY':
+    raise ValueError(f'{path} is not a .npy file; save the samples with numpy.save as one '
+                     f'{expected} array')
+  try:
+    x = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    header = _read_header(path)
+    if header is not None and header[1].hasobject:
+      raise ValueError(f'{path} holds Python objects (dtype object); save a numeric {expected} '
+                       'array') from e
+    raise ValueError(f'{path} is a damaged or truncated .npy file; write it again') from e
+  if x.dtype.kind not in 'fiu':
+    raise ValueError(f'{path} holds {x.dtype} values, not numbers; save a numeric {expected} '
+                     'array')
+  if tuple(x.shape[1:]) != tuple(data_shape) or x.ndim != len(data_shape) + 1:
+    raise ValueError(f'{path} has shape {list(x.shape)}, but the run\'s samples are {expected}; '
+                     'pass samples of this run\'s dataset')
+  if len(x) == 0:
+    raise ValueError(f'{path} holds no samples; draw some first')
+  x = x.astype(np.float32)
+  bad = int(np.sum(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)))
+  if bad:
+    raise ValueError(f'{path}: {bad} of {len(x)} samples are non-finite (NaN or inf); draw them '
+                     'again (fewer Langevin steps or a smaller step size) or drop those rows')
+  return x
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True, help='the run whose data the samples model')
   parser.add_argument('--data_dir', default=None, help="images: override the run's --data_dir")
   parser.add_argument('--classifier_dir', default=None)
   parser.add_argument('samples', nargs='+', help='.npy files [N, *data_shape] in [-1, 1]')
-  args = parser.parse_args()
-  config = config_lib.Config.from_flagfile(os.path.join(args.workdir, training.FLAGS_FILE))
+  args = parser.parse_args(argv)
+  flags_path = os.path.join(args.workdir, training.FLAGS_FILE)
+  if not os.path.isfile(flags_path):
+    sys.exit(f'error: {flags_path} not found; --workdir must be a directory written by '
+             'tfganebm.train')
+  try:
+    config = config_lib.Config.from_flagfile(flags_path)
+  except (OSError, ValueError, TypeError) as e:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    sys.exit(f'error: cannot read {flags_path} ({reason}); pass the workdir of a tfganebm.train '
+             'run')
   config = runs.relocated(config, args.data_dir, args.classifier_dir)
-  samples = {path: np.load(path) for path in args.samples}
+  try:
+    samples = {path: load_samples(path, data.shape_of(config.dataset)) for path in args.samples}
+  except ValueError as e:
+    sys.exit(f'error: {e}')
   num = max(len(x) for x in samples.values())
   if data.is_image(config.dataset):
     loaded = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
@@ -44,7 +112,7 @@ def main():
                        num_held_out=num)
     score = lambda x: metrics.evaluate_points(x, loaded.held_out[:num], loaded.mixture)
   for path, x in samples.items():
-    print(json.dumps({path: score(x.astype(np.float32))}))
+    print(json.dumps({path: score(x)}))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,244 @@
+"""What the device runner and the sample scorer say about bad input: one `error:` line, no loss.
+
+Each bad input gets exit status != 0, exactly one stderr line starting with
+`error:` that names the problem, no traceback, and leaves the files already on
+disk as they were.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.test_export import _snapshot
+from tfganebm import export
+from tfganebm import runs
+from tfganebm import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, 'export', 'sample_litert.py')
+SCORER = os.path.join(ROOT, 'tools', 'score_samples.py')
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  """(workdir, export directory) of a tiny moons run trained two steps."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('device')
+  training.train(tiny_config(root / 'run', train_steps=2))
+  model, config, data_shape = runs.load(str(root / 'run'))
+  export.export(model, config, data_shape, str(root / 'exported'))
+  return root / 'run', root / 'exported'
+
+
+def _run(*args):
+  return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                        timeout=300, check=False)
+
+
+def _error_line(result):
+  """The one `error:` line of a failed run; fails the test on anything else."""
+  assert result.returncode != 0, result.stdout
+  assert 'Traceback' not in result.stderr, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1, result.stderr
+  return errors[0]
+
+
+def _export_copy(exported, tmp_path, export_json=None):
+  """A copy of the export whose export.json is replaced by `export_json` (str or bytes)."""
+  copy = tmp_path / 'copy'
+  shutil.copytree(exported[1], copy)
+  if isinstance(export_json, str):
+    (copy / 'export.json').write_text(export_json)
+  elif isinstance(export_json, bytes):
+    (copy / 'export.json').write_bytes(export_json)
+  return copy
+
+
+def _tflite(tmp_path, **functions):
+  """The .tflite bytes of a SavedModel whose signatures are the given tf.functions."""
+  saved = tmp_path / 'saved_model'
+  tf.saved_model.save(tf.Module(), str(saved), signatures={
+      name: function.get_concrete_function() for name, function in functions.items()})
+  return tf.lite.TFLiteConverter.from_saved_model(str(saved),
+                                                  signature_keys=list(functions)).convert()
+
+
+def _handmade_export(tmp_path, **functions):
+  """A directory with the .tflite of `functions` and an export.json for latent 4, data [2]."""
+  directory = tmp_path / 'handmade'
+  directory.mkdir()
+  (directory / 'model.tflite').write_bytes(_tflite(tmp_path, **functions))
+  (directory / 'export.json').write_text(json.dumps(dict(
+      latent_dim=4, data_shape=[2], langevin=dict(steps=3, step_size=0.01, noise=0.01))))
+  return directory / 'model.tflite'
+
+
+@pytest.mark.parametrize('content, message', [
+    ('{"latent_dim": 8, "data_shape": [2', 'not readable JSON'),
+    (b'\xff\xfe\x00', 'not readable JSON'),
+    ('[1, 2]', 'not a JSON object'),
+    ('{"data_shape": [2], "langevin": {"steps": 1, "step_size": 0.1, "noise": 0.1}}',
+     'latent_dim'),
+    ('{"latent_dim": 20, "langevin": {"steps": 1, "step_size": 0.1, "noise": 0.1}}',
+     'data_shape'),
+    ('{"latent_dim": 20, "data_shape": [2]}', 'langevin.steps'),
+])
+def test_runner_rejects_a_damaged_export_json(exported, tmp_path, content, message):
+  copy = _export_copy(exported, tmp_path, content)
+  (tmp_path / 'out').mkdir()
+  (tmp_path / 'out' / 'samples.npy').write_text('earlier samples')
+  before = _snapshot(tmp_path)
+  assert message in _error_line(_run(RUNNER, copy / 'model.tflite', '--out', tmp_path / 'out'))
+  assert _snapshot(tmp_path) == before
+
+
+def test_runner_rejects_a_tflite_of_another_export(exported, tmp_path):
+  info = json.loads((exported[1] / 'export.json').read_text())
+  info['latent_dim'] += 1
+  copy = _export_copy(exported, tmp_path, json.dumps(info))
+  line = _error_line(_run(RUNNER, copy / 'model.tflite', '--out', tmp_path / 'out'))
+  assert 'another export' in line and f'latent_dim {info["latent_dim"]}' in line
+  assert not (tmp_path / 'out').exists()
+
+
+def test_runner_rejects_a_tflite_without_a_generate_signature(tmp_path):
+  energy = tf.function(lambda x: {'e': tf.reduce_sum(x, 1)},
+                       input_signature=[tf.TensorSpec([None, 2], tf.float32, name='x')])
+  model = _handmade_export(tmp_path, energy=energy)
+  line = _error_line(_run(RUNNER, model, '--out', tmp_path / 'out'))
+  assert 'no generate(z) -> x signature' in line and 'energy' in line
+  assert not (tmp_path / 'out').exists()
+
+
+def test_runner_says_a_directory_is_not_a_model(exported, tmp_path):
+  line = _error_line(_run(RUNNER, exported[1], '--out', tmp_path / 'out'))
+  assert 'is a directory' in line and str(exported[1] / 'model.tflite') in line
+  assert not (tmp_path / 'out').exists()
+
+
+def test_runner_keeps_a_regular_file_named_by_out(exported, tmp_path):
+  (tmp_path / 'out').write_text('mine')
+  line = _error_line(_run(RUNNER, exported[1] / 'model.tflite', '--out', tmp_path / 'out'))
+  assert 'existing file' in line
+  assert (tmp_path / 'out').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('flag, value', [('--langevin_steps', '-3'),
+                                         ('--langevin_step_size', '-0.01'),
+                                         ('--langevin_noise', '-0.01'),
+                                         ('--langevin_noise', 'nan')])
+def test_runner_refuses_negative_langevin_settings(exported, tmp_path, flag, value):
+  line = _error_line(_run(RUNNER, exported[1] / 'model.tflite', '--out', tmp_path / 'out',
+                          flag, value))
+  assert flag in line and '>= 0' in line
+  assert not (tmp_path / 'out').exists()
+
+
+def _nan_where_positive(v):
+  """v [B, 2] -> NaN where v > 0, else v: some samples non-finite, some not."""
+  return tf.sqrt(-v) * -tf.sqrt(-v)
+
+
+@pytest.mark.parametrize('source, message', [('generate', 'check the export'),
+                                             ('langevin_step', 'fewer --langevin_steps')])
+def test_runner_writes_no_non_finite_samples(tmp_path, source, message):
+  z_spec = tf.TensorSpec([None, 4], tf.float32, name='z')
+  specs = [tf.TensorSpec([None, 2], tf.float32, name='x'),
+           tf.TensorSpec([None, 2], tf.float32, name='noise'),
+           tf.TensorSpec([], tf.float32, name='step_size')]
+  generate = tf.function(
+      lambda z: {'x': _nan_where_positive(z[:, :2]) if source == 'generate' else z[:, :2]},
+      input_signature=[z_spec])
+  step = tf.function(lambda x, noise, step_size: {'x': _nan_where_positive(x + noise)},
+                     input_signature=specs)
+  model = _handmade_export(tmp_path, generate=generate, langevin_step=step)
+  (tmp_path / 'out').mkdir()
+  np.save(tmp_path / 'out' / 'samples.npy', np.zeros((3, 2), np.float32))
+  before = _snapshot(tmp_path)
+  line = _error_line(_run(RUNNER, model, '--num_samples', '40', '--out', tmp_path / 'out'))
+  assert 'of 40 samples' in line and 'non-finite' in line and message in line
+  assert _snapshot(tmp_path) == before
+
+
+def test_runner_still_writes_finite_samples(exported, tmp_path):
+  result = _run(RUNNER, exported[1] / 'model.tflite', '--num_samples', '30', '--out',
+                tmp_path / 'out', '--langevin_steps', '0')
+  assert result.returncode == 0, result.stderr
+  samples = np.load(tmp_path / 'out' / 'samples.npy')
+  assert samples.shape == (30, 2)
+  assert not [name for name in os.listdir(tmp_path / 'out') if 'partial' in name]
+
+
+@pytest.fixture(scope='module')
+def score_samples():
+  spec = importlib.util.spec_from_file_location('score_samples', SCORER)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _write_samples(path, kind):
+  if kind == 'wrong_shape':
+    np.save(path, np.zeros((8, 3), np.float32))
+  elif kind == 'empty':
+    np.save(path, np.zeros((0, 2), np.float32))
+  elif kind == 'npz':
+    with open(path, 'wb') as f:
+      np.savez(f, x=np.zeros((8, 2), np.float32))
+  elif kind == 'strings':
+    np.save(path, np.array([['0.1', '0.2']] * 8))
+  elif kind == 'objects':
+    np.save(path, np.array([[0.1, None]] * 8, dtype=object), allow_pickle=True)
+  elif kind == 'text':
+    path.write_text('0.1,0.2\n0.3,0.4\n')
+  elif kind == 'non_finite':
+    x = np.zeros((8, 2), np.float32)
+    x[2, 0], x[5, 1] = np.nan, np.inf
+    np.save(path, x)
+
+
+@pytest.mark.parametrize('kind, message', [
+    ('wrong_shape', 'has shape [8, 3]'),
+    ('empty', 'holds no samples'),
+    ('npz', '.npz archive'),
+    ('strings', 'not numbers'),
+    ('objects', 'Python objects'),
+    ('text', 'not a .npy file'),
+    ('non_finite', '2 of 8 samples are non-finite'),
+])
+def test_scorer_rejects_samples_it_cannot_score(exported, tmp_path, monkeypatch, score_samples,
+                                                kind, message):
+  path = tmp_path / 'samples.npy'
+  _write_samples(path, kind)
+  before = _snapshot(tmp_path)
+  monkeypatch.setattr(sys, 'argv', [SCORER, '--workdir', str(exported[0]), str(path)])
+  with pytest.raises(SystemExit) as exit_info:
+    score_samples.main()
+  # sys.exit(message) prints it to stderr as the only line and exits with status 1.
+  line = exit_info.value.code
+  assert isinstance(line, str) and line.startswith('error:') and '\n' not in line
+  assert message in line and str(path) in line
+  assert _snapshot(tmp_path) == before
+
+
+def test_scorer_reports_a_bad_file_in_one_line_on_the_command_line(exported, tmp_path):
+  path = tmp_path / 'samples.npz'
+  _write_samples(path, 'npz')
+  assert '.npz archive' in _error_line(_run(SCORER, '--workdir', exported[0], path))
+
+
+def test_scorer_still_scores_good_samples(exported, tmp_path, monkeypatch, score_samples, capsys):
+  path = tmp_path / 'samples.npy'
+  np.save(path, np.random.default_rng(0).uniform(-1, 1, (64, 2)).astype(np.float64))
+  monkeypatch.setattr(sys, 'argv', [SCORER, '--workdir', str(exported[0]), str(path)])
+  score_samples.main()
+  scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[str(path)]
+  assert np.isfinite(scores['mmd2'])
