@@ -205,6 +205,9 @@ def _train_locked(config, dataset, chief):
   # does not cover XLA.
   jit_compile = (config.jit_compile and strategy.num_replicas_in_sync == 1
                  and not config.deterministic)
+  logging.info('training with %d replicas (--strategy=%s%s%s)', strategy.num_replicas_in_sync,
+               config.strategy, ', mixed precision' if config.mixed_precision else '',
+               ', XLA' if jit_compile else '')
   model = model_lib.build(dataclasses.replace(config, jit_compile=jit_compile), data_shape,
                           strategy)
   checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
@@ -301,6 +304,9 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
     raise Interrupted(f'interrupted at step {int(model.step.numpy())}; {where}') from None
   finally:
     writer.flush()
+  for device in tf.config.list_logical_devices('GPU'):
+    peak = tf.config.experimental.get_memory_info(device.name)['peak']
+    logging.info('peak memory of %s: %.0f MiB', device.name, peak / 2**20)
 
 
 def evaluate_run(config, dataset=None):

@@ -1,34 +1,102 @@
 #!/usr/bin/env bash
-# One prepared GPU check: trains a short run with --strategy=mirrored on every visible GPU,
-# once in float32 and once with --mixed_precision, and prints steps/s and the metrics.
-#   bash tools/gpu_check.sh            (OUT=/tmp/gpu_check PYTHON=python by default)
-# Needs TensorFlow with CUDA (pip install -e '.[gpu]'). Trains moons (the XLA MLP path) and, when
-# MNIST_DIR names a folder of MNIST IDX files, 1000 steps of configs/mnist.cfg (the conv E path).
+# The prepared accelerator check: the strategy x precision matrix on every visible GPU, for
+# moons (configs/moons.cfg, the XLA MLP path) and MNIST (configs/mnist.cfg with --train_steps
+# cut, the conv E path), each run followed by sample, export and the LiteRT device runner.
+# Prints one table: steps/s, images/s per replica, peak GPU memory, the metrics, and whether
+# sample / export / device worked.
+#   bash tools/gpu_check.sh                  (a new folder from mktemp; PYTHON=python)
+#   OUT=DIR MNIST_DIR=DIR bash tools/gpu_check.sh
+# OUT must not exist or be empty: this script deletes nothing. MNIST runs when MNIST_DIR names
+# a folder of MNIST IDX files. Needs TensorFlow with CUDA (pip install -e '.[gpu,device]').
+# Timed to fit in 8 minutes on one GPU (moons 2000 steps, MNIST 600 steps per cell).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
-OUT=${OUT:-/tmp/gpu_check}
-rm -rf "$OUT" && mkdir -p "$OUT"
+if [ -z "${OUT:-}" ]; then
+  OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
+elif [ -e "$OUT" ] && [ -n "$(ls -A "$OUT")" ]; then
+  echo "error: OUT=$OUT is not empty; name a new folder (this script deletes nothing)" >&2
+  exit 2
+fi
+mkdir -p "$OUT"
+export TF_FORCE_GPU_ALLOW_GROWTH=true  # two local workers share one GPU
 "$PYTHON" -c "import tensorflow as tf; gpus = tf.config.list_physical_devices('GPU'); print('GPUs:', gpus); assert gpus, 'no GPU visible'"
-for precision in float32 mixed; do
-  extra=()
-  [ "$precision" = mixed ] && extra=(--mixed_precision)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+port() { "$PYTHON" -c "import socket; s = socket.socket(); s.bind(('localhost', 0)); print(s.getsockname()[1])"; }
+
+# train NAME STRATEGY PRECISION FLAGS...: trains in $OUT/NAME, then samples, exports and runs
+# the device runner; appends a line to $OUT/results.tsv.
+cell() {
+  local name=$1 strategy=$2 precision=$3; shift 3
+  local dir="$OUT/$name" extra=() start rc=0 sample=fail export=fail device=fail
+  [ "$precision" = mixed ] && extra+=(--mixed_precision)
   start=$(date +%s)
-  "$PYTHON" -m tfganebm.train --flagfile configs/moons.cfg --workdir "$OUT/$precision" \
-    --strategy=mirrored --train_steps=3000 --log_every=500 --checkpoint_every=1000 \
-    "${extra[@]}" > "$OUT/$precision.log" 2>&1
-  echo "== $precision: $(( $(date +%s) - start )) s in all"
-  grep -o 'step [0-9]*/[0-9]* ([0-9.]* steps/s)' "$OUT/$precision.log" | tail -3
-  "$PYTHON" tools/compare_runs.py "$OUT/$precision"
+  if [ "$strategy" = multi_worker ]; then
+    local p0 p1 pids=() pid; p0=$(port); p1=$(port)
+    for index in 1 0; do
+      TF_CONFIG="{\"cluster\": {\"worker\": [\"localhost:$p0\", \"localhost:$p1\"]}, \"task\": {\"type\": \"worker\", \"index\": $index}}" \
+        "$PYTHON" -m tfganebm.train "$@" --workdir "$dir" --strategy=multi_worker "${extra[@]}" \
+        > "$dir.worker$index.log" 2>&1 &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+    cp "$dir.worker0.log" "$dir.log"
+  else
+    "$PYTHON" -m tfganebm.train "$@" --workdir "$dir" --strategy="$strategy" "${extra[@]}" \
+      > "$dir.log" 2>&1 || rc=$?
+  fi
+  local seconds=$(( $(date +%s) - start ))
+  if [ "$rc" = 0 ]; then
+    "$PYTHON" -m tfganebm.sample --workdir "$dir" --out "$dir/samples" --num_samples 256 \
+      > "$dir.sample.log" 2>&1 && sample=ok
+    "$PYTHON" -m tfganebm.export --workdir "$dir" --out "$dir/export" > "$dir.export.log" 2>&1 \
+      && export=ok
+    [ "$export" = ok ] && "$PYTHON" export/sample_litert.py "$dir/export/model.tflite" \
+      --num_samples 64 --out "$dir/device" > "$dir.device.log" 2>&1 && device=ok
+  fi
+  "$PYTHON" - "$dir" "$name" "$strategy" "$precision" "$rc" "$seconds" "$sample" "$export" "$device" \
+    >> "$OUT/results.tsv" <<'PY'
+import json, os, re, sys
+d, name, strategy, precision, rc, seconds, sample, export, device = sys.argv[1:]
+log = open(d + '.log').read()
+rates = [float(r) for r in re.findall(r'step \d+/\d+ \(([0-9.]+) steps/s\)', log)]
+rate = max(rates[1:] or rates or [0.0])  # the first window includes tracing
+replicas = re.findall(r'training with (\d+) replicas', log)
+flags = open(os.path.join(d, 'flags.txt')).read() if os.path.exists(os.path.join(d, 'flags.txt')) else ''
+batch = int(re.search(r'--batch_size=(\d+)', flags).group(1)) if flags else 0
+peaks = [float(p) for p in re.findall(r'peak memory of \S+: (\d+) MiB', log)]
+replica_count = int(replicas[-1]) if replicas else max(len(peaks), 1)
+metric = '-'
+path = os.path.join(d, 'metrics.json')
+if os.path.exists(path):
+  m = json.load(open(path))
+  key = 'fid' if 'fid' in m.get('generator', {}) else 'sliced_wasserstein'
+  refined = m.get('generator_langevin', {}).get(key)
+  metric = f"{key} G {m['generator'][key]:.3g} / G+L {refined:.3g}" if refined is not None else '-'
+print('\t'.join([name, strategy, precision, 'ok' if rc == '0' else f'exit {rc}', seconds,
+                 f'{rate:.1f}', f'{rate * batch / replica_count:.0f}',
+                 f'{max(peaks):.0f}' if peaks else '-', metric, sample, export, device]))
+PY
+  echo "== $name: train exit $rc in ${seconds}s; sample $sample, export $export, device $device"
+}
+
+printf 'run\tstrategy\tprecision\ttrain\tseconds\tsteps/s\timages/s/replica\tpeak MiB\tmetrics\tsample\texport\tdevice\n' > "$OUT/results.tsv"
+MOONS=(--flagfile configs/moons.cfg --train_steps=2000 --eval_num_samples=1000 --langevin_steps=300)
+for strategy in default mirrored multi_worker; do
+  for precision in float32 mixed; do
+    cell "moons_${strategy}_$precision" "$strategy" "$precision" "${MOONS[@]}"
+  done
 done
 if [ -n "${MNIST_DIR:-}" ]; then
-  for jit in nojit_compile jit_compile; do
-    start=$(date +%s)
-    "$PYTHON" -m tfganebm.train --flagfile configs/mnist.cfg --workdir "$OUT/mnist_$jit" \
-      --data_dir="$MNIST_DIR" --classifier_dir="$OUT/cache" --strategy=mirrored --"$jit" \
-      --train_steps=1000 --log_every=250 --checkpoint_every=1000 > "$OUT/mnist_$jit.log" 2>&1
-    echo "== mnist --$jit: $(( $(date +%s) - start )) s in all"
-    grep -o 'step [0-9]*/[0-9]* ([0-9.]* steps/s)' "$OUT/mnist_$jit.log" | tail -2
-    "$PYTHON" tools/compare_runs.py "$OUT/mnist_$jit"
+  MNIST=(--flagfile configs/mnist.cfg --data_dir="$MNIST_DIR" --classifier_dir="$OUT/cache"
+         --train_steps=600 --checkpoint_every=200 --eval_num_samples=2000)
+  for strategy in default mirrored; do
+    for precision in float32 mixed; do
+      cell "mnist_${strategy}_$precision" "$strategy" "$precision" "${MNIST[@]}"
+    done
   done
 fi
+echo
+column -t -s $'\t' "$OUT/results.tsv"
+echo "(logs and runs in $OUT)"

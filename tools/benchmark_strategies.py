@@ -1,0 +1,94 @@
+"""Training steps/s of a config under each strategy and host loop, measured in one run.
+
+  python tools/benchmark_strategies.py --flagfile configs/moons.cfg
+  python tools/benchmark_strategies.py --flagfile configs/mnist.cfg --data_dir DIR --steps 100
+
+Modes (each in a fresh process, since a strategy's devices are fixed at TensorFlow's
+start; the same data, networks and steps):
+  keras_fit        the default strategy through Keras' `fit` (steps_per_execution as the
+                   trainer used to set it): the path the trainer replaced
+  default          the default strategy through tfganebm's multi-step host loop
+  mirrored2        --strategy=mirrored --cpu_replicas=2 through the same loop
+  mirrored2_1step  the same with one step per call (what a one-step-per-execution fix costs)
+Ratios are against `default`. Run it on an idle machine.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import time
+
+MODES = ('keras_fit', 'default', 'mirrored2', 'mirrored2_1step')
+
+
+def _measure(flagfile, mode, steps, data_dir):
+  """Steps/s of `steps` training steps after one untimed chunk (tracing, warm-up)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  from tfganebm import distribute  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+
+  config = config_lib.Config.from_flagfile(flagfile)
+  if data_dir:
+    config = dataclasses.replace(config, data_dir=data_dir)
+  mirrored = mode.startswith('mirrored2')
+  strategy = distribute.make_strategy('mirrored' if mirrored else 'default', cpu_replicas=2)
+  jit_compile = config.jit_compile and not mirrored
+  config = dataclasses.replace(config, jit_compile=jit_compile)
+  loaded = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
+                     config.data_dir, download=False)
+  model = model_lib.build(config, loaded.shape, strategy)
+  chunk = 1 if mode == 'mirrored2_1step' else config.log_every
+  warmup = chunk if chunk > 1 else 10
+  batches = data.batches(loaded.train, config.batch_size, config.seed, 0, warmup + steps)
+  if mode == 'keras_fit':
+    model.steps_per_execution = math.gcd(config.log_every, config.checkpoint_every, 25)
+    model.fit(batches.take(warmup), epochs=1, verbose=0, shuffle=False)
+    start = time.perf_counter()
+    model.fit(batches.skip(warmup), epochs=1, verbose=0, shuffle=False)
+  else:
+    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    run = training.make_multi_step(model, strategy, jit_compile)
+    for _ in range(warmup // chunk):
+      float(run(iterator, tf.constant(chunk, tf.int64))[0]['d_loss'])
+    start = time.perf_counter()
+    for _ in range(steps // chunk):
+      logs, _ = run(iterator, tf.constant(chunk, tf.int64))
+    float(logs['d_loss'])
+  return steps / (time.perf_counter() - start)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--flagfile', required=True)
+  parser.add_argument('--data_dir', default='')
+  parser.add_argument('--steps', type=int, default=1000,
+                      help='timed steps per mode (a multiple of the config\'s --log_every)')
+  parser.add_argument('--modes', default=','.join(MODES))
+  parser.add_argument('--_mode', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args._mode:  # pylint: disable=protected-access
+    print(json.dumps(_measure(args.flagfile, args._mode, args.steps, args.data_dir)))  # pylint: disable=protected-access
+    return
+  rates = {}
+  for mode in args.modes.split(','):
+    result = subprocess.run([sys.executable, __file__, f'--flagfile={args.flagfile}',
+                             f'--data_dir={args.data_dir}', f'--steps={args.steps}',
+                             f'--_mode={mode}'], capture_output=True, text=True, check=False)
+    if result.returncode:
+      sys.exit(f'error: mode {mode} failed:\n{result.stderr[-3000:]}')
+    rates[mode] = float(result.stdout.strip().splitlines()[-1])
+  print(f'{args.flagfile}, {args.steps} timed steps per mode')
+  print(f'{"mode":18s} {"steps/s":>9s} {"vs default":>11s}')
+  for mode, rate in rates.items():
+    ratio = rate / rates['default'] if 'default' in rates else float('nan')
+    print(f'{mode:18s} {rate:9.1f} {ratio:10.2f}x')
+
+
+if __name__ == '__main__':
+  main()
