@@ -96,28 +96,6 @@ def test_mirrored_run_keeps_a_buffer_per_replica_and_resumes(tmp_path):
   assert len(errors) == 1 and 'replica count' in errors[0], result.stderr[-2000:]
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
-  workdir = tmp_path / 'run'
-  flags = [f'--workdir={workdir}', *TINY, '--train_steps=3000', '--checkpoint_every=50']
-  process = subprocess.Popen([sys.executable, '-m', 'tfganebm.train', *flags], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  checkpoints = workdir / training.CHECKPOINT_DIR
-  deadline = time.time() + 300
-  while time.time() < deadline and not list(checkpoints.glob('ckpt-100.index')):
-    time.sleep(0.2)
-  os.kill(process.pid, signal.SIGKILL)  # preemption: no chance to clean up
-  process.wait()
-  assert list(checkpoints.glob('ckpt-*.index')), 'no checkpoint before the kill'
-  killed_at = int(_checkpoint(workdir)('step'))
-  assert 100 <= killed_at < 3000
-  result = _train(workdir, '--train_steps=3000', '--checkpoint_every=50')
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert f'resuming {workdir} at step {killed_at}' in result.stderr
-  assert int(_checkpoint(workdir)('step')) == 3000
-  assert (workdir / 'metrics.json').exists()
-
-
 def test_mixed_precision_keeps_energy_and_chains_in_float32():
   result = _python('''
 import keras, numpy as np, tensorflow as tf
@@ -158,34 +136,3 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
   a, b = _checkpoint(tmp_path / 'a'), _checkpoint(tmp_path / 'b')
   for name in ('replay_buffer/samples', 'rng/_state_var', 'step'):
     np.testing.assert_array_equal(a(name), b(name))
-
-
-def _free_port():
-  import socket  # pylint: disable=g-import-not-at-top
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
-  workdir = tmp_path / 'run'
-  cluster = [f'localhost:{_free_port()}', f'localhost:{_free_port()}']
-  processes = []
-  for index in (0, 1):
-    env = dict(os.environ, TF_CONFIG=(
-        f'{{"cluster": {{"worker": ["{cluster[0]}", "{cluster[1]}"]}}, '
-        f'"task": {{"type": "worker", "index": {index}}}}}'))
-    processes.append(subprocess.Popen(
-        [sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}', *TINY,
-         '--strategy=multi_worker', '--train_steps=4', '--checkpoint_every=2'],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-  for process in processes:
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr[-2000:]
-  assert (workdir / 'metrics.json').exists() and (workdir / 'samples.png').exists()
-  read = _checkpoint(workdir)
-  assert int(read('step')) == 4
-  assert read('replay_buffer/samples').shape == (2, 64, 2)  # one partition per worker
-  assert sorted(p.name for p in (workdir / training.CHECKPOINT_DIR).iterdir()
-                if p.name.startswith('.')) == []  # the worker's scratch saves are gone

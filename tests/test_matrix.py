@@ -1,5 +1,14 @@
 """Every strategy and precision end to end, with a shipped config's own flags and periods:
-train -> SIGKILL after a checkpoint -> resume -> sample -> export -> the device runner."""
+train -> SIGKILL after a checkpoint -> resume -> sample -> export -> the device runner.
+
+Training runs the command-line tool as a user does, with configs/moons.cfg's networks and
+periods (--log_every=100, --checkpoint_every=1000: the host loop runs 100 steps per call).
+Only the length of the training chains (60 -> 5 steps) and the final evaluation are cut, to
+keep the 8 cells within CI's time: they set the cost of a step, not the graph's structure.
+Sampling, export and the device runner load a workdir the same way whatever trained it
+(G and E only, float32, one device); they run in this process for every cell, and as
+command-line tools for the multi-worker mixed-precision cell.
+"""
 
 import json
 import os
@@ -11,11 +20,17 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
+
+from tfganebm import evaluation
+from tfganebm import export
+from tfganebm import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configs/moons.cfg as shipped (--log_every=100, --checkpoint_every=1000, its networks and
 # chains); only the final evaluation is smaller.
-MOONS = ['--flagfile=configs/moons.cfg', '--eval_num_samples=200', '--langevin_steps=50']
+MOONS = ['--flagfile=configs/moons.cfg', '--train_langevin_steps=5', '--eval_num_samples=200',
+         '--langevin_steps=20']
 STRATEGIES = {
     'default': [],
     'mirrored_one_device': ['--strategy=mirrored'],
@@ -78,6 +93,42 @@ def _bfloat16_nodes(path):
           if any(a.type == bfloat16 or bfloat16 in a.list.type for a in node.attr.values())]
 
 
+def _read_checkpoint(workdir):
+  reader = tf.train.load_checkpoint(str(workdir / 'checkpoints'))
+  return lambda name: reader.get_tensor(f'{name}/.ATTRIBUTES/VARIABLE_VALUE')
+
+
+def _device_samples(model_path, num_samples, steps):
+  """G + `steps` Langevin steps drawn by export/sample_litert.py's own sampler."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      'sample_litert', os.path.join(ROOT, 'export', 'sample_litert.py'))
+  runner = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(runner)
+  with open(os.path.join(os.path.dirname(model_path), 'export.json')) as f:
+    info = json.load(f)
+  langevin = info['langevin']
+  return runner.sample(Interpreter(model_path=model_path), info, num_samples, steps,
+                       langevin['step_size'], langevin['noise'], seed=0)
+
+
+def _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir):
+  """Starts training, SIGKILLs every process once ckpt-1000 is the latest checkpoint."""
+  processes = _start(flags, _environments(strategy), tmp_path, 'first')
+  index = workdir / 'checkpoints' / 'checkpoint'
+  deadline = time.time() + 400
+  while (time.time() < deadline and all(p.poll() is None for p in processes)
+         and not (index.exists() and 'ckpt-1000' in index.read_text())):
+    time.sleep(0.1)
+  for process in processes:
+    if process.poll() is None:
+      process.send_signal(signal.SIGKILL)
+    process.wait()
+  assert index.exists() and 'ckpt-1000' in index.read_text(), _log(tmp_path, 'first')[-3000:]
+  assert not (workdir / 'metrics.json').exists()  # killed before the end
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('precision', PRECISIONS)
 @pytest.mark.parametrize('strategy', STRATEGIES)
@@ -85,31 +136,48 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   workdir = tmp_path / 'run'
   flags = [*MOONS, f'--workdir={workdir}', '--train_steps=1200', *STRATEGIES[strategy],
            *PRECISIONS[precision]]
-  environments = _environments(strategy)
-
-  # Killed (as by a preemption) once the step-1000 checkpoint is the latest.
-  processes = _start(flags, environments, tmp_path, 'first')
-  index = workdir / 'checkpoints' / 'checkpoint'
-  deadline = time.time() + 400
-  while (time.time() < deadline and all(p.poll() is None for p in processes)
-         and not (index.exists() and 'ckpt-1000' in index.read_text())):
-    time.sleep(0.2)
-  for process in processes:
-    if process.poll() is None:
-      process.send_signal(signal.SIGKILL)
-    process.wait()
-  assert 'ckpt-1000' in index.read_text(), _log(tmp_path, 'first')[-3000:]
-  assert not (workdir / 'metrics.json').exists()  # it was killed before the end
+  _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir)
 
   processes = _start(flags, _environments(strategy), tmp_path, 'resume')
   for process in processes:
     assert process.wait(timeout=600) == 0, _log(tmp_path, 'resume')[-3000:]
   log = _log(tmp_path, 'resume')
-  assert f'resuming {workdir} at step 1000' in log
-  assert 'step 1200/1200' in log
+  assert f'resuming {workdir} at step 1000' in log and 'step 1200/1200' in log
   with open(workdir / 'metrics.json') as f:
     metrics = json.load(f)
   assert metrics['step'] == 1200 and 'non_finite_samples' not in metrics
+  read = _read_checkpoint(workdir)
+  assert int(read('step')) == 1200
+  replicas = 2 if strategy.endswith('two_replicas') or strategy.startswith('multi') else 1
+  buffer = read('replay_buffer/samples')
+  assert buffer.shape == (replicas, 10000, 2)  # one partition per replica
+  np.testing.assert_array_equal(read('replay_buffer/size'), [10000] * replicas)  # all filled
+  if replicas == 2:
+    assert not np.allclose(buffer[0], buffer[1])  # each replica refills its own chains
+  assert [p.name for p in (workdir / 'checkpoints').iterdir()
+          if p.name.startswith('.')] == []  # a worker's scratch saves are gone
+
+  # Inference: G and E only, float32, one device, whatever trained them.
+  model, config, data_shape = runs.load(str(workdir))
+  settings = evaluation.LangevinSettings(20, config.langevin_step_size, config.langevin_noise)
+  _, x_gen, x_langevin = evaluation.evaluate(model, config, str(tmp_path / 'samples'), 128, 0,
+                                             settings, refuse_non_finite=True)
+  assert x_langevin.shape == (128, 2) and not np.allclose(x_gen, x_langevin)
+  export.export(model, config, data_shape, str(tmp_path / 'export'), workdir=str(workdir))
+  assert not _bfloat16_nodes(tmp_path / 'export' / 'saved_model' / 'saved_model.pb')
+  x_device_gen, x_device = _device_samples(str(tmp_path / 'export' / 'model.tflite'), 64, 10)
+  assert x_device.shape == (64, 2) and np.all(np.isfinite(x_device))
+  assert not np.allclose(x_device_gen, x_device)
+
+
+@pytest.mark.slow
+def test_multi_worker_mixed_precision_run_through_the_command_line_tools(tmp_path):
+  workdir = tmp_path / 'run'
+  flags = [*MOONS, f'--workdir={workdir}', '--train_steps=1000', '--strategy=multi_worker',
+           '--mixed_precision']
+  processes = _start(flags, _environments('multi_worker'), tmp_path, 'train')
+  for process in processes:
+    assert process.wait(timeout=600) == 0, _log(tmp_path, 'train')[-3000:]
 
   result = _run('-m', 'tfganebm.sample', f'--workdir={workdir}', f'--out={tmp_path}/samples',
                 '--num_samples=128', '--langevin_steps=20')
@@ -117,11 +185,9 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   for name in ('samples_generator.npy', 'samples_langevin.npy'):
     x = np.load(tmp_path / 'samples' / name)
     assert x.shape == (128, 2) and np.all(np.isfinite(x))
-
   result = _run('-m', 'tfganebm.export', f'--workdir={workdir}', f'--out={tmp_path}/export')
   assert result.returncode == 0, result.stderr[-3000:]
   assert not _bfloat16_nodes(tmp_path / 'export' / 'saved_model' / 'saved_model.pb')
-
   result = _run('export/sample_litert.py', str(tmp_path / 'export' / 'model.tflite'),
                 '--num_samples=64', '--langevin_steps=10', f'--out={tmp_path}/device')
   assert result.returncode == 0, result.stderr[-3000:]
