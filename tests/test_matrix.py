@@ -6,8 +6,8 @@ periods (--log_every=100, --checkpoint_every=1000: the host loop runs 100 steps 
 Only the length of the training chains (60 -> 5 steps) and the final evaluation are cut, to
 keep the 8 cells within CI's time: they set the cost of a step, not the graph's structure.
 Sampling, export and the device runner load a workdir the same way whatever trained it
-(G and E only, float32, one device); they run in this process for every cell, and as
-command-line tools for the multi-worker mixed-precision cell.
+(G and E only, float32, one device); they run in this process for every cell but one, and
+as the command-line tools for the multi-worker mixed-precision cell.
 """
 
 import json
@@ -157,7 +157,17 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   assert [p.name for p in (workdir / 'checkpoints').iterdir()
           if p.name.startswith('.')] == []  # a worker's scratch saves are gone
 
-  # Inference: G and E only, float32, one device, whatever trained them.
+  if strategy.startswith('mirrored_two') and precision == 'float32':  # one replica, two partitions
+    result = _run('-m', 'tfganebm.train', *MOONS, f'--workdir={workdir}', '--train_steps=1300')
+    assert result.returncode != 0 and 'replica count' in result.stderr.splitlines()[-1]
+  if strategy.startswith('multi_worker') and precision == 'mixed':
+    _inference_through_the_command_line_tools(workdir, tmp_path)
+  else:
+    _inference_in_process(workdir, tmp_path)
+
+
+def _inference_in_process(workdir, tmp_path):
+  """G and E only, float32, one device, whatever trained them."""
   model, config, data_shape = runs.load(str(workdir))
   settings = evaluation.LangevinSettings(20, config.langevin_step_size, config.langevin_noise)
   _, x_gen, x_langevin = evaluation.evaluate(model, config, str(tmp_path / 'samples'), 128, 0,
@@ -170,15 +180,7 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   assert not np.allclose(x_device_gen, x_device)
 
 
-@pytest.mark.slow
-def test_multi_worker_mixed_precision_run_through_the_command_line_tools(tmp_path):
-  workdir = tmp_path / 'run'
-  flags = [*MOONS, f'--workdir={workdir}', '--train_steps=1000', '--strategy=multi_worker',
-           '--mixed_precision']
-  processes = _start(flags, _environments('multi_worker'), tmp_path, 'train')
-  for process in processes:
-    assert process.wait(timeout=600) == 0, _log(tmp_path, 'train')[-3000:]
-
+def _inference_through_the_command_line_tools(workdir, tmp_path):
   result = _run('-m', 'tfganebm.sample', f'--workdir={workdir}', f'--out={tmp_path}/samples',
                 '--num_samples=128', '--langevin_steps=20')
   assert result.returncode == 0, result.stderr[-3000:]

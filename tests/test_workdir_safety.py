@@ -3,6 +3,7 @@ checkpointed, no silent restart, a truthful flags.txt, one-line errors, no lefto
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,9 @@ TINY = ['--num_examples=256', '--batch_size=32', '--generator_units=8,8',
         '--checkpoint_every=2', '--log_every=2']
 # configs/moons.cfg as shipped, with its own periods (--log_every=100, --checkpoint_every=1000);
 # only the final evaluation is made smaller.
-MOONS = ['--flagfile=configs/moons.cfg', '--eval_num_samples=200', '--langevin_steps=50']
+# Training chains cut from 60 to 5 steps: they set the cost of a step, not what is tested.
+MOONS = ['--flagfile=configs/moons.cfg', '--train_langevin_steps=5', '--eval_num_samples=200',
+         '--langevin_steps=20']
 
 
 def _run(module, *args, **kwargs):
@@ -48,6 +51,21 @@ def _assert_one_line_error(result, *words):
 def _step(workdir):
   path = workdir_lib.latest_checkpoint(str(workdir))
   return int(tf.train.load_checkpoint(path).get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE'))
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A tiny run trained for 2 steps (checkpoint at step 2), made once; copy it to change it."""
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=2')
+  assert result.returncode == 0, result.stderr[-2000:]
+  return workdir
+
+
+def _copy(trained, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained, workdir)
+  return workdir
 
 
 def _snapshot(directory):
@@ -83,10 +101,8 @@ def test_divergence_stops_within_a_window_and_keeps_the_last_good_checkpoint(tmp
 
 
 @pytest.mark.slow
-def test_one_trainer_per_workdir_and_no_sample_written_into_it(tmp_path):
-  workdir = tmp_path / 'run'
-  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=2')
-  assert result.returncode == 0, result.stderr[-2000:]
+def test_one_trainer_per_workdir_and_no_sample_written_into_it(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
   first = subprocess.Popen([sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}',
                             *TINY, '--train_steps=100000'], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,27 +132,23 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('damage', ['garbage', 'deleted'])
-def test_damaged_checkpoint_index_resumes_from_the_files(tmp_path, damage):
-  workdir = tmp_path / 'run'
-  assert _run('tfganebm.train', f'--workdir={workdir}', *TINY,
-              '--train_steps=4').returncode == 0
+def test_damaged_checkpoint_index_resumes_from_the_files(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
   index = workdir / 'checkpoints' / 'checkpoint'
-  if damage == 'garbage':
-    index.write_text('this is not a checkpoint state\n\x00\x01')
-  else:
-    index.unlink()
-  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=6')
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert f'resuming {workdir} at step 4' in result.stderr
-  assert _step(workdir) == 6
+  for damage, steps in (('garbage', 4), ('deleted', 6)):
+    if damage == 'garbage':
+      index.write_text('this is not a checkpoint state\n\x00\x01')
+    else:
+      index.unlink()
+    result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, f'--train_steps={steps}')
+    assert result.returncode == 0, (damage, result.stderr[-2000:])
+    assert f'resuming {workdir} at step {steps - 2}' in result.stderr, damage
+    assert _step(workdir) == steps
 
 
 @pytest.mark.slow
-def test_a_workdir_keeps_its_model_without_flags_txt(tmp_path):
-  workdir = tmp_path / 'run'
-  assert _run('tfganebm.train', f'--workdir={workdir}', *TINY,
-              '--train_steps=2').returncode == 0
+def test_a_workdir_keeps_its_model_without_flags_txt(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
   (workdir / 'flags.txt').unlink()
   before = _snapshot(workdir / 'checkpoints')
   result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=4',
@@ -146,10 +158,8 @@ def test_a_workdir_keeps_its_model_without_flags_txt(tmp_path):
 
 
 @pytest.mark.slow
-def test_flags_txt_is_the_truth_after_a_resume(tmp_path):
-  workdir = tmp_path / 'run'
-  assert _run('tfganebm.train', f'--workdir={workdir}', *TINY,
-              '--train_steps=2').returncode == 0
+def test_flags_txt_is_the_truth_after_a_resume(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
   result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=4',
                 '--gd_learning_rate=0.0005', '--energy_learning_rate=0.0003')
   assert result.returncode == 0, result.stderr[-2000:]
@@ -210,10 +220,8 @@ def test_ctrl_c_says_where_training_stopped(tmp_path):
 
 
 @pytest.mark.slow
-def test_leftovers_of_a_killed_save_are_removed(tmp_path):
-  workdir = tmp_path / 'run'
-  assert _run('tfganebm.train', f'--workdir={workdir}', *TINY,
-              '--train_steps=2').returncode == 0
+def test_leftovers_of_a_killed_save_are_removed(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
   checkpoints = workdir / 'checkpoints'
   (checkpoints / 'ckpt-4_temp').mkdir()
   (checkpoints / 'ckpt-4_temp' / 'part-00000-of-00001.data-00000-of-00001').write_bytes(b'x')

@@ -83,7 +83,7 @@ def draw_samples(model, num_samples, seed, settings, record_every=0):
   if model.energy is None or settings.steps == 0:
     return x_gen.numpy(), None, None
 
-  @tf.function(jit_compile=True)
+  @tf.function(jit_compile=True, autograph=False)
   def refine(x):
     return langevin_lib.langevin(model.energy_of, x, rng, settings.steps, settings.step_size,
                                  settings.noise, settings.grad_clip, record_every=record_every,

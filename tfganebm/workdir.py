@@ -161,8 +161,9 @@ def latest_checkpoint(workdir, repair=False):
                          'away to start over, or use another --workdir')
     return None
   if repair:
+    names = [os.path.basename(path) for path in readable]  # relative, as CheckpointManager's
     tf.compat.v1.train.update_checkpoint_state(
-        directory, readable[0], all_model_checkpoint_paths=list(reversed(readable)))
+        directory, names[0], all_model_checkpoint_paths=list(reversed(names)))
   return readable[0]
 
 
