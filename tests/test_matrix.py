@@ -159,7 +159,8 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
 
   if strategy.startswith('mirrored_two') and precision == 'float32':  # one replica, two partitions
     result = _run('-m', 'tfganebm.train', *MOONS, f'--workdir={workdir}', '--train_steps=1300')
-    assert result.returncode != 0 and 'replica count' in result.stderr.splitlines()[-1]
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert result.returncode != 0 and len(errors) == 1 and 'replica count' in errors[0]
   if strategy.startswith('multi_worker') and precision == 'mixed':
     _inference_through_the_command_line_tools(workdir, tmp_path)
   else:

@@ -223,13 +223,17 @@ def test_ctrl_c_says_where_training_stopped(tmp_path):
 def test_leftovers_of_a_killed_save_are_removed(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   checkpoints = workdir / 'checkpoints'
-  (checkpoints / 'ckpt-4_temp').mkdir()
-  (checkpoints / 'ckpt-4_temp' / 'part-00000-of-00001.data-00000-of-00001').write_bytes(b'x')
-  (checkpoints / 'ckpt-4.index').write_bytes(b'')
+  # Names the saves of this test do not write themselves (they would replace them).
+  (checkpoints / 'ckpt-7_temp').mkdir()
+  (checkpoints / 'ckpt-7_temp' / 'part-00000-of-00001.data-00000-of-00001').write_bytes(b'x')
+  (checkpoints / 'ckpt-9.index').write_bytes(b'')
+  (checkpoints / 'ckpt-9.data-00000-of-00001').write_bytes(b'')
   mine = workdir / 'notes.txt'
   mine.write_text('mine')
   result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=4')
   assert result.returncode == 0, result.stderr[-2000:]
-  assert not (checkpoints / 'ckpt-4_temp').exists()
-  assert _step(workdir) == 4 and (checkpoints / 'ckpt-4.index').stat().st_size > 0
+  assert not (checkpoints / 'ckpt-7_temp').exists()
+  assert not (checkpoints / 'ckpt-9.index').exists()
+  assert not (checkpoints / 'ckpt-9.data-00000-of-00001').exists()
+  assert _step(workdir) == 4
   assert mine.read_text() == 'mine'

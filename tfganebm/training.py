@@ -6,6 +6,7 @@ import shutil
 import time
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from tfganebm import config as config_lib
@@ -54,6 +55,10 @@ def _check_resume(workdir, config, step):
       details = ', '.join(f'--{n}: {architecture[n]} -> {requested[n]}' for n in changed)
       raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
                      '--workdir or the saved values')
+  if step is not None and config.train_steps < step:
+    raise RunError(f'{workdir} holds a run at step {step}, beyond --train_steps='
+                   f'{config.train_steps}; pass --train_steps={step} or more, or use a new '
+                   '--workdir')
   if not os.path.exists(path) or step is None:
     return []
   try:
@@ -65,10 +70,6 @@ def _check_resume(workdir, config, step):
     details = ', '.join(f'--{n}: {getattr(saved, n)} -> {getattr(config, n)}' for n in changed)
     raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
                    '--workdir or the saved values')
-  if config.train_steps < step:
-    raise RunError(f'{workdir} holds a run at step {step}, beyond --train_steps='
-                   f'{config.train_steps}; pass --train_steps={step} or more, or use a new '
-                   '--workdir')
   return [(f.name, getattr(saved, f.name), getattr(config, f.name))
           for f in dataclasses.fields(config)
           if getattr(saved, f.name) != getattr(config, f.name) and f.name != 'workdir']
@@ -131,6 +132,20 @@ def make_multi_step(model, strategy, jit_compile):
     return logs, finite
 
   return run
+
+
+def _non_finite_state(model):
+  """Names of the checkpointed floating-point state (weights, optimizer slots, buffer) that
+  holds a NaN or infinity; checked before every save."""
+  bad = []
+  for name, item in model.checkpoint_items().items():
+    variables = getattr(item, 'variables', None)
+    if variables is None or name == 'rng':
+      continue
+    values = (np.asarray(v.numpy()) for v in variables)
+    if any(a.dtype.kind == 'f' and not np.all(np.isfinite(a)) for a in values):
+      bad.append(name)
+  return bad
 
 
 def _boundaries(start, end, *periods):
@@ -206,9 +221,10 @@ def _train_locked(config, dataset, chief):
   strategy = distribute.make_strategy(config.strategy, config.tpu, config.cpu_replicas)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  # XLA cannot compile a step whose variables live on several devices, and op determinism
-  # does not cover XLA.
-  jit_compile = (config.jit_compile and strategy.num_replicas_in_sync == 1
+  # XLA only on one device: a step whose variables live on several devices cannot be
+  # compiled, and MirroredStrategy on one GPU calls a compiled step without its replica
+  # context (the buffer's writes then fail in merge_call). Op determinism does not cover XLA.
+  jit_compile = (config.jit_compile and config.strategy in ('default', 'one_device')
                  and not config.deterministic)
   logging.info('training with %d replicas (--strategy=%s%s%s)', strategy.num_replicas_in_sync,
                config.strategy, ', mixed precision' if config.mixed_precision else '',
@@ -223,6 +239,11 @@ def _train_locked(config, dataset, chief):
       raise RunError(f'cannot resume from the checkpoint in {workdir}: '
                      f'{str(e).splitlines()[0]}; it is damaged or was written by another '
                      'model or replica count: move it away or use a new --workdir') from e
+    bad = _non_finite_state(model)
+    if bad:
+      raise RunError(f'the latest checkpoint of {workdir} ({latest}) holds non-finite '
+                     f'{", ".join(bad)}: it diverged before it was saved; move its ckpt-N '
+                     'files away to resume from an earlier one, or use a new --workdir')
     logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
     # The optimizers' learning rates are checkpointed; a resume that changes them applies them.
     for optimizer, rate in ((model.g_optimizer, config.gd_learning_rate),
@@ -297,11 +318,16 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
                      ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
         model.reset_metrics()  # the next window's means start afresh
       if step % config.checkpoint_every == 0 or step == config.train_steps:
+        bad = _non_finite_state(model)
+        if bad:
+          raise Diverged(f'non-finite {", ".join(bad)} at step {step}, not saved; the latest '
+                         f'checkpoint is step {last_saved}. Try a lower --gd_learning_rate or '
+                         '--energy_learning_rate, or a smaller --train_langevin_step_size')
+        manager.save(checkpoint_number=step)
+        last_saved = step
         if not recorded:
           record()
           recorded = True
-        manager.save(checkpoint_number=step)
-        last_saved = step
   except KeyboardInterrupt:
     where = (f'the latest checkpoint is step {last_saved}; run the same command again to '
              'resume from it' if last_saved is not None else

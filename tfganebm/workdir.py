@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import numpy as np
 
@@ -41,18 +42,33 @@ class Lock:
   stale lock. Use as a context manager or call `release`.
   """
 
-  def __init__(self, workdir):
+  def __init__(self, workdir, patience=1.0):
+    """Takes the lock, retrying for `patience` seconds (a `holder` probe holds it briefly).
+
+    Raises:
+      WorkdirError: another process holds it, or the lock file cannot be opened.
+    """
     self.path = os.path.join(workdir, LOCK_FILE)
-    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-      fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-      os.close(self._fd)
-      if e.errno not in (errno.EAGAIN, errno.EACCES):
-        raise
-      raise WorkdirError(f'{workdir} is in use by another tfganebm process (PID '
-                         f'{_read_pid(self.path)}); wait for it to finish or use another '
-                         '--workdir') from None
+      raise WorkdirError(f'cannot open {self.path}: {e.strerror}; fix its permissions or use '
+                         'another --workdir') from None
+    deadline = time.monotonic() + patience
+    while True:
+      try:
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+      except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+          os.close(self._fd)
+          raise
+        if time.monotonic() > deadline:
+          os.close(self._fd)
+          raise WorkdirError(f'{workdir} is in use by another tfganebm process (PID '
+                             f'{_read_pid(self.path)}); wait for it to finish or use another '
+                             '--workdir') from None
+        time.sleep(0.05)
     os.ftruncate(self._fd, 0)
     os.write(self._fd, f'{os.getpid()}\n'.encode())
 
@@ -82,13 +98,16 @@ def holder(workdir):
   path = os.path.join(workdir, LOCK_FILE)
   if not os.path.exists(path):
     return None
-  fd = os.open(path, os.O_RDONLY)
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return None
   try:
     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
   except OSError:
     return _read_pid(path)
   finally:
-    os.close(fd)
+    os.close(fd)  # also drops the probe's shared lock at once
   return None
 
 
@@ -225,8 +244,15 @@ def average_weights(model, workdir, count):
   if model.energy is not None:
     networks['energy'] = model.energy
   partial = tf.train.Checkpoint(**networks)
-  state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
-  paths = list(state.all_model_checkpoint_paths)[-count:] if state else []
+  try:
+    state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
+  except Exception:  # pylint: disable=broad-except  (a garbled index: the files decide)
+    state = None
+  if state is not None and state.all_model_checkpoint_paths:
+    paths = list(state.all_model_checkpoint_paths)[-count:]
+  else:  # a deleted or garbled index: the newest ckpt-N files
+    paths = [os.path.join(checkpoint_dir(workdir), f'ckpt-{s}')
+             for s in reversed(checkpoint_steps(workdir)[:count])]
   snapshots = []
   for path in paths:
     partial.restore(path).expect_partial()

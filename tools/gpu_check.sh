@@ -10,8 +10,15 @@
 # a folder of MNIST IDX files. Needs TensorFlow with CUDA (pip install -e '.[gpu,device]').
 # Timed to fit in 8 minutes on one GPU (moons 2000 steps, MNIST 600 steps per cell).
 set -euo pipefail
+# Paths given relative to the caller's folder, before the cd.
+[ -n "${OUT:-}" ] && OUT=$(realpath -m "$OUT")
+if [ -n "${MNIST_DIR:-}" ]; then
+  MNIST_DIR=$(realpath -m "$MNIST_DIR")
+  [ -d "$MNIST_DIR" ] || { echo "error: MNIST_DIR=$MNIST_DIR is not a folder" >&2; exit 2; }
+fi
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
+LIMIT=${LIMIT:-300}  # seconds per command; a stuck run must not eat the device time
 if [ -z "${OUT:-}" ]; then
   OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 elif [ -e "$OUT" ] && [ -n "$(ls -A "$OUT")" ]; then
@@ -32,32 +39,33 @@ cell() {
   local name=$1 strategy=$2 precision=$3; shift 3
   local dir="$OUT/$name" extra=() start rc=0 sample=fail export=fail device=fail
   [ "$precision" = mixed ] && extra+=(--mixed_precision)
+  extra+=(--strategy="$strategy")
   start=$(date +%s)
   if [ "$strategy" = multi_worker ]; then
     local p0 p1 pids=() pid; p0=$(port); p1=$(port)
     for index in 1 0; do
       TF_CONFIG="{\"cluster\": {\"worker\": [\"localhost:$p0\", \"localhost:$p1\"]}, \"task\": {\"type\": \"worker\", \"index\": $index}}" \
-        "$PYTHON" -m tfganebm.train "$@" --workdir "$dir" --strategy=multi_worker "${extra[@]}" \
+        timeout -k 10 "$LIMIT" "$PYTHON" -m tfganebm.train "$@" --workdir "$dir" "${extra[@]}" \
         > "$dir.worker$index.log" 2>&1 &
       pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
     cp "$dir.worker0.log" "$dir.log"
   else
-    "$PYTHON" -m tfganebm.train "$@" --workdir "$dir" --strategy="$strategy" "${extra[@]}" \
+    timeout -k 10 "$LIMIT" "$PYTHON" -m tfganebm.train "$@" --workdir "$dir" "${extra[@]}" \
       > "$dir.log" 2>&1 || rc=$?
   fi
   local seconds=$(( $(date +%s) - start ))
   if [ "$rc" = 0 ]; then
-    "$PYTHON" -m tfganebm.sample --workdir "$dir" --out "$dir/samples" --num_samples 256 \
+    timeout -k 10 "$LIMIT" "$PYTHON" -m tfganebm.sample --workdir "$dir" --out "$dir/samples" --num_samples 256 \
       > "$dir.sample.log" 2>&1 && sample=ok
-    "$PYTHON" -m tfganebm.export --workdir "$dir" --out "$dir/export" > "$dir.export.log" 2>&1 \
+    timeout -k 10 "$LIMIT" "$PYTHON" -m tfganebm.export --workdir "$dir" --out "$dir/export" > "$dir.export.log" 2>&1 \
       && export=ok
-    [ "$export" = ok ] && "$PYTHON" export/sample_litert.py "$dir/export/model.tflite" \
+    [ "$export" = ok ] && timeout -k 10 "$LIMIT" "$PYTHON" export/sample_litert.py "$dir/export/model.tflite" \
       --num_samples 64 --out "$dir/device" > "$dir.device.log" 2>&1 && device=ok
   fi
   "$PYTHON" - "$dir" "$name" "$strategy" "$precision" "$rc" "$seconds" "$sample" "$export" "$device" \
-    >> "$OUT/results.tsv" <<'PY'
+    >> "$OUT/results.tsv" <<'PY' || printf '%s\ttable error (see %s.log)\n' "$name" "$dir" >> "$OUT/results.tsv"
 import json, os, re, sys
 d, name, strategy, precision, rc, seconds, sample, export, device = sys.argv[1:]
 log = open(d + '.log').read()
@@ -73,8 +81,9 @@ path = os.path.join(d, 'metrics.json')
 if os.path.exists(path):
   m = json.load(open(path))
   key = 'fid' if 'fid' in m.get('generator', {}) else 'sliced_wasserstein'
-  refined = m.get('generator_langevin', {}).get(key)
-  metric = f"{key} G {m['generator'][key]:.3g} / G+L {refined:.3g}" if refined is not None else '-'
+  fmt = lambda v: '-' if v is None else f'{v:.3g}'
+  metric = (f"{key} G {fmt(m.get('generator', {}).get(key))} / "
+            f"G+L {fmt(m.get('generator_langevin', {}).get(key))}")
 print('\t'.join([name, strategy, precision, 'ok' if rc == '0' else f'exit {rc}', seconds,
                  f'{rate:.1f}', f'{rate * batch / replica_count:.0f}',
                  f'{max(peaks):.0f}' if peaks else '-', metric, sample, export, device]))
@@ -99,5 +108,5 @@ if [ -n "${MNIST_DIR:-}" ]; then
   done
 fi
 echo
-column -t -s $'\t' "$OUT/results.tsv"
+column -t -s $'\t' "$OUT/results.tsv" 2>/dev/null || cat "$OUT/results.tsv"
 echo "(logs and runs in $OUT)"

@@ -102,15 +102,18 @@ def main(argv=None):
   except ValueError as e:
     sys.exit(f'error: {e}')
   num = max(len(x) for x in samples.values())
-  if data.is_image(config.dataset):
-    loaded = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
-                       download=config.download)
-    score = evaluation.ImageScorer(config, loaded, num)
-    print(json.dumps({'real_data': score(score.floor)}))
-  else:
-    loaded = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
-                       num_held_out=num)
-    score = lambda x: metrics.evaluate_points(x, loaded.held_out[:num], loaded.mixture)
+  try:
+    if data.is_image(config.dataset):
+      loaded = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
+                         download=config.download)
+      score = evaluation.ImageScorer(config, loaded, num)
+      print(json.dumps({'real_data': score(score.floor)}))
+    else:
+      loaded = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
+                         num_held_out=num)
+      score = lambda x: metrics.evaluate_points(x, loaded.held_out[:num], loaded.mixture)
+  except ValueError as e:  # images.DataError: the run's data are not on this machine
+    sys.exit(f'error: {e} (--data_dir names another folder)')
   for path, x in samples.items():
     print(json.dumps({path: score(x)}))
 
