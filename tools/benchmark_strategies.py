@@ -33,7 +33,10 @@ def _measure(flagfile, mode, steps, data_dir):
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   from tfganebm import training  # pylint: disable=g-import-not-at-top
 
-  config = config_lib.Config.from_flagfile(flagfile)
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  config_lib.define_flags()
+  flags.FLAGS([sys.argv[0], f'--flagfile={flagfile}', '--workdir=unused'])
+  config = config_lib.Config.from_flags(flags.FLAGS)
   if data_dir:
     config = dataclasses.replace(config, data_dir=data_dir)
   mirrored = mode.startswith('mirrored2')
