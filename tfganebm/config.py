@@ -152,12 +152,6 @@ ARCHITECTURE_FIELDS = ('dataset', 'model', 'latent_dim', 'generator_network',
                        'buffer_capacity')
 
 
-def incompatible_fields(saved, requested):
-  """Names of the architecture fields in which two configs differ."""
-  return [name for name in ARCHITECTURE_FIELDS
-          if getattr(saved, name) != getattr(requested, name)]
-
-
 def define_flags():
   """Defines the training flags (defaults from `Config`) and their validators."""
   d = Config()

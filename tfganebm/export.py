@@ -168,16 +168,35 @@ def _foreign_entries(directory):
     info = None
   if not isinstance(info, dict) or not {'signatures', 'latent_dim'} <= info.keys():
     return None
+  return sorted(entry for entry in entries if not _written_by_export(directory, entry))
 
-  def written_by_export(entry):
-    path = os.path.join(directory, entry)
-    if os.path.islink(path):
-      return False
-    if entry == 'saved_model':
-      return os.path.isdir(path)
-    return os.path.isfile(path) and (
-        entry == 'export.json' or (entry.startswith('model') and entry.endswith('.tflite')))
-  return sorted(entry for entry in entries if not written_by_export(entry))
+
+def _written_by_export(directory, entry):
+  """Whether `directory/entry` is a name an export writes (saved_model/, model*.tflite,
+  export.json), as the kind of file it writes there."""
+  path = os.path.join(directory, entry)
+  if os.path.islink(path):
+    return False
+  if entry == 'saved_model':
+    return os.path.isdir(path)
+  return os.path.isfile(path) and (
+      entry == 'export.json' or (entry.startswith('model') and entry.endswith('.tflite')))
+
+
+def _holds_only_export_files(path, kind):
+  """Whether a leftover of `kind` holds only what an export writes: a staging folder its
+  files, a `.replaced-*` folder one `old` export; anything else is not ours to delete."""
+  try:
+    entries = os.listdir(path)
+    if kind == 'replaced':
+      if not set(entries) <= {'old'}:
+        return False
+      if not entries:
+        return True
+      path, entries = os.path.join(path, 'old'), os.listdir(os.path.join(path, 'old'))
+  except OSError:
+    return False
+  return all(_written_by_export(path, entry) for entry in entries)
 
 
 def _check_out(out, overwrite, workdir):
@@ -262,7 +281,8 @@ def _leftovers(out, kind):
     pid, dash, rest = entry[len(prefix):].partition('-')
     path = os.path.join(parent, entry)
     if (dash and rest and '-' not in rest and pid.isascii() and pid.isdigit()
-        and os.path.isdir(path) and not os.path.islink(path) and not _pid_alive(int(pid))):
+        and os.path.isdir(path) and not os.path.islink(path) and not _pid_alive(int(pid))
+        and _holds_only_export_files(path, kind)):
       found.append(path)
   return found
 

@@ -46,33 +46,35 @@ def _check_resume(workdir, config, step):
 
   `step` is the checkpoint's step (None: no checkpoint, anything goes).
   """
-  path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
-  architecture = workdir_lib.read_architecture(workdir)
-  if architecture and step is not None:
-    requested = _architecture(config)
-    changed = [n for n in requested if n in architecture and architecture[n] != requested[n]]
-    if changed:
-      details = ', '.join(f'--{n}: {architecture[n]} -> {requested[n]}' for n in changed)
-      raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
-                     '--workdir or the saved values')
-  if step is not None and config.train_steps < step:
+  if step is None:
+    return []
+  requested = _architecture(config)
+  _refuse_changes(workdir, workdir_lib.read_architecture(workdir), requested)
+  if config.train_steps < step:
     raise RunError(f'{workdir} holds a run at step {step}, beyond --train_steps='
                    f'{config.train_steps}; pass --train_steps={step} or more, or use a new '
                    '--workdir')
-  if not os.path.exists(path) or step is None:
+  path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
+  if not os.path.exists(path):
     return []
   try:
     saved = config_lib.Config.from_flagfile(path)
   except (ValueError, TypeError) as e:
     raise RunError(f'cannot resume from {workdir}: {e}') from e
-  changed = [n for n in _FIXED_BY_CHECKPOINT if getattr(saved, n) != getattr(config, n)]
-  if changed:
-    details = ', '.join(f'--{n}: {getattr(saved, n)} -> {getattr(config, n)}' for n in changed)
-    raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
-                   '--workdir or the saved values')
+  _refuse_changes(workdir, _architecture(saved), requested)
   return [(f.name, getattr(saved, f.name), getattr(config, f.name))
           for f in dataclasses.fields(config)
           if getattr(saved, f.name) != getattr(config, f.name) and f.name != 'workdir']
+
+
+def _refuse_changes(workdir, saved, requested):
+  """Raises RunError naming the settings the checkpoint fixes that `requested` changes;
+  `saved` may lack some (an older record)."""
+  changed = [n for n in requested if n in saved and saved[n] != requested[n]]
+  if changed:
+    details = ', '.join(f'--{n}: {saved[n]} -> {requested[n]}' for n in changed)
+    raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
+                   '--workdir or the saved values')
 
 
 def _architecture(config):
@@ -140,7 +142,7 @@ def _non_finite_state(model):
   bad = []
   for name, item in model.checkpoint_items().items():
     variables = getattr(item, 'variables', None)
-    if variables is None or name == 'rng':
+    if variables is None:
       continue
     values = (np.asarray(v.numpy()) for v in variables)
     if any(a.dtype.kind == 'f' and not np.all(np.isfinite(a)) for a in values):
