@@ -300,9 +300,13 @@ def test_export_removes_only_what_dead_exports_of_the_same_out_left(exported, tm
           '.export-notes']  # the user's
   for name in left + kept:
     (tmp_path / name).mkdir()
-    (tmp_path / name / 'export.json').write_text('{}')
+    if not name.startswith('.replaced-'):  # killed before it moved an old export in
+      (tmp_path / name / 'export.json').write_text('{}')
+  foreign = tmp_path / f'.replaced-exp-{dead}-q7r8s9t0'  # not an export's: kept
+  foreign.mkdir()
+  (foreign / 'notes.txt').write_text('mine')
   export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(tmp_path / 'exp'))
-  assert sorted(os.listdir(tmp_path)) == sorted(kept + ['exp'])
+  assert sorted(os.listdir(tmp_path)) == sorted(kept + [foreign.name, 'exp'])
   assert sorted(os.listdir(tmp_path / 'exp')) == ['export.json', 'model.tflite', 'saved_model']
 
 
