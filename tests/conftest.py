@@ -1,7 +1,5 @@
 """Shared test helpers: small, fast configurations."""
 
-import dataclasses
-
 import pytest
 
 from tfganebm import config as config_lib
@@ -14,7 +12,7 @@ def tiny_config(workdir='', **overrides):
                 discriminator_units=(8, 8), energy_units=(8, 8), train_langevin_steps=3,
                 langevin_steps=5, eval_num_samples=64, buffer_capacity=64)
   values.update(overrides)
-  return config_lib.Config(**values)
+  return config_lib.Config.from_flat(values)
 
 
 @pytest.fixture
@@ -23,4 +21,5 @@ def tiny():
 
 
 def replace(config, **changes):
-  return dataclasses.replace(config, **changes)
+  """`config` with settings changed by flag name."""
+  return config.override(**changes)

@@ -103,19 +103,19 @@ def test_every_config_parses_and_passes_the_flag_checks():
   script = '''
 import glob
 from absl import flags
-from tfganebm import config
-config.define_flags()
+from tfganebm import cli
+cli.define_config_flags(required=("workdir",))
 for path in sorted(glob.glob("configs/*.cfg")):
   flags.FLAGS.unparse_flags()  # back to the defaults: each config alone
   flags.FLAGS(["train", "--flagfile=" + path, "--workdir=unused"])
-  parsed = config.Config.from_flags(flags.FLAGS)
-  assert path.endswith(parsed.dataset + ".cfg"), path
-  print(path, parsed.dataset, parsed.model)
+  parsed = cli.config_from_flags()
+  assert path.endswith(parsed.data.dataset + ".cfg"), path
+  print(path, parsed.data.dataset, parsed.networks.model, parsed.run.jit_compile)
 '''
   result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   printed = result.stdout.split('\n')
-  assert any('configs/mnist.cfg mnist gan_ebm' == line for line in printed)
-  assert any('configs/gan_mnist.cfg mnist gan' == line for line in printed)
-  assert any('configs/cifar10.cfg cifar10 gan_ebm' == line for line in printed)
+  assert any('configs/mnist.cfg mnist gan_ebm False' == line for line in printed)  # --nojit_compile
+  assert any(line.startswith('configs/gan_mnist.cfg mnist gan ') for line in printed)
+  assert any(line.startswith('configs/cifar10.cfg cifar10 gan_ebm ') for line in printed)

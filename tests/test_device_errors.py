@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 from tests.test_export import _snapshot
-from tfganebm import export
-from tfganebm import runs
+from tfganebm import exporting
 from tfganebm import training
+from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, 'export', 'sample_litert.py')
@@ -32,8 +32,9 @@ def exported(tmp_path_factory):
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('device')
   training.train(tiny_config(root / 'run', train_steps=2))
-  model, config, data_shape = runs.load(str(root / 'run'))
-  export.export(model, config, data_shape, str(root / 'exported'))
+  model, config = workdir_lib.load_run(str(root / 'run'))
+  data_shape = model.data_shape
+  exporting.export(model, config, data_shape, str(root / 'exported'))
   return root / 'run', root / 'exported'
 
 

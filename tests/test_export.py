@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from tfganebm import export
+from tfganebm import exporting
 from tfganebm import langevin
-from tfganebm import runs
 from tfganebm import training
+from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-4  # float32 LiteRT vs TensorFlow
@@ -24,9 +24,10 @@ def exported(tmp_path_factory):
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('export')
   training.train(tiny_config(root / 'run', train_steps=6, energy_units=(16, 16)))
-  model, config, data_shape = runs.load(str(root / 'run'))
+  model, config = workdir_lib.load_run(str(root / 'run'))
+  data_shape = model.data_shape
   out = root / 'exported'
-  export.export(model, config, data_shape, str(out), quantize=('float16', 'dynamic_range'))
+  exporting.export(model, config, data_shape, str(out), quantize=('float16', 'dynamic_range'))
   return model, out
 
 
@@ -78,7 +79,7 @@ def test_litert_langevin_step_and_chain_match_tensorflow(exported):
 def test_quantized_files_stay_close(exported, quantize, tolerance):
   model, out = exported
   z = np.random.default_rng(1).standard_normal((16, model.latent_dim)).astype(np.float32)
-  x = _runner(out / export.tflite_name(quantize), 'generate')(z=z)['x']
+  x = _runner(out / exporting.tflite_name(quantize), 'generate')(z=z)['x']
   assert np.abs(x - model.generator(z, training=False).numpy()).max() < tolerance
 
 
@@ -87,16 +88,16 @@ def test_export_refuses_to_overwrite_and_leaves_the_old_files(exported, tmp_path
   target = tmp_path / 'existing'
   target.mkdir()
   (target / 'keep.txt').write_text('mine')
-  with pytest.raises(export.ExportError, match='--overwrite'):
-    export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target))
+  with pytest.raises(exporting.ExportError, match='--overwrite'):
+    exporting.export(model, _config(out), (2,), str(target))
   assert (target / 'keep.txt').read_text() == 'mine'
   assert os.listdir(tmp_path) == ['existing']  # no staging directory left behind
-  with pytest.raises(export.ExportError, match='not an earlier export'):
-    export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(target), overwrite=True)
+  with pytest.raises(exporting.ExportError, match='not an earlier export'):
+    exporting.export(model, _config(out), (2,), str(target), overwrite=True)
   assert (target / 'keep.txt').read_text() == 'mine'
   earlier = tmp_path / 'earlier'
   shutil.copytree(out, earlier)  # an earlier export, with its quantized files
-  export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(earlier), overwrite=True)
+  exporting.export(model, _config(out), (2,), str(earlier), overwrite=True)
   assert sorted(os.listdir(earlier)) == ['export.json', 'model.tflite', 'saved_model']
   assert sorted(os.listdir(tmp_path)) == ['earlier', 'existing']
 
@@ -104,7 +105,7 @@ def test_export_refuses_to_overwrite_and_leaves_the_old_files(exported, tmp_path
 def test_saved_model_signatures_match_the_model(exported):
   model, out = exported
   loaded = tf.saved_model.load(str(out / 'saved_model'))
-  assert set(loaded.signatures) == set(export.SIGNATURES)
+  assert set(loaded.signatures) == set(exporting.SIGNATURES)
   z = tf.random.normal([4, model.latent_dim])
   np.testing.assert_allclose(loaded.signatures['generate'](z=z)['x'],
                              model.generator(z, training=False), atol=1e-6)
@@ -171,6 +172,7 @@ def exported_image_model(tmp_path_factory):
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   from tfganebm import networks  # pylint: disable=g-import-not-at-top
   from tfganebm import replay  # pylint: disable=g-import-not-at-top
+  from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   shape = (28, 28, 1)
   config = tiny_config(train_langevin_steps=3)
@@ -179,13 +181,13 @@ def exported_image_model(tmp_path_factory):
                            networks.mlp_discriminator(shape, (32, 16)),
                            networks.conv_energy(shape, (8, 8, 16, 16), dense_units=16),
                            replay.ReplayBuffer(64, shape), latent_dim=8, seed=0,
-                           langevin_steps=3, langevin_step_size=0.01, langevin_noise=0.005)
+                           sampler=SamplerConfig(steps=3, step_size=0.01, noise=0.005))
   model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
   images = tf.random.stateless_uniform([16, *shape], [0, 1], -1.0, 1.0)
   for _ in range(3):
     model.train_step(images)
   out = tmp_path_factory.mktemp('image_export') / 'exported'
-  export.export(model, config, shape, str(out))
+  exporting.export(model, config, shape, str(out))
   return model, out
 
 
@@ -212,7 +214,7 @@ def test_fourier_feature_energy_exports_with_builtin_ops(tmp_path):
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   config = tiny_config(energy_fourier_features=16, jit_compile=False)
   model = model_lib.build(config, (2,))
-  export.export(model, config, (2,), str(tmp_path / 'out'))
+  exporting.export(model, config, (2,), str(tmp_path / 'out'))
   x = np.random.default_rng(0).uniform(-1, 1, (16, 2)).astype(np.float32)
   np.testing.assert_allclose(_runner(tmp_path / 'out' / 'model.tflite', 'energy')(x=x)['e'],
                              model.energy_of(tf.constant(x)), atol=TOLERANCE)
@@ -231,6 +233,11 @@ def _snapshot(root):
       with open(path, 'rb') as f:
         files[os.path.relpath(path, root)] = f.read()
   return files
+
+
+def _config(out):
+  """The config of the run that `out` was exported from."""
+  return workdir_lib.read_config(str(out.parent / 'run'))
 
 
 def _dead_pid():
@@ -267,7 +274,7 @@ def test_overwrite_never_deletes_the_run_beside_the_export(exported, tmp_path):
 def test_overwrite_replaces_only_an_earlier_export(exported, tmp_path, monkeypatch, case,
                                                    message):
   model, out = exported
-  config = runs.load(str(out.parent / 'run'))[1]
+  config = _config(out)
   target, workdir = tmp_path / 'target', None
   if case == 'regular_file':
     target.write_text('mine')
@@ -285,8 +292,8 @@ def test_overwrite_replaces_only_an_earlier_export(exported, tmp_path, monkeypat
   elif case == 'home_directory':
     monkeypatch.setenv('HOME', str(target))
   before = _snapshot(tmp_path)
-  with pytest.raises(export.ExportError, match=message):
-    export.export(model, config, (2,), str(target), overwrite=True, workdir=workdir)
+  with pytest.raises(exporting.ExportError, match=message):
+    exporting.export(model, config, (2,), str(target), overwrite=True, workdir=workdir)
   assert _snapshot(tmp_path) == before
   assert sorted(os.listdir(tmp_path)) == ['target']
 
@@ -305,7 +312,7 @@ def test_export_removes_only_what_dead_exports_of_the_same_out_left(exported, tm
   foreign = tmp_path / f'.replaced-exp-{dead}-q7r8s9t0'  # not an export's: kept
   foreign.mkdir()
   (foreign / 'notes.txt').write_text('mine')
-  export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(tmp_path / 'exp'))
+  exporting.export(model, _config(out), (2,), str(tmp_path / 'exp'))
   assert sorted(os.listdir(tmp_path)) == sorted(kept + [foreign.name, 'exp'])
   assert sorted(os.listdir(tmp_path / 'exp')) == ['export.json', 'model.tflite', 'saved_model']
 
@@ -316,8 +323,8 @@ def test_export_restores_an_earlier_export_that_a_kill_left_moved_aside(exported
   # Killed between its two renames: the old export moved aside, the new one not yet in place.
   shutil.copytree(out, tmp_path / f'.replaced-exp-{dead}-a1b2c3d4' / 'old')
   shutil.copytree(out, tmp_path / f'.export-exp-{dead}-e5f6g7h8')
-  with pytest.raises(export.ExportError, match='exists; pass --overwrite'):
-    export.export(model, runs.load(str(out.parent / 'run'))[1], (2,), str(tmp_path / 'exp'))
+  with pytest.raises(exporting.ExportError, match='exists; pass --overwrite'):
+    exporting.export(model, _config(out), (2,), str(tmp_path / 'exp'))
   assert os.listdir(tmp_path) == ['exp']
   assert _snapshot(tmp_path / 'exp') == _snapshot(out)
 
@@ -325,9 +332,10 @@ def test_export_restores_an_earlier_export_that_a_kill_left_moved_aside(exported
 @pytest.mark.parametrize('network, label', [('generator', 'G'), ('energy', 'E')])
 def test_export_refuses_non_finite_weights_before_writing(exported, tmp_path, network, label):
   _, out = exported
-  model, config, data_shape = runs.load(str(out.parent / 'run'))
+  model, config = workdir_lib.load_run(str(out.parent / 'run'))
+  data_shape = model.data_shape
   weight = getattr(model, network).weights[0]
   weight.assign(np.full(weight.shape, np.nan, np.float32))
-  with pytest.raises(export.ExportError, match=f'{label} has non-finite weights.*learning rate'):
-    export.export(model, config, data_shape, str(tmp_path / 'out'))
+  with pytest.raises(exporting.ExportError, match=f'{label} has non-finite weights.*learning rate'):
+    exporting.export(model, config, data_shape, str(tmp_path / 'out'))
   assert not os.listdir(tmp_path)

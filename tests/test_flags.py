@@ -46,13 +46,13 @@ def test_train_refuses_a_value_that_makes_nan_weights(tmp_path, flag, name, requ
 def test_energy_beta1_is_in_the_half_open_unit_interval():
   script = '''
 from absl import flags
-from tfganebm import config
-config.define_flags()
+from tfganebm import cli
+cli.define_config_flags(required=("workdir",))
 for value in ("0", "0.999", "1.0"):
   flags.FLAGS.unparse_flags()
   try:
     flags.FLAGS(["train", "--workdir=unused", "--energy_beta1=" + value])
-    print(value, "accepted", config.Config.from_flags(flags.FLAGS).energy_beta1)
+    print(value, "accepted", cli.config_from_flags().train.energy_beta1)
   except flags.IllegalFlagValueError:
     print(value, "refused")
 '''

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from tfganebm import images
+from tfganebm import workdir as workdir_lib
+from tfganebm.sampler import SamplerConfig
 
 
 def _write_idx(path, magic, array, compress=True):
@@ -112,9 +114,8 @@ def _check_image_run(workdir, result, shape):
   # Real images are closer to real images than 4-step G samples are.
   assert result['real_data']['fid'] < result['generator']['fid']
   assert result['classifier']['test_accuracy'] > 0.5
-  from tfganebm import runs  # pylint: disable=g-import-not-at-top
-  _, _, data_shape = runs.load(str(workdir))
-  assert tuple(data_shape) == shape
+  model, _ = workdir_lib.load_run(str(workdir))
+  assert model.data_shape == shape
 
 
 def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, capsys):
@@ -142,14 +143,14 @@ def _check_langevin_sweep(workdir, loaded, capsys):
   """tools/tune_langevin.py: the state scored at k steps is what `sample --langevin_steps k`
   draws, scored against training images."""
   import sys  # pylint: disable=g-import-not-at-top
-  from tfganebm import classifier, evaluation, metrics, runs  # pylint: disable=g-import-not-at-top
-  model, config, _ = runs.load(str(workdir))
-  settings = evaluation.LangevinSettings(6, 1.0, 0.005, 0.0)
+  from tfganebm import classifier, evaluation, metrics  # pylint: disable=g-import-not-at-top
+  model, config = workdir_lib.load_run(str(workdir))
+  settings = SamplerConfig(steps=6, step_size=1.0, noise=0.005)
   scores = evaluation.sweep_langevin_steps(model, config, loaded, settings, every=3,
                                            num_samples=32, seed=1, num_reference=50)
   assert [steps for steps, _ in scores] == [0, 3, 6]
   scorer = classifier.load_or_train('mnist', loaded.train, loaded.train_labels, loaded.held_out,
-                                    loaded.held_out_labels, config.classifier_dir)
+                                    loaded.held_out_labels, config.run.classifier_dir)
   order = np.random.default_rng(0).permutation(len(loaded.train))[:50]
   reference, _ = scorer.features_and_probabilities(images.to_model_range(loaded.train[order]))
   x_gen, x_three, _ = evaluation.draw_samples(model, 32, 1, dataclasses.replace(settings, steps=3))

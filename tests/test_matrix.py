@@ -23,8 +23,8 @@ import pytest
 import tensorflow as tf
 
 from tfganebm import evaluation
-from tfganebm import export
-from tfganebm import runs
+from tfganebm import exporting
+from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configs/moons.cfg as shipped (--log_every=100, --checkpoint_every=1000, its networks and
@@ -169,12 +169,12 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
 
 def _inference_in_process(workdir, tmp_path):
   """G and E only, float32, one device, whatever trained them."""
-  model, config, data_shape = runs.load(str(workdir))
-  settings = evaluation.LangevinSettings(20, config.langevin_step_size, config.langevin_noise)
+  model, config = workdir_lib.load_run(str(workdir), {'langevin_steps': 20})
+  data_shape = model.data_shape
   _, x_gen, x_langevin = evaluation.evaluate(model, config, str(tmp_path / 'samples'), 128, 0,
-                                             settings, refuse_non_finite=True)
+                                             refuse_non_finite=True)
   assert x_langevin.shape == (128, 2) and not np.allclose(x_gen, x_langevin)
-  export.export(model, config, data_shape, str(tmp_path / 'export'), workdir=str(workdir))
+  exporting.export(model, config, data_shape, str(tmp_path / 'export'), workdir=str(workdir))
   assert not _bfloat16_nodes(tmp_path / 'export' / 'saved_model' / 'saved_model.pb')
   x_device_gen, x_device = _device_samples(str(tmp_path / 'export' / 'model.tflite'), 64, 10)
   assert x_device.shape == (64, 2) and np.all(np.isfinite(x_device))

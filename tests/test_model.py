@@ -39,7 +39,7 @@ def _one_step(tiny, **overrides):
   config = tiny(**{'jit_compile': False, **overrides})
   train, _ = data.load_points('moons', 256, None, 0)
   model = model_lib.build(config, (2,))
-  return model, train.x[:config.batch_size]
+  return model, train.x[:config.train.batch_size]
 
 
 def test_train_step_updates_all_three_networks(tiny):

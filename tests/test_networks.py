@@ -38,11 +38,18 @@ def test_fourier_features_widen_the_input_deterministically():
   np.testing.assert_array_equal(networks.FourierFeatures(16, 4.0, seed=3)(x), features)
 
 
-def test_public_api_resolves():
+def test_public_api_resolves_to_its_implementations():
   import tfganebm  # pylint: disable=g-import-not-at-top
-  from tfganebm import model, replay  # pylint: disable=g-import-not-at-top
-  assert tfganebm.GanEbm is model.GanEbm and tfganebm.ReplayBuffer is replay.ReplayBuffer
-  assert all(getattr(tfganebm, name) is not None for name in tfganebm.__all__)
+  from tfganebm import config, data, exporting, model, replay, sampler, training, workdir  # pylint: disable=g-import-not-at-top
+  expected = {'Config': config.Config, 'SamplerConfig': sampler.SamplerConfig,
+              'load_data': data.load, 'GanEbm': model.GanEbm, 'build_model': model.build,
+              'ReplayBuffer': replay.ReplayBuffer, 'train': training.train,
+              'load_run': workdir.load_run, 'export_model': exporting.export}
+  assert sorted(tfganebm.__all__) == sorted(expected)
+  for name, implementation in expected.items():
+    assert getattr(tfganebm, name) is implementation, name
+  with pytest.raises(AttributeError):
+    tfganebm.load  # pylint: disable=pointless-statement
 
 
 def test_image_networks_shapes_and_ranges():
@@ -65,7 +72,8 @@ def test_flag_choices_match_the_registries():
   assert set(config.GENERATOR_NETWORKS) == set(networks.GENERATORS)
   assert set(config.DISCRIMINATOR_NETWORKS) == set(networks.DISCRIMINATORS)
   assert set(config.ENERGY_NETWORKS) == set(networks.ENERGIES)
-  auto = config.Config(dataset='mnist')
-  assert auto.networks() == ('mlp', 'mlp', 'conv')
-  assert config.Config(dataset='moons').networks() == ('mlp', 'mlp', 'mlp')
-  assert config.Config(dataset='cifar10', generator_network='dcgan').networks()[0] == 'dcgan'
+  auto = config.Config().override(dataset='mnist')
+  assert auto.network_names() == ('mlp', 'mlp', 'conv')
+  assert config.Config().override(dataset='moons').network_names() == ('mlp', 'mlp', 'mlp')
+  cifar = config.Config().override(dataset='cifar10', generator_network='dcgan')
+  assert cifar.network_names()[0] == 'dcgan'

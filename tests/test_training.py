@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from tfganebm import training
+from tfganebm import workdir as workdir_lib
 
 
 def _variables(workdir):
-  reader = tf.train.load_checkpoint(os.path.join(workdir, training.CHECKPOINT_DIR))
+  reader = tf.train.load_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
   names = [n for n in reader.get_variable_to_shape_map()
            if 'OBJECT_GRAPH' not in n and not n.startswith('save_counter')]  # bookkeeping
   return {n: reader.get_tensor(n) for n in names}
@@ -34,27 +35,31 @@ def test_resumed_run_continues_identically(tiny, tmp_path):
 
 
 def test_run_writes_its_workdir(tiny, tmp_path):
-  result = training.train(tiny(tmp_path))
+  training.train(tiny(tmp_path))
   for name in ('flags.txt', 'metrics.json', 'samples.png', 'langevin_progression.png'):
     assert (tmp_path / name).exists(), name
   assert os.listdir(tmp_path / 'tensorboard')
   with open(tmp_path / 'metrics.json') as f:
-    assert json.load(f) == json.loads(json.dumps(result))
-  assert result['step'] == 4
-  assert {'generator', 'generator_langevin', 'real_data', 'energy'} <= set(result)
+    written = json.load(f)
+  assert written['step'] == 4 and written['num_samples'] == 64 and written['model'] == 'gan_ebm'
+  assert {'generator', 'generator_langevin', 'real_data', 'energy'} <= set(written)
+  # The held-out floor is closer to the data than 4 steps of G.
+  assert written['real_data']['mmd2'] < written['generator']['mmd2']
+  assert written['langevin']['steps'] == 5  # the inference sampler, not the training one (3)
+  assert json.loads((tmp_path / 'config.json').read_text())['sampler']['steps'] == 5
 
 
 def test_resume_refuses_other_networks(tiny, tmp_path):
   training.train(tiny(tmp_path, train_steps=2))
-  before = sorted(os.listdir(tmp_path / training.CHECKPOINT_DIR))
+  before = sorted(os.listdir(tmp_path / workdir_lib.CHECKPOINT_DIR))
   with pytest.raises(training.RunError, match='energy_units'):
     training.train(tiny(tmp_path, train_steps=4, energy_units=(16, 16)))
-  assert sorted(os.listdir(tmp_path / training.CHECKPOINT_DIR)) == before
+  assert sorted(os.listdir(tmp_path / workdir_lib.CHECKPOINT_DIR)) == before
 
 
 def test_damaged_checkpoint_is_refused_without_touching_the_workdir(tiny, tmp_path):
   training.train(tiny(tmp_path, train_steps=2))
-  checkpoints = tmp_path / training.CHECKPOINT_DIR
+  checkpoints = tmp_path / workdir_lib.CHECKPOINT_DIR
   for data_file in checkpoints.glob('*.data-*'):
     data_file.write_bytes(b'\0' * 16)
   flags_before = (tmp_path / 'flags.txt').read_text()
@@ -65,11 +70,10 @@ def test_damaged_checkpoint_is_refused_without_touching_the_workdir(tiny, tmp_pa
 
 def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path):
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tfganebm import runs  # pylint: disable=g-import-not-at-top
   config = tiny(tmp_path, train_steps=5, checkpoint_every=1, log_every=1, average_checkpoints=4)
   result = training.train(config)
   assert result['averaged_steps'] == [2, 3, 4, 5]
-  state = tf.train.get_checkpoint_state(os.path.join(tmp_path, training.CHECKPOINT_DIR))
+  state = tf.train.get_checkpoint_state(os.path.join(tmp_path, workdir_lib.CHECKPOINT_DIR))
   saved = []
   for path in state.all_model_checkpoint_paths:  # max(3, 4) kept: steps 2 to 5
     model = model_lib.build(config, (2,))
@@ -77,7 +81,8 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
     saved.append(model)
   assert len(saved) == 4
 
-  loaded, _, _ = runs.load(str(tmp_path))
+  loaded, _ = workdir_lib.load_run(str(tmp_path))
+
   assert loaded.averaged_steps == [2, 3, 4, 5] and int(loaded.step.numpy()) == 5
   for name in ('generator', 'energy'):
     for i, weight in enumerate(getattr(loaded, name).get_weights()):
@@ -88,9 +93,9 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
   oldest = state.all_model_checkpoint_paths[0]
   for part in tf.io.gfile.glob(oldest + '.data-*'):
     os.remove(part)
-  with pytest.raises(runs.LoadError, match='average_checkpoints=1'):
-    runs.load(str(tmp_path))
-  loaded, _, _ = runs.load(str(tmp_path), average_checkpoints=1)
+  with pytest.raises(workdir_lib.LoadError, match='average_checkpoints=1'):
+    workdir_lib.load_run(str(tmp_path))
+  loaded, _ = workdir_lib.load_run(str(tmp_path), {'average_checkpoints': 1})
   assert loaded.averaged_steps is None
   for weight, latest in zip(loaded.generator.get_weights(), saved[-1].generator.get_weights()):
     np.testing.assert_array_equal(weight, latest)

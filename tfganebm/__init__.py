@@ -3,32 +3,30 @@
 The public API, imported lazily so that the command-line tools parse their flags
 before TensorFlow loads:
 
-  Config                      the frozen run configuration (tfganebm.config)
+  Config                      the typed, nested run configuration (tfganebm.config)
+  SamplerConfig               the settings of a Langevin sampler (tfganebm.sampler)
   load_data                   a dataset's training and held-out data (tfganebm.data.load)
   GanEbm, build_model         the Keras model of Algorithm 3 and its builder (tfganebm.model)
   ReplayBuffer                the replay buffer of Algorithm 2 (tfganebm.replay)
   train                       a whole run in its workdir (tfganebm.training)
-  load_run                    a trained workdir's model (tfganebm.runs)
-  export_model                SavedModel + TFLite export (tfganebm.export.export)
+  load_run                    a trained workdir's model and config (tfganebm.workdir)
+  export_model                SavedModel + TFLite export (tfganebm.exporting.export)
 
-The sampler of Algorithm 1 is `tfganebm.langevin.langevin`.
+The sampler of Algorithm 1 is `tfganebm.sampler.run` (over `tfganebm.langevin`).
 """
 
 import importlib
-import os
-
-# TensorFlow's C++ start-up chatter hides our one-line errors; users can still set it.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 _EXPORTS = {
     'Config': ('config', 'Config'),
+    'SamplerConfig': ('sampler', 'SamplerConfig'),
     'load_data': ('data', 'load'),
     'GanEbm': ('model', 'GanEbm'),
     'build_model': ('model', 'build'),
     'ReplayBuffer': ('replay', 'ReplayBuffer'),
     'train': ('training', 'train'),
-    'load_run': ('runs', 'load'),
-    'export_model': ('export', 'export'),
+    'load_run': ('workdir', 'load_run'),
+    'export_model': ('exporting', 'export'),
 }
 __all__ = sorted(_EXPORTS)
 

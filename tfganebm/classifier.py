@@ -53,7 +53,7 @@ def _digest(images, labels):
 
 
 class Classifier:
-  """A trained classifier: `features(x)` [n, 128] and `probabilities(x)` [n, 10]."""
+  """A trained classifier: `features_and_probabilities(x)` gives [n, 128] and [n, 10]."""
 
   def __init__(self, model, info):
     self.model, self.info = model, info

@@ -1,6 +1,6 @@
 """What the command-line entry points share: one-line errors for bad flags, common flags."""
 
-import math
+import functools
 import os
 import sys
 
@@ -8,29 +8,110 @@ from absl import app
 from absl import flags
 
 
-def define_average_checkpoints():
-  """--average_checkpoints of the commands that load a run (sample, export)."""
-  flags.DEFINE_integer('average_checkpoints', None,
-                       "Use G's and E's weights averaged over the run's last N checkpoints "
-                       "(1: the latest only; default: the run's --average_checkpoints).",
-                       lower_bound=1)
-
-
-def refuse_non_finite(names, flag_values=flags.FLAGS):
-  """Makes NaN and +-infinity a one-line error for each float flag in `names`.
-
-  absl's bounds compare with `<`, which NaN always passes, and a flag without an
-  upper bound takes inf; either value would reach training as NaN weights. None
-  (a flag not given, where that means "the run's value") stays allowed.
-  Register this before a flag's other validators, so that its message wins.
+def define_config_flags(names=None, optional=False, required=(), flag_values=flags.FLAGS):
+  """Defines an absl flag per setting of `config.Config`, from its field: type, default,
+  help text, and a validator that gives the field's own one-line message.
 
   Args:
-    names: names of float flags already defined in `flag_values`.
-    flag_values: the `flags.FlagValues` holding them.
+    names: the flag names to define (default: every setting, with the cross-section checks).
+    optional: every flag defaults to None, meaning "the run's value" (commands that load
+      a run and override some of its settings).
+    required: flags without a default that must be given (e.g. 'workdir').
+    flag_values: where to define them.
   """
-  for name in names:
-    flags.register_validator(name, lambda value: value is None or math.isfinite(value),
-                             f'--{name} must be a finite number', flag_values=flag_values)
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import fields  # pylint: disable=g-import-not-at-top
+
+  defaults = config_lib.Config().flat()
+  chosen = set(defaults if names is None else names)
+  for name, section, field in config_lib.flag_fields():
+    if name not in chosen:
+      continue
+    when = config_lib.section_of(section).metadata['when']
+    help_text = field.metadata['help'][:-1] + f' {when}.' if when else field.metadata['help']
+    default = None if optional or name in required else defaults[name]
+    kind = fields.kind(field)
+    args = dict(name=name, default=default, help=help_text, flag_values=flag_values)
+    if kind == 'bool':
+      flags.DEFINE_boolean(**args)
+    elif kind == 'int':
+      flags.DEFINE_integer(**args)
+    elif kind in ('float', 'optional float'):
+      flags.DEFINE_float(**args)
+    elif kind == 'ints':
+      flags.DEFINE_list(**{**args, 'default': default and [str(v) for v in default]})
+    elif fields.choices(field) is not None:
+      flags.DEFINE_enum(**args, enum_values=list(fields.choices(field)))
+    else:
+      flags.DEFINE_string(**args)
+    flags.register_validator(name, functools.partial(_check_flag, field, name),
+                             flag_values=flag_values)
+    if name in required:
+      flags.mark_flag_as_required(name, flag_values=flag_values)
+  if names is None:
+    for names_, predicate, template in config_lib.relations():
+      flags.register_multi_flags_validator(
+          list(names_), functools.partial(_check_relation, names_, predicate, template),
+          flag_values=flag_values)
+
+
+def flag_value(field, value):
+  """An absl flag's value as the setting's type (lists of strings become int tuples)."""
+  if isinstance(value, list):
+    return tuple(int(v) for v in value)
+  return value
+
+
+def _check_flag(field, name, value):
+  from tfganebm import fields  # pylint: disable=g-import-not-at-top
+  if value is None and fields.kind(field) != 'optional float':
+    return True  # optional flags: the run's value
+  try:
+    found = fields.problem(field, flag_value(field, value))
+  except ValueError:
+    found = 'must be a comma-separated list of positive integers'
+  if found:
+    raise flags.ValidationError(f'--{name} {found}')
+  return True
+
+
+def _check_relation(names, predicate, template, values):
+  try:
+    ok = predicate(*(flag_value(None, values[name]) for name in names))
+  except (TypeError, ValueError):
+    return True  # a value a field's own validator refuses
+  if not ok:
+    raise flags.ValidationError(template.format(*(f'--{name}' for name in names)))
+  return True
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+  """The Config of the parsed flags of `define_config_flags()`."""
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.Config.from_flat(overrides(config_lib.Config().flat(), flag_values))
+
+
+def overrides(names, flag_values=flags.FLAGS):
+  """{flag name: value} of the optional config flags `names` that were given."""
+  return {name: flag_value(None, flag_values[name].value) for name in names
+          if flag_values[name].value is not None}
+
+
+def read_flagfile(path):
+  """The Config of a run's `flags.txt` (or any flagfile of config flags), parsed by absl
+  with the flags' own types, as on the command line.
+
+  Raises:
+    ValueError: naming the file and what it cannot read.
+  """
+  flag_values = flags.FlagValues()
+  define_config_flags(flag_values=flag_values)
+  try:
+    flag_values(['flags.txt', f'--flagfile={path}'], known_only=False)
+  except flags.Error as e:
+    raise ValueError(f'cannot read {path}: {str(e).removeprefix("ERROR:: ")}; it is not a '
+                     'flags.txt written by tfganebm.train') from None
+  return config_from_flags(flag_values)
 
 
 def _flagfile_argument(arg):
@@ -97,4 +178,6 @@ def run(main):
   A flagfile is bad when it cannot be opened or includes itself, directly or
   through others; the check runs before any of `main`.
   """
+  # TensorFlow's C++ start-up chatter hides our one-line errors; users can still set it.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   app.run(main, flags_parser=_parse_flags)

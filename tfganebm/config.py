@@ -1,18 +1,21 @@
-"""Training flags and the frozen `Config` they become.
+"""The settings of a run: one typed, nested, frozen `Config`.
 
-Flags are defined here, validated at start-up, and turned into one frozen
-dataclass; nothing past `train.py` reads FLAGS. A run's `flags.txt` is itself a
-valid flagfile, and `Config.from_flagfile` reads it back for sampling/export.
+One section per concern: data, networks, optimisation (`train`), the training
+sampler, the sampler used after training, and the run itself. Each setting is
+one `fields.setting` with its help text and checks; `cli.define_config_flags`
+makes the absl flags from them, a workdir stores them as `config.json`, and the
+flag names are the field names (the samplers' with their prefixes:
+`--train_langevin_steps`, `--langevin_steps`).
 """
 
 import dataclasses
 from typing import Optional
 
-from absl import flags
-
-from tfganebm import cli
 from tfganebm import data
 from tfganebm import distribute
+from tfganebm import fields
+from tfganebm.fields import ConfigError, setting  # pylint: disable=unused-import  (re-exported)
+from tfganebm.sampler import SamplerConfig
 
 MODELS = ('gan_ebm', 'gan')
 # The keys of networks.GENERATORS, DISCRIMINATORS and ENERGIES (importing Keras here would
@@ -23,272 +26,252 @@ ENERGY_NETWORKS = ('mlp', 'conv')
 
 
 @dataclasses.dataclass(frozen=True)
+class DataConfig(fields.Section):
+  dataset: str = setting('moons', 'Dataset: a 2D toy (built in memory) or images (MNIST, '
+                         'CIFAR-10).', choices=data.names, fixed=True)
+  data_dir: str = setting('', 'Images: a folder with MNIST IDX files (train-images-idx3-ubyte.gz '
+                          '...), CIFAR-10 batches (cifar-10-batches-bin/) or TFDS data; empty: '
+                          'the TFDS default folder.')
+  download: bool = setting(True, 'Images: let TFDS download a dataset not found locally '
+                           '(needs network).')
+  num_examples: int = setting(0, 'Training examples: 2D points to draw, or the first N training '
+                              'images; 0: 15,000 points, or every training image.', low=0,
+                              fixed=True)
+  data_noise: Optional[float] = setting(None, 'Noise of a 2D dataset (default: its own, see '
+                                        'data.py).', low=0.0, fixed=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig(fields.Section):
+  model: str = setting('gan_ebm', 'gan_ebm: GAN + EBM (report, Alg. 3); gan: the plain GAN '
+                       'baseline.', choices=MODELS, fixed=True)
+  latent_dim: int = setting(20, 'Size of z ~ N(0, I).', low=1, fixed=True)
+  generator_network: str = setting('auto', 'G: mlp (report) or dcgan (transposed convolutions, '
+                                   'images); auto: mlp.', choices=('auto', *GENERATOR_NETWORKS),
+                                   fixed=True)
+  discriminator_network: str = setting('auto', 'D: mlp (report) or dcgan (strided convolutions, '
+                                       'images); auto: mlp.',
+                                       choices=('auto', *DISCRIMINATOR_NETWORKS), fixed=True)
+  energy_network: str = setting('auto', 'E: mlp, or conv (report: 4 conv + 2 dense, images); '
+                                'auto: conv for images, mlp for 2D.',
+                                choices=('auto', *ENERGY_NETWORKS), fixed=True)
+  generator_units: tuple[int, ...] = setting((32, 64), 'Hidden widths of G (dcgan: channels, '
+                                             'one upsampling x2 each).', fixed=True)
+  discriminator_units: tuple[int, ...] = setting((32, 32, 16, 8), 'Hidden widths of D (dcgan: '
+                                                 'channels, one stride-2 conv each).', fixed=True)
+  energy_units: tuple[int, ...] = setting((64, 64, 64, 64, 64), 'Hidden widths of E (conv: '
+                                          'channels, one stride-2 conv each, then Dense(64)).',
+                                          fixed=True)
+  energy_spectral_norm: bool = setting(False, 'Spectral normalisation on every layer of E.',
+                                       fixed=True)
+  energy_batch_norm: bool = setting(False, 'BatchNorm after the last two hidden layers of E '
+                                    '(report); not exportable.', fixed=True)
+  energy_fourier_features: int = setting(0, 'Random Fourier features at the input of E (0: off).',
+                                         low=0, fixed=True)
+  energy_fourier_scale: float = setting(4.0, 'Std of the Fourier feature frequencies (cycles per '
+                                        'data unit).', low=0.0, fixed=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(fields.Section):
+  """Optimisation, and the replay buffer the training chains start from (Algorithm 2)."""
+  train_steps: int = setting(10000, 'Total training steps.', low=1)
+  batch_size: int = setting(128, 'Global batch size.', low=1)
+  gd_learning_rate: float = setting(2e-3, 'Adam lr of G and D.', above=0.0)
+  gd_updates: int = setting(1, "G and D updates per training step (gan_ebm). The first takes the "
+                            "step's fresh Langevin chains as D's real batch, the others draw it "
+                            'from the replay buffer; no extra chains are run.', low=1)
+  energy_learning_rate: float = setting(1e-3, 'Adam lr of E.', above=0.0)
+  energy_beta1: float = setting(0.9, 'Adam beta1 of E.', low=0.0, below=1.0,
+                                why='Adam divides by 1 - beta1^t')
+  alpha: float = setting(0.1, 'Weight of the energy regulariser.', low=0.0)
+  real_noise: float = setting(0.0, 'Std of Gaussian noise added to real data in the energy '
+                              'loss.', low=0.0)
+  buffer_capacity: int = setting(10000, 'Replay buffer slots.', low=1, fixed=True)
+  buffer_reuse_prob: float = setting(0.95, 'Probability that a chain starts from the buffer '
+                                     'rather than G(z).', low=0.0, high=1.0)
+
+  RELATIONS = ((('buffer_capacity', 'batch_size'), lambda capacity, batch: capacity >= batch,
+                '{0} must be at least {1}'),)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(fields.Section):
+  """Where and how the run executes; none of it changes what is learned, except `seed`."""
+  workdir: str = setting('', 'Run directory: checkpoints, TensorBoard events, flags.txt, '
+                         'config.json, metrics.json, figures. Re-running with it resumes.')
+  seed: int = setting(0, 'Seed of every random draw.', fixed=True)
+  checkpoint_every: int = setting(1000, 'Steps between checkpoints.', low=1)
+  average_checkpoints: int = setting(1, "Evaluation, sampling and export use the mean of G's and "
+                                     "E's weights over the last N checkpoints (Polyak averaging; "
+                                     '1: the latest only). Training keeps max(3, N) '
+                                     'checkpoints.', low=1)
+  log_every: int = setting(100, 'Steps between TensorBoard scalars.', low=1)
+  eval_num_samples: int = setting(2000, 'Samples drawn for metrics.json and figures at the end.',
+                                  low=1)
+  classifier_dir: str = setting('', 'Images: cache of the classifiers behind the image metrics '
+                                '(empty: $TFGANEBM_CACHE or ~/.cache/tfganebm).')
+  jit_compile: bool = setting(True, 'XLA-compile the train step (single-replica strategies '
+                              'only).')
+  strategy: str = setting('default', 'tf.distribute strategy; --batch_size is the global batch.',
+                          choices=distribute.STRATEGIES)
+  tpu: str = setting('', 'TPU address or name for --strategy=tpu.')
+  cpu_replicas: int = setting(1, 'With --strategy=mirrored and no GPU: logical CPU replicas.',
+                              low=1)
+  deterministic: bool = setting(False, 'tf.config.experimental.enable_op_determinism(): '
+                                'bit-identical reruns (the step then runs without XLA).')
+  mixed_precision: bool = setting(False, 'mixed_bfloat16 for G and D (GPU/TPU); E and Langevin '
+                                  'stay float32.')
+
+
+def _section(factory, prefix='', when=''):
+  return dataclasses.field(default_factory=factory, metadata=dict(prefix=prefix, when=when))
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
-  """Everything a run depends on. Field names equal the flag names."""
-  workdir: str = ''
-  dataset: str = 'moons'
-  data_dir: str = ''
-  download: bool = True
-  num_examples: int = 0
-  data_noise: Optional[float] = None
-  model: str = 'gan_ebm'
-  seed: int = 0
-  train_steps: int = 10000
-  batch_size: int = 128
-  latent_dim: int = 20
-  generator_network: str = 'auto'
-  discriminator_network: str = 'auto'
-  energy_network: str = 'auto'
-  generator_units: tuple = (32, 64)
-  discriminator_units: tuple = (32, 32, 16, 8)
-  energy_units: tuple = (64, 64, 64, 64, 64)
-  energy_spectral_norm: bool = False
-  energy_batch_norm: bool = False
-  energy_fourier_features: int = 0
-  energy_fourier_scale: float = 4.0
-  gd_learning_rate: float = 2e-3
-  gd_updates: int = 1
-  energy_learning_rate: float = 1e-3
-  energy_beta1: float = 0.9
-  alpha: float = 0.1
-  real_noise: float = 0.0
-  train_langevin_steps: int = 60
-  train_langevin_step_size: float = 1e-3
-  train_langevin_noise: float = 0.0447  # sqrt(2 * step size): unadjusted Langevin
-  train_langevin_grad_clip: float = 0.0
-  train_langevin_metropolis: bool = False
-  langevin_steps: int = 1500
-  langevin_step_size: float = 1e-3
-  langevin_noise: float = 0.0447
-  langevin_grad_clip: float = 0.0
-  langevin_metropolis: bool = False
-  buffer_capacity: int = 10000
-  buffer_reuse_prob: float = 0.95
-  checkpoint_every: int = 1000
-  average_checkpoints: int = 1
-  log_every: int = 100
-  eval_num_samples: int = 2000
-  classifier_dir: str = ''
-  jit_compile: bool = True
-  strategy: str = 'default'
-  tpu: str = ''
-  cpu_replicas: int = 1
-  deterministic: bool = False
-  mixed_precision: bool = False
+  """Everything a run depends on, one section per concern."""
+  data: DataConfig = _section(DataConfig)
+  networks: NetworkConfig = _section(NetworkConfig)
+  train: TrainConfig = _section(TrainConfig)
+  train_sampler: SamplerConfig = _section(SamplerConfig, 'train_langevin_', 'in training')
+  sampler: SamplerConfig = _section(lambda: SamplerConfig(steps=1500), 'langevin_',
+                                    'after training (sample, evaluation, export)')
+  run: RunConfig = _section(RunConfig)
+
+  # Checks across sections, by flag name.
+  RELATIONS = (
+      (('batch_size', 'cpu_replicas', 'strategy'),
+       lambda batch, replicas, strategy: strategy != 'mirrored' or batch % replicas == 0,
+       '{0} must be a multiple of {1} (the global batch is split evenly)'),
+      (('gd_updates', 'model'), lambda updates, model: updates == 1 or model == 'gan_ebm',
+       "{0} > 1 needs {1}=gan_ebm (the extra updates take D's real batch from the replay "
+       'buffer); for the plain GAN, raise --train_steps instead'),
+      (('num_examples', 'batch_size'), lambda examples, batch: examples == 0 or examples >= batch,
+       '{0} must be 0 (all) or at least {1}'),
+  )
+
+  def __post_init__(self):
+    flat = self.flat()
+    for names, predicate, template in self.RELATIONS:
+      if not predicate(*(flat[name] for name in names)):
+        raise ConfigError(template, names)
 
   @property
   def use_energy(self):
-    return self.model == 'gan_ebm'
+    return self.networks.model == 'gan_ebm'
 
-  def networks(self):
+  def network_names(self):
     """(G, D, E) architecture names, 'auto' resolved: MLPs for 2D data; for images the
     report's layout, MLP G and D with the conv E."""
-    image = data.is_image(self.dataset)
     pick = lambda name, auto: auto if name == 'auto' else name
-    return (pick(self.generator_network, 'mlp'), pick(self.discriminator_network, 'mlp'),
-            pick(self.energy_network, 'conv' if image else 'mlp'))
+    net = self.networks
+    return (pick(net.generator_network, 'mlp'), pick(net.discriminator_network, 'mlp'),
+            pick(net.energy_network, 'conv' if data.is_image(self.data.dataset) else 'mlp'))
+
+  def flat(self):
+    """{flag name: value} of every setting."""
+    return {name: getattr(getattr(self, section), field.name)
+            for name, section, field in flag_fields()}
 
   @classmethod
-  def from_flags(cls, flag_values):
-    values = {}
-    for field in dataclasses.fields(cls):
-      value = flag_values[field.name].value
-      if isinstance(value, list):
-        value = tuple(int(v) for v in value)
-      values[field.name] = value
-    return cls(**values)
+  def from_flat(cls, values, base=None):
+    """The config of `base` (default: the defaults) with settings changed by flag name.
+
+    Raises:
+      ConfigError: an unknown name, a value of the wrong type, or one a check refuses.
+    """
+    base = base or cls()
+    where = {name: (section, field.name) for name, section, field in flag_fields()}
+    unknown = sorted(set(values) - set(where))
+    if unknown:
+      raise ConfigError('unknown setting(s) ' + ', '.join('{%d}' % i for i in range(len(unknown))),
+                        unknown)
+    changes = {}
+    for name, value in values.items():
+      section, field = where[name]
+      changes.setdefault(section, {})[field] = value
+    return dataclasses.replace(base, **{
+        section: _replace_section(getattr(base, section), section, new)
+        for section, new in changes.items()})
+
+  def override(self, **values):
+    """This config with the settings named by flag (`langevin_steps=100`) changed."""
+    return Config.from_flat(values, self)
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, value):
+    """The inverse of `to_dict`; settings it lacks (an older file) take their defaults.
+
+    Raises:
+      ConfigError: an unknown section or setting, or a value of the wrong type.
+    """
+    if not isinstance(value, dict):
+      raise ConfigError('a config must be a JSON object of sections')
+    sections = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - set(sections))
+    if unknown:
+      raise ConfigError(f'unknown section(s) {", ".join(unknown)}')
+    flat = {}
+    for name, settings in value.items():
+      prefix = sections[name].metadata['prefix']
+      if not isinstance(settings, dict):
+        raise ConfigError(f'section {name} must be a JSON object')
+      flat.update({prefix + key: item for key, item in settings.items()})
+    return cls.from_flat(flat)
 
   def to_flagfile(self):
     """The flags that reproduce this config, one `--name=value` per line."""
     lines = []
-    for field in dataclasses.fields(self):
-      value = getattr(self, field.name)
+    for name, value in self.flat().items():
       if value is None:
         continue
       if isinstance(value, tuple):
         value = ','.join(str(v) for v in value)
-      lines.append(f'--{field.name}={value}')
+      lines.append(f'--{name}={value}')
     return '\n'.join(lines) + '\n'
 
-  @classmethod
-  def from_flagfile(cls, path):
-    """Reads a `flags.txt` written by `to_flagfile`.
 
-    Raises:
-      ValueError: naming the file and the line it cannot read.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    defaults = cls()
-    values = {}
-    with open(path) as f:
-      for line_number, line in enumerate(f, 1):
-        line = line.strip()
-        if not line or line.startswith('#'):
-          continue
-        name, sep, text = line.lstrip('-').partition('=')
-        if not sep or name not in fields:
-          raise ValueError(f'{path}:{line_number}: cannot read {line!r}; '
-                           'it is not a flags.txt written by tfganebm.train')
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
-          value = text.lower() in ('1', 'true')
-        elif isinstance(default, tuple):
-          value = tuple(int(v) for v in text.split(','))
-        elif default is None or isinstance(default, float):
-          value = float(text)
-        elif isinstance(default, int):
-          value = int(text)
-        else:
-          value = text
-        values[name] = value
-    return cls(**values)
+def _replace_section(section, name, changes):
+  prefix = _SECTIONS[name].metadata['prefix']
+  unknown = set(changes) - {f.name for f in dataclasses.fields(section)}
+  if unknown:
+    raise ConfigError('unknown setting {0}', [prefix + sorted(unknown)[0]])
+  try:
+    return dataclasses.replace(section, **changes)
+  except ConfigError as e:
+    raise e.prefixed(prefix) from None
 
 
-# Fields whose change alters variable shapes or the meaning of a checkpoint.
-ARCHITECTURE_FIELDS = ('dataset', 'model', 'latent_dim', 'generator_network',
-                       'discriminator_network', 'energy_network', 'generator_units',
-                       'discriminator_units', 'energy_units', 'energy_spectral_norm',
-                       'energy_batch_norm', 'energy_fourier_features', 'energy_fourier_scale',
-                       'buffer_capacity')
+_SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
 
 
-def define_flags():
-  """Defines the training flags (defaults from `Config`) and their validators."""
-  d = Config()
-  flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, TensorBoard events, '
-                      'flags.txt, metrics.json, figures. Re-running with it resumes.')
-  flags.DEFINE_enum('dataset', d.dataset, data.names(),
-                    'Dataset: a 2D toy (built in memory) or images (MNIST, CIFAR-10).')
-  flags.DEFINE_string('data_dir', d.data_dir,
-                      'Images: a folder with MNIST IDX files (train-images-idx3-ubyte.gz ...), '
-                      'CIFAR-10 python batches (cifar-10-batches-py/) or TFDS data; '
-                      'empty: the TFDS default folder.')
-  flags.DEFINE_boolean('download', d.download,
-                       'Images: let TFDS download a dataset not found locally (needs network).')
-  flags.DEFINE_integer('num_examples', d.num_examples,
-                       'Training examples: 2D points to draw, or the first N training images; '
-                       '0: 15,000 points, or every training image.', lower_bound=0)
-  flags.DEFINE_float('data_noise', None, 'Noise of a 2D dataset (default: its own, see data.py).',
-                     lower_bound=0.0)
-  flags.DEFINE_enum('model', d.model, list(MODELS),
-                    'gan_ebm: GAN + EBM (report, Alg. 3); gan: the plain GAN baseline.')
-  flags.DEFINE_integer('seed', d.seed, 'Seed of every random draw.')
-  flags.DEFINE_integer('train_steps', d.train_steps, 'Total training steps.', lower_bound=1)
-  flags.DEFINE_integer('batch_size', d.batch_size, 'Global batch size.', lower_bound=1)
-  flags.DEFINE_integer('latent_dim', d.latent_dim, 'Size of z ~ N(0, I).', lower_bound=1)
-  flags.DEFINE_enum('generator_network', d.generator_network, ['auto', *GENERATOR_NETWORKS],
-                    'G: mlp (report) or dcgan (transposed convolutions, images); auto: mlp.')
-  flags.DEFINE_enum('discriminator_network', d.discriminator_network,
-                    ['auto', *DISCRIMINATOR_NETWORKS],
-                    'D: mlp (report) or dcgan (strided convolutions, images); auto: mlp.')
-  flags.DEFINE_enum('energy_network', d.energy_network, ['auto', *ENERGY_NETWORKS],
-                    'E: mlp, or conv (report: 4 conv + 2 dense, images); '
-                    'auto: conv for images, mlp for 2D.')
-  flags.DEFINE_list('generator_units', list(map(str, d.generator_units)),
-                    'Hidden widths of G (dcgan: channels, one upsampling x2 each).')
-  flags.DEFINE_list('discriminator_units', list(map(str, d.discriminator_units)),
-                    'Hidden widths of D (dcgan: channels, one stride-2 conv each).')
-  flags.DEFINE_list('energy_units', list(map(str, d.energy_units)),
-                    'Hidden widths of E (conv: channels, one stride-2 conv each, then Dense(64)).')
-  flags.DEFINE_boolean('energy_spectral_norm', d.energy_spectral_norm,
-                       'Spectral normalisation on every layer of E.')
-  flags.DEFINE_boolean('energy_batch_norm', d.energy_batch_norm,
-                       'BatchNorm after the last two hidden layers of E (report); not exportable.')
-  flags.DEFINE_integer('energy_fourier_features', d.energy_fourier_features,
-                       'Random Fourier features at the input of E (0: off).', lower_bound=0)
-  flags.DEFINE_float('energy_fourier_scale', d.energy_fourier_scale,
-                     'Std of the Fourier feature frequencies (cycles per data unit).',
-                     lower_bound=0.0)
-  flags.DEFINE_float('gd_learning_rate', d.gd_learning_rate, 'Adam lr of G and D (> 0).')
-  flags.DEFINE_integer('gd_updates', d.gd_updates,
-                       'G and D updates per training step (gan_ebm). The first takes the '
-                       "step's fresh Langevin chains as D's real batch, the others draw it "
-                       'from the replay buffer; no extra chains are run.', lower_bound=1)
-  flags.DEFINE_float('energy_learning_rate', d.energy_learning_rate, 'Adam lr of E (> 0).')
-  flags.DEFINE_float('energy_beta1', d.energy_beta1, 'Adam beta1 of E, in [0, 1).',
-                     lower_bound=0.0)
-  flags.DEFINE_float('alpha', d.alpha, 'Weight of the energy regulariser.', lower_bound=0.0)
-  flags.DEFINE_float('real_noise', d.real_noise, 'Std of Gaussian noise added to real data '
-                     'in the energy loss.', lower_bound=0.0)
-  for prefix, when in (('train_', 'training'), ('', 'sampling after training')):
-    flags.DEFINE_integer(f'{prefix}langevin_steps', getattr(d, f'{prefix}langevin_steps'),
-                         f'Langevin steps K in {when}.', lower_bound=0)
-    flags.DEFINE_float(f'{prefix}langevin_step_size', getattr(d, f'{prefix}langevin_step_size'),
-                       f'Langevin step size eta in {when}.', lower_bound=0.0)
-    flags.DEFINE_float(f'{prefix}langevin_noise', getattr(d, f'{prefix}langevin_noise'),
-                       f'Langevin noise std sigma in {when}.', lower_bound=0.0)
-    flags.DEFINE_float(f'{prefix}langevin_grad_clip', getattr(d, f'{prefix}langevin_grad_clip'),
-                       f'Per-sample L2 clip of grad E in {when} (0: off).', lower_bound=0.0)
-    flags.DEFINE_boolean(f'{prefix}langevin_metropolis', getattr(d, f'{prefix}langevin_metropolis'),
-                         f'Metropolis-adjusted Langevin (MALA) steps in {when}.')
-  flags.DEFINE_integer('buffer_capacity', d.buffer_capacity, 'Replay buffer slots.',
-                       lower_bound=1)
-  flags.DEFINE_float('buffer_reuse_prob', d.buffer_reuse_prob,
-                     'Probability that a chain starts from the buffer rather than G(z).',
-                     lower_bound=0.0, upper_bound=1.0)
-  flags.DEFINE_integer('checkpoint_every', d.checkpoint_every, 'Steps between checkpoints.',
-                       lower_bound=1)
-  flags.DEFINE_integer('average_checkpoints', d.average_checkpoints,
-                       "Evaluation, sampling and export use the mean of G's and E's weights over "
-                       'the last N checkpoints (Polyak averaging; 1: the latest only). Training '
-                       'keeps max(3, N) checkpoints.', lower_bound=1)
-  flags.DEFINE_integer('log_every', d.log_every, 'Steps between TensorBoard scalars.',
-                       lower_bound=1)
-  flags.DEFINE_integer('eval_num_samples', d.eval_num_samples,
-                       'Samples drawn for metrics.json and figures at the end.', lower_bound=1)
-  flags.DEFINE_string('classifier_dir', d.classifier_dir,
-                      'Images: cache of the classifiers behind the image metrics '
-                      '(empty: $TFGANEBM_CACHE or ~/.cache/tfganebm).')
-  flags.DEFINE_boolean('jit_compile', d.jit_compile,
-                       'XLA-compile the train step (single-replica strategies only).')
-  flags.DEFINE_enum('strategy', d.strategy, list(distribute.STRATEGIES),
-                    'tf.distribute strategy; --batch_size is the global batch.')
-  flags.DEFINE_string('tpu', d.tpu, 'TPU address or name for --strategy=tpu.')
-  flags.DEFINE_integer('cpu_replicas', d.cpu_replicas,
-                       'With --strategy=mirrored and no GPU: logical CPU replicas.', lower_bound=1)
-  flags.DEFINE_boolean('deterministic', d.deterministic,
-                       'tf.config.experimental.enable_op_determinism(): bit-identical reruns '
-                       '(Keras then runs the step without XLA).')
-  flags.DEFINE_boolean('mixed_precision', d.mixed_precision,
-                       'mixed_bfloat16 for G and D (GPU/TPU); E and Langevin stay float32.')
+def flag_fields():
+  """(flag name, section name, field) of every setting, in declaration order."""
+  for section in dataclasses.fields(Config):
+    for field in dataclasses.fields(section.default_factory()):
+      yield section.metadata['prefix'] + field.name, section.name, field
 
-  # First, so that NaN or inf is called what it is rather than failing a check below.
-  cli.refuse_non_finite([f.name for f in dataclasses.fields(Config)
-                         if f.type in (float, Optional[float])])
-  for name in ('gd_learning_rate', 'energy_learning_rate'):
-    flags.register_validator(name, lambda value: value > 0, f'--{name} must be > 0')
-  # Adam's bias correction divides by 1 - beta1^t, which beta1 = 1 makes 0.
-  flags.register_validator('energy_beta1', lambda value: value < 1,
-                           '--energy_beta1 must be in [0, 1) (Adam divides by 1 - beta1^t)')
 
-  def positive_widths(values):
-    try:
-      return bool(values) and all(int(v) > 0 for v in values)
-    except ValueError:
-      return False
+def section_of(name):
+  """The Config section field of a section name (its metadata has `prefix` and `when`)."""
+  return _SECTIONS[name]
 
-  for name in ('generator_units', 'discriminator_units', 'energy_units'):
-    flags.register_validator(name, positive_widths,
-                             f'--{name} must be a comma-separated list of positive integers')
-  for prefix in ('train_', ''):
-    names = [f'{prefix}langevin_{n}' for n in ('metropolis', 'step_size', 'noise')]
-    flags.register_multi_flags_validator(
-        names, lambda v, names=names: not v[names[0]] or (v[names[1]] > 0 and v[names[2]] > 0),
-        f'--{names[0]} needs --{names[1]} > 0 and --{names[2]} > 0')
-  flags.mark_flag_as_required('workdir')
-  flags.register_multi_flags_validator(
-      ['batch_size', 'buffer_capacity'],
-      lambda v: v['buffer_capacity'] >= v['batch_size'],
-      '--buffer_capacity must be at least --batch_size')
-  flags.register_multi_flags_validator(
-      ['batch_size', 'cpu_replicas', 'strategy'],
-      lambda v: v['batch_size'] % v['cpu_replicas'] == 0 or v['strategy'] != 'mirrored',
-      '--batch_size must be a multiple of --cpu_replicas (the global batch is split evenly)')
-  flags.register_multi_flags_validator(
-      ['gd_updates', 'model'], lambda v: v['gd_updates'] == 1 or v['model'] == 'gan_ebm',
-      '--gd_updates > 1 needs --model=gan_ebm (the extra updates take D\'s real batch from '
-      'the replay buffer); for the plain GAN, raise --train_steps instead')
-  flags.register_multi_flags_validator(
-      ['batch_size', 'num_examples'],
-      lambda v: v['num_examples'] == 0 or v['num_examples'] >= v['batch_size'],
-      '--num_examples must be 0 (all) or at least --batch_size')
+
+def fixed_by_checkpoint():
+  """Flag names of the settings a checkpoint fixes (see `fields.setting(fixed=...)`)."""
+  return tuple(name for name, _, field in flag_fields() if field.metadata['fixed'])
+
+
+def relations():
+  """Every check across settings, by flag name: (names, predicate(*values), template)."""
+  found = list(Config.RELATIONS)
+  defaults = Config()
+  for section in dataclasses.fields(Config):
+    prefix = section.metadata['prefix']
+    found += [(tuple(prefix + name for name in names), predicate, template)
+              for names, predicate, template in getattr(defaults, section.name).RELATIONS]
+  return found

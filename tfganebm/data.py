@@ -2,7 +2,7 @@
 
 2D toys are looked up by name in `DATASETS` and built in memory with numpy and
 scikit-learn; images (`IMAGE_SHAPES`: MNIST, CIFAR-10) come from `images.load`.
-`load(config)` gives either kind. Batches are drawn by a pipeline that is a
+`load(name, ...)` gives either kind. Batches are drawn by a pipeline that is a
 pure function of `(seed, step)`, so a resumed run sees exactly the batches an
 uninterrupted run would have seen, without checkpointing an iterator.
 """
@@ -12,6 +12,8 @@ import math
 from typing import Callable, Optional
 
 import numpy as np
+
+from tfganebm.images import IMAGE_SHAPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +95,17 @@ DATASETS: dict[str, Callable[..., Points]] = {
 }
 
 
-IMAGE_SHAPES = {'mnist': (28, 28, 1), 'cifar10': (32, 32, 3)}
 DEFAULT_NUM_POINTS = 15000  # training points of a 2D toy when --num_examples is 0
 
 
 def names():
   """Every dataset name the `--dataset` flag accepts."""
   return sorted(DATASETS) + sorted(IMAGE_SHAPES)
+
+
+def kind(name):
+  """'images' or 'points' (a 2D toy): what evaluation.EVALUATORS is keyed by."""
+  return 'images' if is_image(name) else 'points'
 
 
 def is_image(name):

@@ -14,9 +14,10 @@ import tensorflow as tf
 from tfganebm import classifier
 from tfganebm import data
 from tfganebm import files
-from tfganebm import langevin as langevin_lib
 from tfganebm import metrics
 from tfganebm import plots
+from tfganebm import sampler as sampler_lib
+from tfganebm import workdir as workdir_lib
 
 GRID_RESOLUTION = 200  # cells per axis of the [-1, 1]^2 density grid
 PROGRESSION_FRAMES = 6  # panels of the Langevin progression figure
@@ -26,7 +27,7 @@ class NonFiniteSamples(ValueError):
   """Samples with NaN or infinite values, which `evaluate` was asked not to write."""
 
 
-def _count_non_finite(x_gen, x_langevin, refuse, settings):
+def _count_non_finite(x_gen, x_langevin, refuse, sampler):
   """{'generator': n, 'generator_langevin': n} of the samples that are not all finite.
 
   Raises:
@@ -40,7 +41,7 @@ def _count_non_finite(x_gen, x_langevin, refuse, settings):
         counts[name] = bad
   if counts and refuse:
     where = ('G itself' if 'generator' in counts else
-             f'the {settings.steps} Langevin steps (eta={settings.step_size:g})')
+             f'the {sampler.steps} Langevin steps (eta={sampler.step_size:g})')
     raise NonFiniteSamples(f'{max(counts.values())} samples are not finite, from {where}; '
                            'check the run for divergence, or try fewer --langevin_steps or a '
                            'smaller --langevin_step_size')
@@ -49,29 +50,14 @@ def _count_non_finite(x_gen, x_langevin, refuse, settings):
   return counts
 
 
-@dataclasses.dataclass(frozen=True)
-class LangevinSettings:
-  steps: int
-  step_size: float
-  noise: float
-  grad_clip: float = 0.0
-  metropolis: bool = False
-
-  @classmethod
-  def inference(cls, config):
-    """The sampling settings a run was configured with."""
-    return cls(config.langevin_steps, config.langevin_step_size, config.langevin_noise,
-               config.langevin_grad_clip, config.langevin_metropolis)
-
-
-def draw_samples(model, num_samples, seed, settings, record_every=0):
-  """G samples and their Langevin refinement.
+def draw_samples(model, num_samples, seed, sampler, record_every=0):
+  """G samples and their refinement by `sampler`.
 
   Args:
     model: a `GanEbm`.
     num_samples: int.
     seed: seed of this draw (z and Langevin noise), independent of training's stream.
-    settings: `LangevinSettings`; steps == 0 or a plain GAN gives no refinement.
+    sampler: a `SamplerConfig`; steps == 0 or a plain GAN gives no refinement.
     record_every: if > 0, also return the chain states every `record_every` steps.
 
   Returns:
@@ -80,14 +66,12 @@ def draw_samples(model, num_samples, seed, settings, record_every=0):
   """
   rng = tf.random.Generator.from_seed(seed, alg='philox')
   x_gen = model.generator(rng.normal([num_samples, model.latent_dim]), training=False)
-  if model.energy is None or settings.steps == 0:
+  if model.energy is None or sampler.steps == 0:
     return x_gen.numpy(), None, None
 
   @tf.function(jit_compile=True, autograph=False)
   def refine(x):
-    return langevin_lib.langevin(model.energy_of, x, rng, settings.steps, settings.step_size,
-                                 settings.noise, settings.grad_clip, record_every=record_every,
-                                 metropolis=settings.metropolis)
+    return sampler_lib.run(model.energy_of, x, rng, sampler, record_every=record_every)
 
   if record_every:
     x_langevin, trajectory = refine(x_gen)
@@ -106,20 +90,88 @@ def energy_density_grid(model, resolution=GRID_RESOLUTION):
   return metrics.grid_log_density(energies, cell_area)
 
 
-def _labels(config, settings, step, averaged_steps=None):
-  title = f'{config.dataset}, {config.model}, step {step}'
-  if averaged_steps:
-    title += f' (mean of {len(averaged_steps)} checkpoints)'
-  label = (f'G + {settings.steps} {"MALA" if settings.metropolis else "Langevin"} steps '
-           f'(eta={settings.step_size:g}, sigma={settings.noise:g})')
-  return title, label
+class PointsEvaluator:
+  """2D data: distances to held-out points drawn afresh (metrics.evaluate_points), the
+  energy's density and held-out NLL; a scatter plot over the density map."""
+
+  def __init__(self, config, num_samples, dataset=None):
+    del dataset  # held-out points are drawn, not loaded
+    held_out = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
+                         config.run.seed, num_held_out=2 * num_samples)
+    # `floor`, a second held-out sample measured like the samples: the best a model can score.
+    self.real = held_out.held_out[:num_samples]
+    self.floor = held_out.held_out[num_samples:2 * num_samples]
+    self.mixture = held_out.mixture
+    self.info = {}
+    self.log_density = None  # of E on a grid, for the figure (energy_metrics)
+
+  def __call__(self, x):
+    return metrics.evaluate_points(x, self.real, self.mixture)
+
+  def energy_metrics(self, model):
+    log_density, log_z = energy_density_grid(model)
+    nll = float(np.mean(model.energy_of(tf.constant(self.real), training=False).numpy()) + log_z)
+    self.log_density = log_density
+    return dict(log_z=log_z, held_out_nll=nll)
+
+  def figures(self, out_dir, x_gen, x_langevin, trajectory, record_every, title, label):
+    with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
+      plots.samples_2d(path, self.real, x_gen, x_langevin, self.log_density,
+                       title, label)
+    if trajectory is not None:
+      with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
+        plots.langevin_progression(path, trajectory, record_every, title)
 
 
-def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dataset=None,
+IMAGE_GRID = 100  # images per panel of samples.png
+CHAIN_STRIP = 10  # chains shown in langevin_progression.png
+
+
+class ImageEvaluator:
+  """Images: classifier-FID, KID and class coverage against half of the held-out split
+  (`ImageScorer`); image grids and a strip of chains."""
+
+  def __init__(self, config, num_samples, dataset=None):
+    if dataset is None:
+      dataset = data.load(config.data.dataset, config.data.num_examples,
+                          data_dir=config.data.data_dir, download=config.data.download)
+    self.scorer = ImageScorer(config, dataset, num_samples)
+    self.floor = self.scorer.floor
+    self.info = dict(num_reference=self.scorer.num_reference, num_real=len(self.floor),
+                     classifier=self.scorer.classifier.info)
+    self.seed = 0
+
+  def __call__(self, x):
+    return self.scorer(x, self.seed)
+
+  def energy_metrics(self, model):
+    del model
+    return None
+
+  def figures(self, out_dir, x_gen, x_langevin, trajectory, record_every, title, label):
+    panels = [('held-out data', self.floor[:IMAGE_GRID]), ('G(z)', x_gen[:IMAGE_GRID])]
+    if x_langevin is not None:
+      panels.append((label, x_langevin[:IMAGE_GRID]))
+    with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
+      plots.image_grids(path, panels, title)
+    if trajectory is not None:
+      with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
+        plots.chain_strip(path, trajectory[:, :CHAIN_STRIP], record_every, title)
+
+
+# By data.kind(dataset): how samples of that kind are measured and drawn.
+EVALUATORS = {'points': PointsEvaluator, 'images': ImageEvaluator}
+
+
+def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
              refuse_non_finite=False):
-  """Samples, metrics.json and figures of a run into `out_dir`.
+  """Samples of G and of G + `config.sampler`, their metrics.json and figures in `out_dir`.
 
   Args:
+    model: a `GanEbm`.
+    config: the run's `Config`; its `sampler` refines G's samples.
+    num_samples: samples to draw; seed: seed of this draw.
+    step: the training step, recorded (default: the model's).
     dataset: the run's `data.Data` if at hand (images: saves loading them again).
     refuse_non_finite: raise NonFiniteSamples, before writing anything, when a sample is
       not finite; otherwise metrics.json counts them in `non_finite_samples`.
@@ -127,57 +179,70 @@ def evaluate(model, config, out_dir, num_samples, seed, settings, step=None, dat
   Returns:
     (metrics dict, x_gen, x_langevin).
   """
-  if data.is_image(config.dataset):
-    if dataset is None:
-      dataset = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
-                          download=config.download)
-    return evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset,
-                           refuse_non_finite)
-  held_out = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
-                       num_held_out=2 * num_samples)
-  # `floor`, a second held-out sample, measured like the samples: the best a model can score.
-  real, floor = held_out.held_out[:num_samples], held_out.held_out[num_samples:2 * num_samples]
+  sampler = config.sampler
+  step = int(model.step.numpy()) if step is None else step
+  evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, dataset)
+  evaluator.seed = seed
   frames = PROGRESSION_FRAMES - 1
-  record_every = settings.steps // frames if settings.steps >= frames else 0
-  x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
-  non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, settings)
-  result = dict(dataset=config.dataset, model=config.model, step=step,
-                averaged_steps=model.averaged_steps, seed=seed,
-                num_samples=num_samples, langevin=dataclasses.asdict(settings),
-                real_data=metrics.evaluate_points(floor, real, held_out.mixture),
-                generator=metrics.evaluate_points(x_gen, real, held_out.mixture))
+  record_every = sampler.steps // frames if sampler.steps >= frames else 0
+  x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, sampler, record_every)
+  non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, sampler)
+  result = dict(dataset=config.data.dataset, model=config.networks.model, step=step,
+                averaged_steps=model.averaged_steps, seed=seed, num_samples=num_samples,
+                langevin=dataclasses.asdict(sampler), **evaluator.info,
+                real_data=evaluator(evaluator.floor), generator=evaluator(x_gen))
   if non_finite:
     result['non_finite_samples'] = non_finite
-  log_density = None
   if x_langevin is not None:
-    result['generator_langevin'] = metrics.evaluate_points(x_langevin, real, held_out.mixture)
+    result['generator_langevin'] = evaluator(x_langevin)
   if model.energy is not None:
-    log_density, log_z = energy_density_grid(model)
-    nll = float(np.mean(model.energy_of(tf.constant(real), training=False).numpy()) + log_z)
-    result['energy'] = dict(log_z=log_z, held_out_nll=nll)
+    energy = evaluator.energy_metrics(model)
+    if energy is not None:
+      result['energy'] = energy
 
   os.makedirs(out_dir, exist_ok=True)
   files.write_json(os.path.join(out_dir, 'metrics.json'), result)
-  title, label = _labels(config, settings, step, model.averaged_steps)
-  with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
-    plots.samples_2d(path, real, x_gen, x_langevin, log_density, title, label)
-  if trajectory is not None:
-    with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
-      plots.langevin_progression(path, trajectory, record_every, title)
+  title = f'{config.data.dataset}, {config.networks.model}, step {step}'
+  if model.averaged_steps:
+    title += f' (mean of {len(model.averaged_steps)} checkpoints)'
+  evaluator.figures(out_dir, x_gen, x_langevin, trajectory, record_every, title,
+                    sampler.describe())
   return result, x_gen, x_langevin
 
 
-IMAGE_GRID = 100  # images per panel of samples.png
-CHAIN_STRIP = 10  # chains shown in langevin_progression.png
+def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None):
+  """What `python -m tfganebm.sample` does: G and G + sampler samples of a trained run,
+  as OUT/samples_generator.npy and OUT/samples_langevin.npy (row i of the second refines
+  row i of the first; G alone for a plain GAN), with metrics.json and the figures.
+
+  Args:
+    run_dir: the run's workdir; out_dir: where to write (not the workdir itself).
+    overrides: {flag name: value} for `workdir.load_run` (the sampler, data folders...).
+
+  Returns:
+    The metrics dict.
+
+  Raises:
+    workdir.LoadError, images.DataError, NonFiniteSamples: nothing was written.
+  """
+  workdir_lib.check_output(run_dir, out_dir)
+  model, config = workdir_lib.load_run(run_dir, overrides)
+  result, x_gen, x_langevin = evaluate(model, config, out_dir, num_samples, seed,
+                                       refuse_non_finite=True)
+  files.write_npy(os.path.join(out_dir, 'samples_generator.npy'), x_gen)
+  if x_langevin is None:
+    if model.energy is None:
+      logging.warning('%s is a plain GAN: samples_langevin.npy holds G alone', run_dir)
+    x_langevin = x_gen
+  files.write_npy(os.path.join(out_dir, 'samples_langevin.npy'), x_langevin)
+  return result
 
 
 def _classifier(config, dataset):
   """The cached metrics classifier of a run's image dataset (trained on first use)."""
-  return classifier.load_or_train(config.dataset, dataset.train, dataset.train_labels,
+  return classifier.load_or_train(config.data.dataset, dataset.train, dataset.train_labels,
                                   dataset.held_out, dataset.held_out_labels,
-                                  config.classifier_dir)
-
-
+                                  config.run.classifier_dir)
 class ImageScorer:
   """Scores images against a run's held-out images in its classifier's feature space.
 
@@ -203,44 +268,9 @@ class ImageScorer:
                                    self.reference_features, seed=seed)
 
 
-def evaluate_images(model, config, out_dir, num_samples, seed, settings, step, dataset,
-                    refuse_non_finite=False):
-  """`evaluate` for images: classifier-FID, KID and class coverage; image grids."""
-  scorer = ImageScorer(config, dataset, num_samples)
-  floor = scorer.floor
-  frames = PROGRESSION_FRAMES - 1
-  record_every = settings.steps // frames if settings.steps >= frames else 0
-  x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, settings, record_every)
-  non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, settings)
-  measure = lambda x: scorer(x, seed)
-  result = dict(dataset=config.dataset, model=config.model, step=step,
-                averaged_steps=model.averaged_steps, seed=seed,
-                num_samples=num_samples, num_reference=scorer.num_reference,
-                num_real=len(floor), langevin=dataclasses.asdict(settings),
-                classifier=scorer.classifier.info,
-                real_data=measure(floor), generator=measure(x_gen))
-  if non_finite:
-    result['non_finite_samples'] = non_finite
-  if x_langevin is not None:
-    result['generator_langevin'] = measure(x_langevin)
-
-  os.makedirs(out_dir, exist_ok=True)
-  files.write_json(os.path.join(out_dir, 'metrics.json'), result)
-  title, label = _labels(config, settings, step, model.averaged_steps)
-  panels = [('held-out data', floor[:IMAGE_GRID]), ('G(z)', x_gen[:IMAGE_GRID])]
-  if x_langevin is not None:
-    panels.append((label, x_langevin[:IMAGE_GRID]))
-  with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
-    plots.image_grids(path, panels, title)
-  if trajectory is not None:
-    with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
-      plots.chain_strip(path, trajectory[:, :CHAIN_STRIP], record_every, title)
-  return result, x_gen, x_langevin
-
-
-def sweep_langevin_steps(model, config, dataset, settings, every, num_samples=2000, seed=0,
+def sweep_langevin_steps(model, config, dataset, sampler, every, num_samples=2000, seed=0,
                          num_reference=5000):
-  """Sample quality of G + k Langevin steps for k = 0, every, 2 every, ..., settings.steps.
+  """Sample quality of G + k Langevin steps for k = 0, every, 2 every, ..., sampler.steps.
 
   Chains run once and are scored at every `every` steps against the *training*
   data, so that choosing `--langevin_steps` leaves the held-out split to the
@@ -250,20 +280,20 @@ def sweep_langevin_steps(model, config, dataset, settings, every, num_samples=20
 
   Args:
     dataset: the run's `data.Data`.
-    settings: `LangevinSettings`; its `steps` is the longest chain scored.
-    every: steps between two scored states; must divide settings.steps.
+    sampler: a `SamplerConfig`; its `steps` is the longest chain scored.
+    every: steps between two scored states; must divide sampler.steps.
 
   Returns:
     [(steps, score)], lower is better; the first entry is G alone.
   """
   if model.energy is None:
     raise ValueError('a plain GAN has no energy to run Langevin chains on')
-  if every <= 0 or settings.steps % every:
-    raise ValueError(f'--every={every} must be positive and divide --max_steps={settings.steps}')
-  _, _, trajectory = draw_samples(model, num_samples, seed, settings, record_every=every)
+  if every <= 0 or sampler.steps % every:
+    raise ValueError(f'--every={every} must be positive and divide --max_steps={sampler.steps}')
+  _, _, trajectory = draw_samples(model, num_samples, seed, sampler, record_every=every)
   order = np.random.default_rng(0).permutation(len(dataset.train))[:num_reference]
   reference = dataset.train[order]
-  if data.is_image(config.dataset):
+  if data.is_image(config.data.dataset):
     scorer = _classifier(config, dataset)
     reference_features, _ = scorer.features_and_probabilities(data.to_unit_range(reference))
     score = lambda x: metrics.frechet_distance(scorer.features_and_probabilities(x)[0],

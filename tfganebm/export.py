@@ -3,438 +3,48 @@
   python -m tfganebm.export --workdir runs/moons --out exports/moons [--quantize float16,dynamic_range]
 
 Writes OUT/saved_model/, OUT/model.tflite (float32; plus model_<q>.tflite per
-quantization asked for) and OUT/export.json. Signatures, in both formats:
-
-  generate(z [B, latent]) -> x [B, *data_shape] in [-1, 1]
-  energy(x) -> e [B]                       (log p(x) = -e - log Z)
-  langevin_step(x, noise, step_size) -> x  (noise: sigma * eps, drawn by the caller)
-  sample(z, noise [K, B, *data_shape], step_size) -> x   (G, then K Langevin steps)
-  metropolis_step(x, noise, uniform [B], step_size, noise_std) -> x   (one MALA step)
-  sample_metropolis(z, noise [K, B, ...], uniform [K, B], step_size, noise_std) -> x
-
-The batch dimension is dynamic. Weights are frozen into the graphs as
-constants, so the .tflite holds them and runs on a stock LiteRT runtime with
-builtin ops only (no Flex delegate). The output directory appears whole or not
-at all.
+quantization asked for) and OUT/export.json; see `tfganebm.exporting` for the
+signatures. The output directory appears whole or not at all.
 """
 
-import json
-import os
-import shutil
 import sys
-import tempfile
 
 from absl import flags
 from absl import logging
 
 from tfganebm import cli
 
-flags.DEFINE_string('workdir', None, 'Workdir of a tfganebm.train run.')
-flags.DEFINE_string('out', None, 'Output directory (must not exist unless --overwrite).')
-flags.DEFINE_list('quantize', ['none'], 'Extra TFLite files: none, float16, dynamic_range.')
-flags.DEFINE_boolean('overwrite', False, 'Replace an existing --out.')
-cli.define_average_checkpoints()
-flags.mark_flags_as_required(['workdir', 'out'])
-flags.register_validator(
-    'quantize', lambda v: set(v) <= {'none', 'float16', 'dynamic_range'},
-    '--quantize takes a comma-separated subset of none, float16, dynamic_range')
 FLAGS = flags.FLAGS
-
-SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample', 'metropolis_step',
-              'sample_metropolis')
+QUANTIZATIONS = ('none', 'float16', 'dynamic_range')
 
 
-class ExportError(ValueError):
-  """A run that cannot be exported, with the reason and the fix."""
-
-
-def tflite_name(quantize):
-  return 'model.tflite' if quantize == 'none' else f'model_{quantize}.tflite'
-
-
-def _signature_module(model, data_shape, grad_clip):
-  """A tf.Module of the SIGNATURES over the model's (variable) weights."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfganebm import langevin  # pylint: disable=g-import-not-at-top
-
-  x_spec = tf.TensorSpec([None, *data_shape], tf.float32)
-  z_spec = tf.TensorSpec([None, model.latent_dim], tf.float32)
-  noise_chain_spec = tf.TensorSpec([None, None, *data_shape], tf.float32)
-  uniform_spec = tf.TensorSpec([None], tf.float32)
-  uniform_chain_spec = tf.TensorSpec([None, None], tf.float32)
-  scalar = tf.TensorSpec([], tf.float32)
-
-  def energy_fn(x):
-    return model.energy_of(x, training=False)
-
-  def step(x, noise, step_size):
-    return langevin.langevin_step(energy_fn, x, noise, step_size, 1.0, grad_clip)
-
-  def metropolis(state, noise, uniform, step_size, noise_std):
-    x, energy, grad, _ = langevin.metropolis_step(energy_fn, *state, noise / noise_std, uniform,
-                                                  step_size, noise_std, grad_clip)
-    return x, energy, grad
-
-  def start(x):
-    return (x, *langevin.energy_and_gradient(energy_fn, x, grad_clip))
-
-  class Signatures(tf.Module):
-
-    @tf.function(input_signature=[z_spec])
-    def generate(self, z):
-      return model.generator(z, training=False)
-
-    @tf.function(input_signature=[x_spec])
-    def energy(self, x):
-      return energy_fn(x)
-
-    @tf.function(input_signature=[x_spec, x_spec, scalar])
-    def langevin_step(self, x, noise, step_size):
-      return step(x, noise, step_size)
-
-    @tf.function(input_signature=[z_spec, noise_chain_spec, scalar])
-    def sample(self, z, noise, step_size):
-      x = model.generator(z, training=False)
-      _, x = tf.while_loop(lambda i, _: i < tf.shape(noise)[0],
-                           lambda i, x: (i + 1, step(x, noise[i], step_size)), (0, x))
-      return x
-
-    @tf.function(input_signature=[x_spec, x_spec, uniform_spec, scalar, scalar])
-    def metropolis_step(self, x, noise, uniform, step_size, noise_std):
-      return metropolis(start(x), noise, uniform, step_size, noise_std)[0]
-
-    @tf.function(input_signature=[z_spec, noise_chain_spec, uniform_chain_spec, scalar, scalar])
-    def sample_metropolis(self, z, noise, uniform, step_size, noise_std):
-      state = start(tf.clip_by_value(model.generator(z, training=False), -1.0, 1.0))
-      _, state = tf.while_loop(
-          lambda i, _: i < tf.shape(noise)[0],
-          lambda i, s: (i + 1, metropolis(s, noise[i], uniform[i], step_size, noise_std)),
-          (0, state))
-      return state[0]
-
-  return Signatures()
-
-
-def _frozen_signatures(signatures, names):
-  """{name: concrete function} calling the frozen, variable-free graph of each signature.
-
-  Freezing drops the input and output names; the wrappers put them back.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
-
-  def wrap(name):
-    method = getattr(signatures, name)
-    graph = convert_to_constants.convert_variables_to_constants_v2(method.get_concrete_function())
-    specs = [tf.TensorSpec(spec.shape, spec.dtype, name=arg)
-             for arg, spec in zip(INPUTS[name], method.input_signature)]
-    call = lambda *args: {OUTPUTS[name]: tf.nest.flatten(graph(*args))[0]}
-    return tf.function(call, input_signature=specs).get_concrete_function()
-
-  return {name: wrap(name) for name in names}
-
-
-INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step_size'),
-              sample=('z', 'noise', 'step_size'),
-              metropolis_step=('x', 'noise', 'uniform', 'step_size', 'noise_std'),
-              sample_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'))
-OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x', metropolis_step='x',
-               sample_metropolis='x')
-
-
-def _contains(directory, path):
-  """Whether `path` is `directory` or lies inside it, links resolved."""
-  directory, path = os.path.realpath(directory), os.path.realpath(path)
-  return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
-
-
-def _foreign_entries(directory):
-  """Names in `directory` that an export does not write; None when it has no tfganebm export.json.
-
-  An export is recognised by its export.json (a JSON object with `signatures` and
-  `latent_dim`) and by holding nothing but saved_model/, model*.tflite and export.json.
-  """
-  try:
-    entries = os.listdir(directory)
-  except OSError as e:
-    raise ExportError(f'cannot read --out {directory} ({e.strerror or e}); choose another '
-                      '--out') from e
-  if not entries:
-    return []
-  try:
-    with open(os.path.join(directory, 'export.json')) as f:
-      info = json.load(f)
-  except (OSError, ValueError):
-    info = None
-  if not isinstance(info, dict) or not {'signatures', 'latent_dim'} <= info.keys():
-    return None
-  return sorted(entry for entry in entries if not _written_by_export(directory, entry))
-
-
-def _written_by_export(directory, entry):
-  """Whether `directory/entry` is a name an export writes (saved_model/, model*.tflite,
-  export.json), as the kind of file it writes there."""
-  path = os.path.join(directory, entry)
-  if os.path.islink(path):
-    return False
-  if entry == 'saved_model':
-    return os.path.isdir(path)
-  return os.path.isfile(path) and (
-      entry == 'export.json' or (entry.startswith('model') and entry.endswith('.tflite')))
-
-
-def _holds_only_export_files(path, kind):
-  """Whether a leftover of `kind` holds only what an export writes: a staging folder its
-  files, a `.replaced-*` folder one `old` export; anything else is not ours to delete."""
-  try:
-    entries = os.listdir(path)
-    if kind == 'replaced':
-      if not set(entries) <= {'old'}:
-        return False
-      if not entries:
-        return True
-      path, entries = os.path.join(path, 'old'), os.listdir(os.path.join(path, 'old'))
-  except OSError:
-    return False
-  return all(_written_by_export(path, entry) for entry in entries)
-
-
-def _check_out(out, overwrite, workdir):
-  """Raises ExportError unless writing `out` can replace nothing but an earlier export.
-
-  Without `overwrite`, any existing `out` is refused; with it, only an earlier
-  export (or an empty directory) that holds neither the run, the current
-  directory nor the home directory.
-  """
-  if not os.path.lexists(out):
-    return
-  keep = 'nothing was written; choose another --out'
-  if os.path.islink(out):
-    raise ExportError(f'--out {out} is a symbolic link; pass the directory it points to '
-                      f'({os.path.realpath(out)}) or another --out')
-  if not os.path.isdir(out):
-    raise ExportError(f'--out {out} is an existing file, not an export directory; {keep}')
-  real = os.path.realpath(out)
-  if os.path.dirname(real) == real or _contains(out, os.path.expanduser('~')):
-    raise ExportError(f'--out {out} is the file system root or holds your home directory; {keep}')
-  if _contains(out, os.getcwd()):
-    raise ExportError(f'--out {out} is the current directory or one of its parents; {keep}')
-  if workdir is not None and _contains(out, workdir):
-    raise ExportError(f'--out {out} holds the training run --workdir {workdir}; {keep}')
-  foreign = _foreign_entries(out)
-  if foreign is None:
-    raise ExportError(f'--out {out} exists and is not an earlier export (it has no export.json '
-                      f'of tfganebm); --overwrite only replaces an export: {keep}')
-  if foreign:
-    listed = ', '.join(foreign[:5]) + (', ...' if len(foreign) > 5 else '')
-    raise ExportError(f'--out {out} holds files that an export does not write ({listed}); '
-                      '--overwrite only replaces saved_model/, model*.tflite and export.json: '
-                      'move them away or choose another --out')
-  if not overwrite:
-    raise ExportError(f'{out} exists; pass --overwrite to replace it or choose another --out')
-
-
-def _check_finite(model):
-  """Raises ExportError when G or E (if any) has a NaN or infinite weight."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  for label, network in (('G', model.generator), ('E', model.energy)):
-    if network is None:
-      continue
-    bad = [getattr(w, 'path', w.name) for w in network.weights
-           if not np.all(np.isfinite(np.asarray(w.numpy())))]
-    if bad:
-      raise ExportError(f'{label} has non-finite weights (NaN or inf in {", ".join(bad[:3])}): '
-                        'the run diverged; retrain with lower learning rates or resume from an '
-                        'earlier checkpoint, then export')
-
-
-def _temp_dir(kind, out):
-  """A new directory `.<kind>-<name of out>-<pid>-<random>` beside `out`."""
-  parent, name = os.path.split(os.path.abspath(out))
-  return tempfile.mkdtemp(prefix=f'.{kind}-{name}-{os.getpid()}-', dir=parent)
-
-
-def _pid_alive(pid):
-  try:
-    os.kill(pid, 0)
-  except (ProcessLookupError, OverflowError):
-    return False
-  except PermissionError:  # another user's live process
-    return True
-  return True
-
-
-def _leftovers(out, kind):
-  """Directories of `kind` ('export' or 'replaced') that a dead export of `out` left beside it."""
-  parent, name = os.path.split(os.path.abspath(out))
-  prefix = f'.{kind}-{name}-'
-  try:
-    entries = os.listdir(parent)
-  except OSError:
-    return []
-  found = []
-  for entry in entries:
-    if not entry.startswith(prefix):
-      continue
-    # <pid>-<random>; the random part has no '-', so the out `a` never claims those of `a-1`.
-    pid, dash, rest = entry[len(prefix):].partition('-')
-    path = os.path.join(parent, entry)
-    if (dash and rest and '-' not in rest and pid.isascii() and pid.isdigit()
-        and os.path.isdir(path) and not os.path.islink(path) and not _pid_alive(int(pid))
-        and _holds_only_export_files(path, kind)):
-      found.append(path)
-  return found
-
-
-def _clean_leftovers(out):
-  """Removes what a killed export of `out` left beside it, putting back an export it moved away.
-
-  A kill between moving the old export aside and moving the new one in leaves
-  `out` missing and the old export in `.replaced-*/old`: that one is restored.
-  """
-  path = None
-  try:
-    replaced = sorted(_leftovers(out, 'replaced'), key=os.path.getmtime, reverse=True)
-    for path in replaced:
-      old = os.path.join(path, 'old')
-      if not os.path.lexists(out) and os.path.isdir(old):
-        os.rename(old, out)
-        logging.warning('restored %s, which an interrupted export had moved to %s', out, old)
-      shutil.rmtree(path)
-    for path in _leftovers(out, 'export'):
-      shutil.rmtree(path)
-  except OSError as e:
-    raise ExportError(f'cannot clean up {path}, left by an interrupted export of {out}: '
-                      f'{e.strerror or e}; move it away by hand') from e
-
-
-def _move_into_place(staging, out):
-  """Renames `staging` to `out`, replacing an existing `out` (checked by _check_out)."""
-  if not os.path.lexists(out):
-    os.rename(staging, out)
-    return
-  trash = _temp_dir('replaced', out)
-  old = os.path.join(trash, 'old')
-  os.rename(out, old)
-  try:
-    os.rename(staging, out)
-  except BaseException:
-    os.rename(old, out)
-    raise
-  shutil.rmtree(trash, ignore_errors=True)  # what stays is cleaned by the next export
-
-
-def export(model, config, data_shape, out, quantize=('none',), overwrite=False, step=None,
-           workdir=None):
-  """Writes saved_model/, the .tflite files and export.json into `out`, atomically.
-
-  Before anything is written, removes what an interrupted export of `out` left
-  beside it (`.export-*`, `.replaced-*` of dead processes), restoring an old
-  export that such a kill had moved away.
-
-  Args:
-    model: the GanEbm to export; its G and E weights must be finite.
-    config: the run's Config.
-    data_shape: the shape of one example, e.g. (2,) or (28, 28, 1).
-    out: the directory to create.
-    quantize: extra TFLite files: any of 'none', 'float16', 'dynamic_range'.
-    overwrite: replace `out` when it is an earlier export (or an empty directory).
-    step: the training step, recorded in export.json.
-    workdir: the run's directory; an `out` that holds it is refused.
-
-  Returns:
-    The dict written to export.json.
-
-  Raises:
-    ExportError: `out` exists without `overwrite`; `out` is a file, a link, a
-      directory that is not an earlier export, or holds the workdir, the current
-      directory or the home directory; G or E has non-finite weights; the model
-      holds what the export cannot express with builtin TFLite ops; or writing failed.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  _clean_leftovers(out)
-  _check_out(out, overwrite, workdir)
-  _check_finite(model)
-  if config.use_energy and config.energy_batch_norm:
-    raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
-                      'Flex delegate; retrain without it to export')
-  names = SIGNATURES if config.use_energy else ('generate',)
-  frozen = _frozen_signatures(_signature_module(model, data_shape, config.langevin_grad_clip),
-                              names)
-
-  parent = os.path.dirname(os.path.abspath(out))
-  try:
-    os.makedirs(parent, exist_ok=True)
-    staging = _temp_dir('export', out)
-  except OSError as e:
-    raise ExportError(f'cannot create a directory beside --out {out}: {e.strerror or e}; '
-                      'choose a writable place') from e
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private
-  try:
-    saved_model = os.path.join(staging, 'saved_model')
-    tf.saved_model.save(tf.Module(), saved_model, signatures=frozen,
-                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-    sizes = {}
-    for q in dict.fromkeys(['none', *quantize]):
-      converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=list(names))
-      converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-      if q != 'none':
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-      if q == 'float16':
-        converter.target_spec.supported_types = [tf.float16]
-      try:
-        content = converter.convert()
-      except Exception as e:  # pylint: disable=broad-except
-        raise ExportError(f'TFLite conversion ({q}) failed: {str(e).splitlines()[0]}') from e
-      with open(os.path.join(staging, tflite_name(q)), 'wb') as f:
-        f.write(content)
-      sizes[tflite_name(q)] = len(content)
-    info = dict(
-        dataset=config.dataset, model=config.model, step=step, averaged_steps=model.averaged_steps,
-        latent_dim=config.latent_dim,
-        data_shape=list(data_shape), data_range=[-1.0, 1.0],
-        langevin=dict(steps=config.langevin_steps, step_size=config.langevin_step_size,
-                      noise=config.langevin_noise, grad_clip=config.langevin_grad_clip,
-                      metropolis=config.langevin_metropolis),
-        signatures={n: dict(inputs=list(INPUTS[n]), outputs=[OUTPUTS[n]]) for n in names},
-        notes=('batch dimension is dynamic; every noise input is already multiplied by sigma: '
-               'x <- clip(x - step_size * grad E(x) + noise, -1, 1); the metropolis signatures '
-               'also take uniform [0, 1) draws and sigma itself (noise_std) and accept or '
-               'reject each proposal for exp(-E / T), T = noise_std^2 / (2 step_size)'),
-        tflite_bytes=sizes)
-    with open(os.path.join(staging, 'export.json'), 'w') as f:
-      json.dump(info, f, indent=2)
-    _check_out(out, overwrite, workdir)  # again: `out` may have appeared during the export
-    _move_into_place(staging, out)
-  except (OSError, tf.errors.OpError) as e:
-    message = (getattr(e, 'strerror', None) or str(e)).splitlines()[0]
-    raise ExportError(f'writing {out} failed: {message}; check the free space and permissions '
-                      f'of {parent}') from e
-  finally:
-    if os.path.exists(staging):
-      shutil.rmtree(staging)
-  return info
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'Workdir of a tfganebm.train run.')
+  flags.DEFINE_string('out', None, 'Output directory (must not exist unless --overwrite).')
+  flags.DEFINE_list('quantize', ['none'], 'Extra TFLite files: ' + ', '.join(QUANTIZATIONS) + '.')
+  flags.DEFINE_boolean('overwrite', False, 'Replace an existing --out (an earlier export).')
+  cli.define_config_flags(['average_checkpoints'], optional=True)
+  flags.mark_flags_as_required(['workdir', 'out'])
+  flags.register_validator(
+      'quantize', lambda v: set(v) <= set(QUANTIZATIONS),
+      '--quantize takes a comma-separated subset of ' + ', '.join(QUANTIZATIONS))
 
 
 def main(argv):
   if len(argv) > 1:
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
-  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  from tfganebm import exporting  # pylint: disable=g-import-not-at-top
+  from tfganebm import workdir  # pylint: disable=g-import-not-at-top
   try:
-    runs.check_output(FLAGS.workdir, FLAGS.out)
-    model, config, data_shape = runs.load(FLAGS.workdir, FLAGS.average_checkpoints)
-    info = export(model, config, data_shape, FLAGS.out, FLAGS.quantize, FLAGS.overwrite,
-                  step=int(model.step.numpy()), workdir=FLAGS.workdir)
-  except (runs.LoadError, ExportError) as e:
+    info = exporting.export_run(FLAGS.workdir, FLAGS.out, FLAGS.quantize, FLAGS.overwrite,
+                                cli.overrides(['average_checkpoints']))
+  except (workdir.LoadError, exporting.ExportError) as e:
     sys.exit(f'error: {e}')
   logging.info('exported %s to %s: %s', FLAGS.workdir, FLAGS.out, info['tflite_bytes'])
 
 
 def run_main():
+  define_flags()
   cli.run(main)
 
 

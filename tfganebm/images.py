@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-IMAGE_DATASETS = ('mnist', 'cifar10')
+IMAGE_SHAPES = {'mnist': (28, 28, 1), 'cifar10': (32, 32, 3)}  # one example, HWC
 _MNIST_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
                 'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
 _CIFAR_FILES = {'train': [f'data_batch_{i}' for i in range(1, 6)], 'test': ['test_batch']}
@@ -246,8 +246,8 @@ def load(name, data_dir=None, split='train', download=False):
   Raises:
     DataError: nothing found, or a damaged file; the message names the fix.
   """
-  if name not in IMAGE_DATASETS:
-    raise DataError(f'unknown image dataset {name!r}; choose one of {IMAGE_DATASETS}')
+  if name not in IMAGE_SHAPES:
+    raise DataError(f'unknown image dataset {name!r}; choose one of {tuple(IMAGE_SHAPES)}')
   if split not in ('train', 'test'):
     raise DataError(f'unknown split {split!r}; use train or test')
   tried = []

@@ -7,10 +7,11 @@ real, and nothing else changes, so the two are compared on identical code.
 import keras
 import tensorflow as tf
 
-from tfganebm import langevin as langevin_lib
+from tfganebm import data
 from tfganebm import losses
 from tfganebm import networks
 from tfganebm import replay
+from tfganebm import sampler as sampler_lib
 
 
 class GanEbm(keras.Model):
@@ -20,9 +21,8 @@ class GanEbm(keras.Model):
   """
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
-               alpha=0.1, real_noise=0.0, gd_updates=1, langevin_steps=60, langevin_step_size=1e-3,
-               langevin_noise=0.0447, langevin_grad_clip=0.0,
-               langevin_metropolis=False, **kwargs):
+               alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, **kwargs):
+    """`sampler`: the training chains' `SamplerConfig` (default: its defaults)."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -35,9 +35,7 @@ class GanEbm(keras.Model):
                        f'gives D its real batch), got {gd_updates}')
     self.gd_updates = int(gd_updates)
     self.real_noise = real_noise
-    self.langevin_settings = dict(steps=langevin_steps, step_size=langevin_step_size,
-                                  noise=langevin_noise, grad_clip=langevin_grad_clip,
-                                  metropolis=langevin_metropolis)
+    self.sampler = sampler or sampler_lib.SamplerConfig()
     # One seeded stream for every draw in training; it is checkpointed.
     self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
@@ -61,6 +59,11 @@ class GanEbm(keras.Model):
     d_optimizer.build(self.discriminator.trainable_variables)
     if self.energy is not None:
       e_optimizer.build(self.energy.trainable_variables)
+
+  @property
+  def data_shape(self):
+    """The shape of one example, e.g. (2,) or (28, 28, 1)."""
+    return tuple(self.generator.compute_output_shape((None, self.latent_dim))[1:])
 
   def call(self, z, training=False):
     return self.generator(z, training=training)
@@ -109,8 +112,7 @@ class GanEbm(keras.Model):
     x_gen = self._generate(batch)
     if self.energy is not None:
       x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
-      x_ebm = tf.stop_gradient(langevin_lib.langevin(self.energy_of, x_init, self.rng,
-                                                     **self.langevin_settings))
+      x_ebm = tf.stop_gradient(sampler_lib.run(self.energy_of, x_init, self.rng, self.sampler))
       self.replay_buffer.push_(x_ebm)
       x_d_real = x_ebm
     else:
@@ -153,50 +155,46 @@ class GanEbm(keras.Model):
     return items
 
 
-def build(config, data_shape, strategy=None, inference=False):
-  """A compiled `GanEbm` for a `Config` and a data shape, built in `strategy`'s scope.
+def build(config, data_shape=None, strategy=None, inference=False):
+  """A compiled `GanEbm` for a `Config`, built in `strategy`'s scope.
 
-  Initial weights are a function of `config.seed` (this seeds Keras' global generators).
-  `strategy` defaults to the current one. With `config.mixed_precision` (and not
-  `inference`), G and D compute in bfloat16 while E, the chains and the buffer stay
-  float32; `inference=True` builds everything in float32, whatever the run trained in.
+  `data_shape` defaults to the dataset's. Initial weights are a function of
+  `config.run.seed` (this seeds Keras' global generators). `strategy` defaults to
+  the current one. With `config.run.mixed_precision` (and not `inference`), G and D
+  compute in bfloat16 while E, the chains and the buffer stay float32;
+  `inference=True` builds everything in float32, whatever the run trained in.
   The global Keras dtype policy is the same afterwards as before.
   """
-  keras.utils.set_random_seed(config.seed)
+  data_shape = tuple(data_shape or data.shape_of(config.data.dataset))
+  net, train = config.networks, config.train
+  keras.utils.set_random_seed(config.run.seed)
   strategy = strategy or tf.distribute.get_strategy()
-  mixed = config.mixed_precision and not inference
+  mixed = config.run.mixed_precision and not inference
   policy = keras.config.dtype_policy()
   try:
     with strategy.scope():
       keras.config.set_dtype_policy('mixed_bfloat16' if mixed else 'float32')
-      g_name, d_name, e_name = config.networks()
-      generator = networks.GENERATORS[g_name](config.latent_dim, data_shape,
-                                              config.generator_units)
-      discriminator = networks.DISCRIMINATORS[d_name](data_shape, config.discriminator_units)
+      g_name, d_name, e_name = config.network_names()
+      generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units)
+      discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units)
       energy, buffer = None, None
       if config.use_energy:
         keras.config.set_dtype_policy('float32')  # E and grad E stay float32
         energy = networks.ENERGIES[e_name](
-            data_shape, config.energy_units, spectral_norm=config.energy_spectral_norm,
-            batch_norm=config.energy_batch_norm, fourier_features=config.energy_fourier_features,
-            fourier_scale=config.energy_fourier_scale)
-        buffer = replay.ReplayBuffer(config.buffer_capacity, data_shape,
-                                     config.buffer_reuse_prob,
+            data_shape, net.energy_units, spectral_norm=net.energy_spectral_norm,
+            batch_norm=net.energy_batch_norm, fourier_features=net.energy_fourier_features,
+            fourier_scale=net.energy_fourier_scale)
+        buffer = replay.ReplayBuffer(train.buffer_capacity, data_shape, train.buffer_reuse_prob,
                                      num_replicas=strategy.num_replicas_in_sync)
-      model = GanEbm(generator, discriminator, energy, buffer, latent_dim=config.latent_dim,
-                     seed=config.seed, alpha=config.alpha, real_noise=config.real_noise,
-                     gd_updates=config.gd_updates,
-                     langevin_steps=config.train_langevin_steps,
-                     langevin_step_size=config.train_langevin_step_size,
-                     langevin_noise=config.train_langevin_noise,
-                     langevin_grad_clip=config.train_langevin_grad_clip,
-                     langevin_metropolis=config.train_langevin_metropolis)
+      model = GanEbm(generator, discriminator, energy, buffer, latent_dim=net.latent_dim,
+                     seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
+                     gd_updates=train.gd_updates, sampler=config.train_sampler)
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
-      model.compile(g_optimizer=adam(config.gd_learning_rate, 0.5),
-                    d_optimizer=adam(config.gd_learning_rate, 0.5),
-                    e_optimizer=adam(config.energy_learning_rate, config.energy_beta1)
+      model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
+                    d_optimizer=adam(train.gd_learning_rate, 0.5),
+                    e_optimizer=adam(train.energy_learning_rate, train.energy_beta1)
                     if config.use_energy else None,
-                    jit_compile=config.jit_compile)
+                    jit_compile=config.run.jit_compile)
   finally:
     keras.config.set_dtype_policy(policy)
   return model

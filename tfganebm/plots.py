@@ -4,10 +4,7 @@
 strip of chains through the Langevin steps.
 """
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import figure
 import numpy as np
 
 _LIMITS = (-1.1, 1.1)
@@ -24,7 +21,6 @@ def _scatter(ax, x, title, color):
 def _save(fig, path):
   fig.tight_layout()
   fig.savefig(path, dpi=90)
-  plt.close(fig)
 
 
 def samples_2d(path, real, x_gen, x_langevin=None, log_density=None, title='',
@@ -37,7 +33,8 @@ def samples_2d(path, real, x_gen, x_langevin=None, log_density=None, title='',
     log_density: [res, res] log p on the [-1, 1]^2 grid (rows: y), or None.
   """
   panels = 2 + (x_langevin is not None) + (log_density is not None)
-  fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4.2), sharex=True, sharey=True)
+  fig = figure.Figure(figsize=(4 * panels, 4.2))
+  axes = fig.subplots(1, panels, sharex=True, sharey=True)
   _scatter(axes[0], real, 'held-out data', 'tab:gray')
   _scatter(axes[1], x_gen, 'G(z)', 'tab:blue')
   if x_langevin is not None:
@@ -57,7 +54,8 @@ def langevin_progression(path, trajectory, record_every, title=''):
     trajectory: [num_records, n, 2], record i after i * record_every steps.
   """
   num = len(trajectory)
-  fig, axes = plt.subplots(1, num, figsize=(3 * num, 3.3), sharex=True, sharey=True)
+  fig = figure.Figure(figsize=(3 * num, 3.3))
+  axes = fig.subplots(1, num, sharex=True, sharey=True)
   for i, (ax, x) in enumerate(zip(np.atleast_1d(axes), trajectory)):
     _scatter(ax, x, f'{i * record_every} steps', 'tab:red' if i else 'tab:blue')
   fig.suptitle(title, fontsize=11)
@@ -92,7 +90,8 @@ def image_grids(path, panels, title=''):
   Args:
     panels: [(title, images [n, H, W, C] in [-1, 1])], n a square number for a square grid.
   """
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6))
+  fig = figure.Figure(figsize=(4.2 * len(panels), 4.6))
+  axes = fig.subplots(1, len(panels))
   for ax, (name, images) in zip(np.atleast_1d(axes), panels):
     _show(ax, _tile(images, int(np.ceil(np.sqrt(len(images))))), name)
   fig.suptitle(title, fontsize=11)
@@ -107,7 +106,8 @@ def chain_strip(path, trajectory, record_every, title=''):
   """
   num_records, num_chains = trajectory.shape[:2]
   by_chain = np.swapaxes(np.asarray(trajectory), 0, 1).reshape(-1, *trajectory.shape[2:])
-  fig, ax = plt.subplots(1, 1, figsize=(1.1 * num_records + 0.5, 1.1 * num_chains + 0.8))
+  fig = figure.Figure(figsize=(1.1 * num_records + 0.5, 1.1 * num_chains + 0.8))
+  ax = fig.subplots(1, 1)
   _show(ax, _tile(by_chain, num_records),
         'Langevin steps: ' + ', '.join(str(i * record_every) for i in range(num_records)))
   fig.suptitle(title, fontsize=11)

@@ -15,10 +15,13 @@ from absl import flags
 from absl import logging
 
 from tfganebm import cli
-from tfganebm import config as config_lib
 
-config_lib.define_flags()
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """One flag per setting of `config.Config`; --workdir is required."""
+  cli.define_config_flags(required=('workdir',))
 
 
 def main(argv):
@@ -27,7 +30,7 @@ def main(argv):
   from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after flag checks)
   # tf.distribute logs every collective it sets up at INFO; keep the progress lines readable.
   std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
-  config = config_lib.Config.from_flags(FLAGS)
+  config = cli.config_from_flags(FLAGS)
   try:
     result = training.train(config)
   except training.Interrupted as e:
@@ -43,6 +46,7 @@ def main(argv):
 
 
 def run_main():
+  define_flags()
   cli.run(main)
 
 

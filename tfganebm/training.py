@@ -1,12 +1,10 @@
 """`train(config)`: a whole run in its workdir, resumable from the last checkpoint."""
 
-import dataclasses
 import os
 import shutil
 import time
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from tfganebm import config as config_lib
@@ -15,17 +13,8 @@ from tfganebm import distribute
 from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
-from tfganebm import runs
 from tfganebm import workdir as workdir_lib
 
-# Kept for callers of the old names.
-FLAGS_FILE = workdir_lib.FLAGS_FILE
-CHECKPOINT_DIR = workdir_lib.CHECKPOINT_DIR
-average_weights = workdir_lib.average_weights
-
-# Settings a resume must not change: the checkpoint fixes them (variable shapes, the RNG
-# stream, which data the step counter indexes).
-_FIXED_BY_CHECKPOINT = (*config_lib.ARCHITECTURE_FIELDS, 'seed', 'num_examples', 'data_noise')
 
 
 class RunError(ValueError):
@@ -50,21 +39,20 @@ def _check_resume(workdir, config, step):
     return []
   requested = _architecture(config)
   _refuse_changes(workdir, workdir_lib.read_architecture(workdir), requested)
-  if config.train_steps < step:
+  if config.train.train_steps < step:
     raise RunError(f'{workdir} holds a run at step {step}, beyond --train_steps='
-                   f'{config.train_steps}; pass --train_steps={step} or more, or use a new '
+                   f'{config.train.train_steps}; pass --train_steps={step} or more, or use a new '
                    '--workdir')
-  path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
-  if not os.path.exists(path):
-    return []
   try:
-    saved = config_lib.Config.from_flagfile(path)
-  except (ValueError, TypeError) as e:
-    raise RunError(f'cannot resume from {workdir}: {e}') from e
+    saved = workdir_lib.read_config(workdir)
+  except workdir_lib.WorkdirError as e:
+    raise RunError(f'cannot resume: {e}') from e
+  if saved is None:
+    return []
   _refuse_changes(workdir, _architecture(saved), requested)
-  return [(f.name, getattr(saved, f.name), getattr(config, f.name))
-          for f in dataclasses.fields(config)
-          if getattr(saved, f.name) != getattr(config, f.name) and f.name != 'workdir']
+  before, after = saved.flat(), config.flat()
+  return [(name, before[name], after[name]) for name in after
+          if before[name] != after[name] and name != 'workdir']
 
 
 def _refuse_changes(workdir, saved, requested):
@@ -78,7 +66,10 @@ def _refuse_changes(workdir, saved, requested):
 
 
 def _architecture(config):
-  record = {name: getattr(config, name) for name in _FIXED_BY_CHECKPOINT}
+  """{flag name: value} of the settings a resume must not change: the checkpoint fixes them
+  (variable shapes, the RNG stream, which data the step counter indexes)."""
+  flat = config.flat()
+  record = {name: flat[name] for name in config_lib.fixed_by_checkpoint()}
   return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
 
 
@@ -136,20 +127,6 @@ def make_multi_step(model, strategy, jit_compile):
   return run
 
 
-def _non_finite_state(model):
-  """Names of the checkpointed floating-point state (weights, optimizer slots, buffer) that
-  holds a NaN or infinity; checked before every save."""
-  bad = []
-  for name, item in model.checkpoint_items().items():
-    variables = getattr(item, 'variables', None)
-    if variables is None:
-      continue
-    values = (np.asarray(v.numpy()) for v in variables)
-    if any(a.dtype.kind == 'f' and not np.all(np.isfinite(a)) for a in values):
-      bad.append(name)
-  return bad
-
-
 def _boundaries(start, end, *periods):
   """The steps in (start, end] where a call of the host loop ends: the multiples of each
   period, and `end`."""
@@ -160,7 +137,7 @@ def _boundaries(start, end, *periods):
 
 
 def train(config):
-  """Trains (or resumes) the run of `config` in `config.workdir`, then evaluates it.
+  """Trains (or resumes) the run of `config` in `config.run.workdir`, then evaluates it.
 
   Returns:
     The metrics written to `workdir/metrics.json`; {} on a worker that is not
@@ -172,19 +149,19 @@ def train(config):
       checkpoints are then as they were before the last good save.
     Interrupted: Ctrl-C during training (a RunError that says where it stopped).
   """
-  workdir = config.workdir
+  workdir = config.run.workdir
   chief = distribute.is_chief()
   try:
     workdir_lib.check_writable(workdir)
   except workdir_lib.WorkdirError as e:
     raise RunError(str(e)) from None
   try:
-    dataset = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
-                        config.data_dir, config.download)
+    dataset = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
+                        config.run.seed, config.data.data_dir, config.data.download)
   except ValueError as e:  # images.DataError included: missing or damaged files
     raise RunError(str(e)) from e
-  if len(dataset.train) < config.batch_size:
-    raise RunError(f'--batch_size={config.batch_size} exceeds the {len(dataset.train)} '
+  if len(dataset.train) < config.train.batch_size:
+    raise RunError(f'--batch_size={config.train.batch_size} exceeds the {len(dataset.train)} '
                    'training examples; lower it')
   os.makedirs(workdir, exist_ok=True)
   # One writer per workdir. Other workers of a multi-worker run share the chief's workdir
@@ -201,7 +178,7 @@ def train(config):
 
 
 def _train_locked(config, dataset, chief):
-  workdir = config.workdir
+  workdir = config.run.workdir
   try:
     if chief:
       workdir_lib.remove_leftovers(workdir)
@@ -220,37 +197,30 @@ def _train_locked(config, dataset, chief):
   changes = _check_resume(workdir, config, saved_step)
   data_shape = dataset.shape
 
-  strategy = distribute.make_strategy(config.strategy, config.tpu, config.cpu_replicas)
-  if config.deterministic:
+  run = config.run
+  strategy = distribute.make_strategy(run.strategy, run.tpu, run.cpu_replicas)
+  if run.deterministic:
     tf.config.experimental.enable_op_determinism()
   # XLA only on one device: a step whose variables live on several devices cannot be
   # compiled, and MirroredStrategy on one GPU calls a compiled step without its replica
   # context (the buffer's writes then fail in merge_call). Op determinism does not cover XLA.
-  jit_compile = (config.jit_compile and config.strategy in ('default', 'one_device')
-                 and not config.deterministic)
+  jit_compile = (run.jit_compile and run.strategy in ('default', 'one_device')
+                 and not run.deterministic)
   logging.info('training with %d replicas (--strategy=%s%s%s)', strategy.num_replicas_in_sync,
-               config.strategy, ', mixed precision' if config.mixed_precision else '',
+               run.strategy, ', mixed precision' if run.mixed_precision else '',
                ', XLA' if jit_compile else '')
-  model = model_lib.build(dataclasses.replace(config, jit_compile=jit_compile), data_shape,
-                          strategy)
+  model = model_lib.build(config.override(jit_compile=jit_compile), data_shape, strategy)
   checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
   if latest is not None:
     try:
-      checkpoint.restore(latest).assert_consumed()
-    except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
-      raise RunError(f'cannot resume from the checkpoint in {workdir}: '
-                     f'{str(e).splitlines()[0]}; it is damaged or was written by another '
-                     'model or replica count: move it away or use a new --workdir') from e
-    bad = _non_finite_state(model)
-    if bad:
-      raise RunError(f'the latest checkpoint of {workdir} ({latest}) holds non-finite '
-                     f'{", ".join(bad)}: it diverged before it was saved; move its ckpt-N '
-                     'files away to resume from an earlier one, or use a new --workdir')
+      workdir_lib.restore_training(checkpoint, model, latest, workdir)
+    except workdir_lib.WorkdirError as e:
+      raise RunError(str(e)) from None
     logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
     # The optimizers' learning rates are checkpointed; a resume that changes them applies them.
-    for optimizer, rate in ((model.g_optimizer, config.gd_learning_rate),
-                            (model.d_optimizer, config.gd_learning_rate),
-                            (model.e_optimizer, config.energy_learning_rate)):
+    for optimizer, rate in ((model.g_optimizer, config.train.gd_learning_rate),
+                            (model.d_optimizer, config.train.gd_learning_rate),
+                            (model.e_optimizer, config.train.energy_learning_rate)):
       if optimizer is not None:
         optimizer.learning_rate.assign(rate)
 
@@ -261,16 +231,17 @@ def _train_locked(config, dataset, chief):
     if chief:
       files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE),
                        _flags_text(workdir, config, saved_step, changes))
+      workdir_lib.write_config(workdir, config)
       workdir_lib.write_architecture(workdir, _architecture(config))
 
   # CheckpointManager writes the data files first and the `checkpoint` index last, so a
   # crash mid-save leaves the previous checkpoint the latest one.
   manager = tf.train.CheckpointManager(
       checkpoint, distribute.checkpoint_dir(workdir_lib.checkpoint_dir(workdir)),
-      max_to_keep=max(3, config.average_checkpoints))
+      max_to_keep=max(3, config.run.average_checkpoints))
 
   start = int(model.step.numpy())
-  if start < config.train_steps:
+  if start < config.train.train_steps:
     _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest, record)
   else:
     record()
@@ -285,18 +256,18 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
   """Steps start..train_steps, logging every `log_every` and saving every `checkpoint_every`
   steps; a non-finite quantity stops it before the next save. `record()` runs before the
   first save."""
-  batches = data.batches(dataset.train, config.batch_size, config.seed, start,
-                         config.train_steps - start)
+  batches = data.batches(dataset.train, config.train.batch_size, config.run.seed, start,
+                         config.train.train_steps - start)
   iterator = iter(strategy.experimental_distribute_dataset(batches))
   run = make_multi_step(model, strategy, jit_compile)
-  writer = (tf.summary.create_file_writer(os.path.join(config.workdir, 'tensorboard')) if chief
-            else tf.summary.create_noop_writer())
+  writer = (tf.summary.create_file_writer(os.path.join(config.run.workdir, 'tensorboard'))
+            if chief else tf.summary.create_noop_writer())
   last_saved = None if latest is None else start
   clock, window_start = time.perf_counter(), start
   step, recorded = start, False
   try:
-    for stop in _boundaries(start, config.train_steps, config.log_every,
-                            config.checkpoint_every):
+    for stop in _boundaries(start, config.train.train_steps, config.run.log_every,
+                            config.run.checkpoint_every):
       logs, finite = run(iterator, tf.constant(stop - step, tf.int64))
       previous, step = step, int(model.step.numpy())
       bad = [name for name, ok in finite.items() if not bool(ok)]
@@ -308,7 +279,7 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
             f'{", ".join(bad)}; {kept}. Try a lower --gd_learning_rate or '
             '--energy_learning_rate, a smaller --train_langevin_step_size, or '
             '--energy_spectral_norm')
-      if step % config.log_every == 0 or step == config.train_steps:
+      if step % config.run.log_every == 0 or step == config.train.train_steps:
         now = time.perf_counter()
         rate = (step - window_start) / max(now - clock, 1e-9)
         clock, window_start = now, step
@@ -316,11 +287,11 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
           for name, value in logs.items():
             tf.summary.scalar(name, value)
           tf.summary.scalar('steps_per_second', rate)
-        logging.info('step %d/%d (%.1f steps/s) %s', step, config.train_steps, rate,
+        logging.info('step %d/%d (%.1f steps/s) %s', step, config.train.train_steps, rate,
                      ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
         model.reset_metrics()  # the next window's means start afresh
-      if step % config.checkpoint_every == 0 or step == config.train_steps:
-        bad = _non_finite_state(model)
+      if step % config.run.checkpoint_every == 0 or step == config.train.train_steps:
+        bad = workdir_lib.non_finite_state(model)
         if bad:
           raise Diverged(f'non-finite {", ".join(bad)} at step {step}, not saved; the latest '
                          f'checkpoint is step {last_saved}. Try a lower --gd_learning_rate or '
@@ -347,13 +318,13 @@ def evaluate_run(config, dataset=None):
   device, averaged over the last checkpoints when the run asks), metrics.json and figures
   in the workdir."""
   try:
-    model, config, _ = runs.load(config.workdir)
-  except runs.LoadError as e:
+    model, config = workdir_lib.load_run(config.run.workdir)
+  except workdir_lib.LoadError as e:
     raise RunError(str(e)) from e
   if model.averaged_steps:
     logging.info('evaluating G and E averaged over the checkpoints of steps %s',
                  model.averaged_steps)
-  result, _, _ = evaluation.evaluate(model, config, config.workdir, config.eval_num_samples,
-                                     config.seed, evaluation.LangevinSettings.inference(config),
+  result, _, _ = evaluation.evaluate(model, config, config.run.workdir,
+                                     config.run.eval_num_samples, config.run.seed,
                                      step=int(model.step.numpy()), dataset=dataset)
   return result

@@ -1,11 +1,14 @@
-"""A run's workdir: its layout, its lock, and reading its checkpoints.
+"""A run's workdir: its layout, its lock, its config, and the two ways to restore it.
 
-  WORKDIR/flags.txt              the flags of the run (a flagfile), with its resume history
+  WORKDIR/config.json            the run's `Config`, read back exactly
+  WORKDIR/flags.txt              the same as flags (a flagfile), with its resume history
   WORKDIR/checkpoints/           ckpt-N.* (tf.train.Checkpoint), the `checkpoint` index and
                                  architecture.json (what the checkpoints hold)
+  WORKDIR/metrics.json, *.png    the final evaluation
   WORKDIR/.lock                  held (flock) by the one trainer of this workdir; holds its PID
 
-Training (`training.py`) writes it; sampling and export (`runs.py`) read G and E only.
+Training (`training.py`) writes it and resumes with `restore_training` (everything);
+sampling, evaluation and export open it with `load_run` (G and E only).
 """
 
 import errno
@@ -21,6 +24,8 @@ import numpy as np
 from tfganebm import files
 
 FLAGS_FILE = 'flags.txt'
+CONFIG_FILE = 'config.json'
+METRICS_FILE = 'metrics.json'
 CHECKPOINT_DIR = 'checkpoints'
 ARCHITECTURE_FILE = 'architecture.json'
 LOCK_FILE = '.lock'
@@ -29,6 +34,10 @@ _CHECKPOINT = re.compile(r'^ckpt-(\d+)\.index$')
 
 class WorkdirError(ValueError):
   """A workdir that cannot be used as asked, with the reason and the fix."""
+
+
+class LoadError(WorkdirError):
+  """A workdir that cannot be loaded for inference, with the reason and the fix."""
 
 
 def checkpoint_dir(workdir):
@@ -262,3 +271,137 @@ def average_weights(model, workdir, count):
       network.set_weights([np.mean(w, axis=0) for w in zip(*(s[i] for s in snapshots))])
   model.averaged_steps = ([int(path.rsplit('-', 1)[1]) for path in paths]
                           if len(paths) > 1 else None)
+
+
+def write_config(workdir, config):
+  files.write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+
+
+def read_config(workdir):
+  """The `Config` of a run: its config.json, or (a run written before config.json) its
+  flags.txt read through the flags; None when it has neither.
+
+  Raises:
+    WorkdirError: a file that is not a config of tfganebm.
+  """
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    if os.path.exists(path):
+      with open(path) as f:
+        return config_lib.Config.from_dict(json.load(f))
+    path = os.path.join(workdir, FLAGS_FILE)
+    if os.path.exists(path):
+      from tfganebm import cli  # pylint: disable=g-import-not-at-top
+      return cli.read_flagfile(path)
+  except (OSError, ValueError) as e:  # ConfigError and JSON errors included
+    raise WorkdirError(f'cannot read {path}: {e}; it was not written by tfganebm.train, or '
+                       'is damaged') from None
+  return None
+
+
+def check_output(workdir, out):
+  """Refuses an output folder for samples or an export that would overwrite the run itself,
+  or write into a workdir that a trainer is writing.
+
+  Raises:
+    LoadError: `out` is an existing file, is `workdir` or a folder above it, or lies
+      inside `workdir` while a trainer holds its lock.
+  """
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise LoadError(f'--out={out} is an existing file; choose a folder')
+  run, target = os.path.realpath(workdir), os.path.realpath(out)
+  if run == target or run.startswith(target.rstrip(os.sep) + os.sep):
+    raise LoadError(f'--out={out} would write over the run in {workdir}; choose a folder '
+                    f'of its own, e.g. --out={os.path.join(workdir, "samples")}')
+  if target.startswith(run + os.sep) and os.path.isdir(workdir):
+    pid = holder(workdir)
+    if pid is not None:
+      raise LoadError(f'{workdir} is being written by a trainer (PID {pid}); wait for it or '
+                      'choose an --out outside the workdir')
+
+
+def load_run(workdir, overrides=None):
+  """The model of `workdir` for inference, and its config.
+
+  G and E (and the step) are restored from the latest checkpoint, averaged over the
+  last `average_checkpoints`. The model is built in float32 on one device, whatever
+  strategy, replica count and precision the run trained with; the replay buffer, D
+  and the optimizers are not read.
+
+  Args:
+    workdir: a directory written by tfganebm.train.
+    overrides: {flag name: value} of settings to change for this use: the sampler
+      (`langevin_steps`, ...), `average_checkpoints`, `data_dir`, `classifier_dir`.
+
+  Returns:
+    (model, config).
+
+  Raises:
+    LoadError: no config, an unreadable one, a bad override, no checkpoint, or a
+      checkpoint that does not fit the networks of the config.
+  """
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  try:
+    config = read_config(workdir)
+    if config is None:
+      raise LoadError(f'no {CONFIG_FILE} or {FLAGS_FILE} in {workdir}; --workdir must be a '
+                      'directory written by tfganebm.train')
+    config = config.override(**(overrides or {}))
+    latest = latest_checkpoint(workdir)
+  except ValueError as e:  # WorkdirError, ConfigError
+    raise LoadError(str(e)) from e
+  if latest is None:
+    raise LoadError(f'no checkpoint in {checkpoint_dir(workdir)}; '
+                    'train first (python -m tfganebm.train ...)')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = model_lib.build(config, strategy=tf.distribute.get_strategy(), inference=True)
+  try:
+    restore_networks(model, latest)
+  except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
+    raise LoadError(f'cannot restore the checkpoint in {workdir}: '
+                    f'{str(e).splitlines()[0]}; is it damaged or from other flags?') from e
+  count = config.run.average_checkpoints
+  if count > 1:
+    try:
+      average_weights(model, workdir, count)
+    except Exception as e:  # pylint: disable=broad-except
+      raise LoadError(f'cannot average the last {count} checkpoints in {workdir}: '
+                      f'{str(e).splitlines()[0]}; restore the missing files or pass '
+                      '--average_checkpoints=1') from e
+  return model, config
+
+
+def non_finite_state(model):
+  """Names of the checkpointed floating-point state (weights, optimizer slots, buffer) that
+  holds a NaN or infinity."""
+  bad = []
+  for name, item in model.checkpoint_items().items():
+    variables = getattr(item, 'variables', None)
+    if variables is None:
+      continue
+    values = (np.asarray(v.numpy()) for v in variables)
+    if any(a.dtype.kind == 'f' and not np.all(np.isfinite(a)) for a in values):
+      bad.append(name)
+  return bad
+
+
+def restore_training(checkpoint, model, path, workdir):
+  """Restores the whole training state (every item of `checkpoint`, a tf.train.Checkpoint
+  of `model.checkpoint_items()`) from `path`, for a resume.
+
+  Raises:
+    WorkdirError: a damaged checkpoint, one of another model or replica count, or one
+      holding non-finite state.
+  """
+  try:
+    checkpoint.restore(path).assert_consumed()
+  except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
+    raise WorkdirError(f'cannot resume from the checkpoint in {workdir}: '
+                       f'{str(e).splitlines()[0]}; it is damaged or was written by another '
+                       'model or replica count: move it away or use a new --workdir') from e
+  bad = non_finite_state(model)
+  if bad:
+    raise WorkdirError(f'the latest checkpoint of {workdir} ({path}) holds non-finite '
+                       f'{", ".join(bad)}: it diverged before it was saved; move its ckpt-N '
+                       'files away to resume from an earlier one, or use a new --workdir')

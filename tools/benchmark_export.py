@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from tfganebm import export
-from tfganebm import runs
+from tfganebm import exporting
+from tfganebm import workdir as workdir_lib
 
 QUANTIZATIONS = ('none', 'float16', 'dynamic_range')
 
@@ -40,26 +40,27 @@ def main():
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--steps', type=int, default=100, help='Langevin steps of `sample`')
   args = parser.parse_args()
-  model, config, data_shape = runs.load(args.workdir)
+  model, config = workdir_lib.load_run(args.workdir)
+  data_shape = model.data_shape
   out = os.path.join(tempfile.mkdtemp(), 'export')
-  info = export.export(model, config, data_shape, out, quantize=QUANTIZATIONS[1:],
-                       step=int(model.step.numpy()))
+  info = exporting.export(model, config, data_shape, out, quantize=QUANTIZATIONS[1:],
+                          step=int(model.step.numpy()))
   saved = tf.saved_model.load(os.path.join(out, 'saved_model')).signatures
-  step_size = np.float32(config.langevin_step_size)
+  step_size = np.float32(config.sampler.step_size)
   rng = np.random.default_rng(0)
 
-  metropolis = config.langevin_metropolis  # time and compare the sampler the run uses
+  metropolis = config.sampler.metropolis  # time and compare the sampler the run uses
   chain, one_step = ('sample_metropolis', 'metropolis_step') if metropolis else ('sample',
                                                                                  'langevin_step')
 
   def inputs(batch):
-    z = rng.standard_normal((batch, config.latent_dim)).astype(np.float32)
-    noise = (config.langevin_noise * rng.standard_normal((args.steps, batch, *data_shape))
+    z = rng.standard_normal((batch, config.networks.latent_dim)).astype(np.float32)
+    noise = (config.sampler.noise * rng.standard_normal((args.steps, batch, *data_shape))
              ).astype(np.float32)
     extra = {}
     if metropolis:
       extra = dict(uniform=rng.uniform(size=(args.steps, batch)).astype(np.float32),
-                   noise_std=np.float32(config.langevin_noise))
+                   noise_std=np.float32(config.sampler.noise))
     return z, noise, extra
 
   def step_extra(extra):
@@ -67,9 +68,9 @@ def main():
 
   engines = {'tf saved_model': None}
   for q in QUANTIZATIONS:
-    engines[f'litert {q}'] = Interpreter(model_path=os.path.join(out, export.tflite_name(q)))
+    engines[f'litert {q}'] = Interpreter(model_path=os.path.join(out, exporting.tflite_name(q)))
 
-  print(f'{args.workdir}: {config.dataset}, E units {config.energy_units}, '
+  print(f'{args.workdir}: {config.data.dataset}, E units {config.networks.energy_units}, '
         f'sample = G + {args.steps} {"MALA" if metropolis else "Langevin"} steps ({chain}); '
         f'load average {os.getloadavg()[0]:.2f}')
   print(f'{"engine":24s}{"batch":>6s}{"generate ms":>13s}{"step ms":>10s}{"sample ms":>11s}')
@@ -106,7 +107,7 @@ def main():
     diffs = '  '.join(f'{k} {np.abs(got[k] - reference[k]).max():.2e}' for k in reference)
     rows = np.abs(got['sample'] - reference['sample']).reshape(len(z), -1).max(1)
     diffs += f'  (chains within 1e-4: {int((rows <= 1e-4).sum())}/{len(rows)})'
-    size = os.path.getsize(os.path.join(out, export.tflite_name(q)))
+    size = os.path.getsize(os.path.join(out, exporting.tflite_name(q)))
     print(f'  {q:14s} {diffs}   file {size / 1024:.1f} KiB')
   sm_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                  os.walk(os.path.join(out, 'saved_model')) for f in fs)

@@ -10,7 +10,6 @@ torch are available, at 1 thread (its fastest setting for 2D) and 2 threads.
 """
 
 import argparse
-import dataclasses
 import importlib.util
 import os
 import statistics
@@ -39,16 +38,16 @@ def _median_rate(run_block, block, repeats):
 
 def ours(config, steps_per_block=20, repeats=15):
   """{mode: (train steps/s, Langevin steps/s)} for mode in xla, graph, eager."""
-  loaded = data.load(config.dataset, config.num_examples, None, config.seed, config.data_dir,
+  loaded = data.load(config.data.dataset, config.data.num_examples, None, config.run.seed, config.data.data_dir,
                      download=False)
-  x_real = tf.constant(data.to_unit_range(loaded.train[:config.batch_size]))
+  x_real = tf.constant(data.to_unit_range(loaded.train[:config.train.batch_size]))
   results = {}
   for mode in ('xla', 'graph', 'eager'):
-    model = model_lib.build(dataclasses.replace(config, jit_compile=mode == 'xla'), loaded.shape)
-    x = model.generator(tf.random.normal([config.batch_size, config.latent_dim]))
-    kwargs = dict(steps=steps_per_block, step_size=config.train_langevin_step_size,
-                  noise=config.train_langevin_noise, grad_clip=config.train_langevin_grad_clip)
-    metropolis = config.train_langevin_metropolis
+    model = model_lib.build(config.override(jit_compile=mode == 'xla'), loaded.shape)
+    x = model.generator(tf.random.normal([config.train.batch_size, config.networks.latent_dim]))
+    kwargs = dict(steps=steps_per_block, step_size=config.train_sampler.step_size,
+                  noise=config.train_sampler.noise, grad_clip=config.train_sampler.grad_clip)
+    metropolis = config.train_sampler.metropolis
     if mode == 'eager':
       def chain():
         y = x
@@ -85,12 +84,12 @@ def peer(path, config, threads, iters=200):
   spec.loader.exec_module(module)
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  image = data.is_image(config.dataset)
-  args = argparse.Namespace(dataset=config.dataset, batch=config.batch_size,
-                            steps_cnt=config.train_langevin_steps, step_size=2.0 if image else 3.0,
+  image = data.is_image(config.data.dataset)
+  args = argparse.Namespace(dataset=config.data.dataset, batch=config.train.batch_size,
+                            steps_cnt=config.train_sampler.steps, step_size=2.0 if image else 3.0,
                             noise=0.005, grad_clip=0.05, lr_gd=2e-3, lr_e=1e-4,
                             iters=iters // 5 if image else iters, log_every=10**9)
-  x_train = module.load_mnist() if image else module.make_2d(config.dataset, 15000, 0)[0]
+  x_train = module.load_mnist() if image else module.make_2d(config.data.dataset, 15000, 0)[0]
   stdout, sys.stdout = sys.stdout, open(os.devnull, 'w')
   try:
     generator, _, energy, times, _ = module.train(args, x_train)
@@ -120,12 +119,13 @@ def main():
                 train_langevin_noise=0.005, train_langevin_grad_clip=1.0) if image else {})
   if args.energy_units:
     sizes['energy_units'] = tuple(int(u) for u in args.energy_units.split(','))
-  config = config_lib.Config(dataset=args.dataset, data_dir=args.data_dir,
-                             batch_size=args.batch_size or (64 if image else 128),
-                             train_langevin_metropolis=args.metropolis, **sizes)
-  print(f'{args.dataset}, batch {config.batch_size}, K={config.train_langevin_steps} training '
-        f'{"MALA" if args.metropolis else "Langevin"} steps, E units {config.energy_units}; '
-        f'load average {os.getloadavg()[0]:.2f}')
+  config = config_lib.Config.from_flat(dict(
+      dataset=args.dataset, data_dir=args.data_dir,
+      batch_size=args.batch_size or (64 if image else 128),
+      train_langevin_metropolis=args.metropolis, **sizes))
+  print(f'{args.dataset}, batch {config.train.batch_size}, K={config.train_sampler.steps} '
+        f'training {"MALA" if args.metropolis else "Langevin"} steps, E units '
+        f'{config.networks.energy_units}; load average {os.getloadavg()[0]:.2f}')
   rows = {f'tfganebm {mode}': rates for mode, rates in ours(config).items()}
   if args.peer:
     for threads in (1, 2):

@@ -14,7 +14,6 @@ Ratios are against `default`. Run it on an idle machine.
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import subprocess
@@ -27,30 +26,27 @@ MODES = ('keras_fit', 'default', 'mirrored2', 'mirrored2_1step')
 def _measure(flagfile, mode, steps, data_dir):
   """Steps/s of `steps` training steps after one untimed chunk (tracing, warm-up)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import cli  # pylint: disable=g-import-not-at-top
   from tfganebm import data  # pylint: disable=g-import-not-at-top
   from tfganebm import distribute  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   from tfganebm import training  # pylint: disable=g-import-not-at-top
 
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  config_lib.define_flags()
-  flags.FLAGS([sys.argv[0], f'--flagfile={flagfile}', '--workdir=unused'])
-  config = config_lib.Config.from_flags(flags.FLAGS)
+  config = cli.read_flagfile(flagfile)
   if data_dir:
-    config = dataclasses.replace(config, data_dir=data_dir)
+    config = config.override(data_dir=data_dir)
   mirrored = mode.startswith('mirrored2')
   strategy = distribute.make_strategy('mirrored' if mirrored else 'default', cpu_replicas=2)
-  jit_compile = config.jit_compile and not mirrored
-  config = dataclasses.replace(config, jit_compile=jit_compile)
-  loaded = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
-                     config.data_dir, download=False)
+  jit_compile = config.run.jit_compile and not mirrored
+  config = config.override(jit_compile=jit_compile)
+  loaded = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
+                     config.run.seed, config.data.data_dir, download=False)
   model = model_lib.build(config, loaded.shape, strategy)
-  chunk = 1 if mode == 'mirrored2_1step' else config.log_every
+  chunk = 1 if mode == 'mirrored2_1step' else config.run.log_every
   warmup = chunk if chunk > 1 else 10
-  batches = data.batches(loaded.train, config.batch_size, config.seed, 0, warmup + steps)
+  batches = data.batches(loaded.train, config.train.batch_size, config.run.seed, 0, warmup + steps)
   if mode == 'keras_fit':
-    model.steps_per_execution = math.gcd(config.log_every, config.checkpoint_every, 25)
+    model.steps_per_execution = math.gcd(config.run.log_every, config.run.checkpoint_every, 25)
     model.fit(batches.take(warmup), epochs=1, verbose=0, shuffle=False)
     start = time.perf_counter()
     model.fit(batches.skip(warmup), epochs=1, verbose=0, shuffle=False)

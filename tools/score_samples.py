@@ -15,12 +15,10 @@ import sys
 
 import numpy as np
 
-from tfganebm import config as config_lib
 from tfganebm import data
 from tfganebm import evaluation
 from tfganebm import metrics
-from tfganebm import runs
-from tfganebm import training
+from tfganebm import workdir as workdir_lib
 
 
 def _read_header(path):
@@ -86,30 +84,29 @@ def main(argv=None):
   parser.add_argument('--classifier_dir', default=None)
   parser.add_argument('samples', nargs='+', help='.npy files [N, *data_shape] in [-1, 1]')
   args = parser.parse_args(argv)
-  flags_path = os.path.join(args.workdir, training.FLAGS_FILE)
-  if not os.path.isfile(flags_path):
-    sys.exit(f'error: {flags_path} not found; --workdir must be a directory written by '
-             'tfganebm.train')
   try:
-    config = config_lib.Config.from_flagfile(flags_path)
-  except (OSError, ValueError, TypeError) as e:
-    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    sys.exit(f'error: cannot read {flags_path} ({reason}); pass the workdir of a tfganebm.train '
-             'run')
-  config = runs.relocated(config, args.data_dir, args.classifier_dir)
+    config = workdir_lib.read_config(args.workdir)
+  except workdir_lib.WorkdirError as e:
+    sys.exit(f'error: {e}; pass the workdir of a tfganebm.train run')
+  if config is None:
+    sys.exit(f'error: {args.workdir} has no config.json or flags.txt; --workdir must be a '
+             'directory written by tfganebm.train')
+  config = config.override(**{name: value for name, value in (
+      ('data_dir', args.data_dir), ('classifier_dir', args.classifier_dir)) if value is not None})
   try:
-    samples = {path: load_samples(path, data.shape_of(config.dataset)) for path in args.samples}
+    samples = {path: load_samples(path, data.shape_of(config.data.dataset))
+               for path in args.samples}
   except ValueError as e:
     sys.exit(f'error: {e}')
   num = max(len(x) for x in samples.values())
   try:
-    if data.is_image(config.dataset):
-      loaded = data.load(config.dataset, config.num_examples, data_dir=config.data_dir,
-                         download=config.download)
+    if data.is_image(config.data.dataset):
+      loaded = data.load(config.data.dataset, config.data.num_examples, data_dir=config.data.data_dir,
+                         download=config.data.download)
       score = evaluation.ImageScorer(config, loaded, num)
       print(json.dumps({'real_data': score(score.floor)}))
     else:
-      loaded = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
+      loaded = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise, config.run.seed,
                          num_held_out=num)
       score = lambda x: metrics.evaluate_points(x, loaded.held_out[:num], loaded.mixture)
   except ValueError as e:  # images.DataError: the run's data are not on this machine

@@ -13,12 +13,11 @@ over-sharpen.
 """
 
 import argparse
-import dataclasses
 import sys
 
 from tfganebm import data
 from tfganebm import evaluation
-from tfganebm import runs
+from tfganebm import workdir as workdir_lib
 
 
 def main():
@@ -37,23 +36,25 @@ def main():
   parser.add_argument('--data_dir', default=None, help="images: override the run's --data_dir")
   parser.add_argument('--classifier_dir', default=None)
   args = parser.parse_args()
+  overrides = dict(langevin_steps=args.max_steps, langevin_step_size=args.step_size,
+                   langevin_noise=args.noise, langevin_grad_clip=args.grad_clip,
+                   average_checkpoints=args.average_checkpoints, data_dir=args.data_dir,
+                   classifier_dir=args.classifier_dir)
   try:
-    model, config, _ = runs.load(args.workdir, args.average_checkpoints, args.data_dir,
-                                 args.classifier_dir)
-  except runs.LoadError as e:
+    model, config = workdir_lib.load_run(
+        args.workdir, {name: value for name, value in overrides.items() if value is not None})
+  except workdir_lib.LoadError as e:
     sys.exit(f'error: {e}')
-  settings = evaluation.LangevinSettings.inference(config)
-  settings = dataclasses.replace(settings, steps=args.max_steps, **{
-      name: value for name, value in (('step_size', args.step_size), ('noise', args.noise),
-                                      ('grad_clip', args.grad_clip)) if value is not None})
+  settings = config.sampler
   try:
-    dataset = data.load(config.dataset, config.num_examples, config.data_noise, config.seed,
-                        data_dir=config.data_dir, download=config.download)
+    dataset = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
+                        config.run.seed, data_dir=config.data.data_dir,
+                        download=config.data.download)
     scores = evaluation.sweep_langevin_steps(model, config, dataset, settings, args.every,
                                              args.num_samples, args.seed)
   except ValueError as e:  # images.DataError included
     sys.exit(f'error: {e}')
-  metric = 'classifier-FID' if data.is_image(config.dataset) else 'sliced W2'
+  metric = 'classifier-FID' if data.is_image(config.data.dataset) else 'sliced W2'
   print(f'{"steps":>6}  {metric} to training data (eta={settings.step_size:g}, '
         f'sigma={settings.noise:g}, clip={settings.grad_clip:g})')
   best = min(scores, key=lambda pair: pair[1])
