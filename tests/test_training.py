@@ -20,9 +20,10 @@ def _variables(workdir):
 
 def test_resumed_run_continues_identically(tiny, tmp_path):
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
-  training.train(tiny(straight, train_steps=4))
-  training.train(tiny(resumed, train_steps=2))  # "killed" after its step-2 checkpoint
-  training.train(tiny(resumed, train_steps=4))
+  # With XLA, as configs/moons.cfg trains.
+  training.train(tiny(straight, train_steps=4, jit_compile=True))
+  training.train(tiny(resumed, train_steps=2, jit_compile=True))  # "killed" after step 2
+  training.train(tiny(resumed, train_steps=4, jit_compile=True))
   a, b = _variables(straight), _variables(resumed)
   assert a.keys() == b.keys()
   # Weights (saved under their optimizers' paths), the three optimizers, the replay buffer

@@ -18,7 +18,7 @@ from tfganebm import model as model_lib
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--num_examples=256', '--batch_size=32', '--generator_units=8,8',
+TINY = ['--nojit_compile', '--num_examples=256', '--batch_size=32', '--generator_units=8,8',
         '--discriminator_units=8,8', '--energy_units=8,8', '--train_langevin_steps=3',
         '--langevin_steps=5', '--eval_num_samples=64', '--buffer_capacity=64',
         '--checkpoint_every=2', '--log_every=2']
