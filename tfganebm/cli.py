@@ -38,7 +38,7 @@ def define_config_flags(names=None, optional=False, required=(), flag_values=fla
       flags.DEFINE_integer(**args)
     elif kind in ('float', 'optional float'):
       flags.DEFINE_float(**args)
-    elif kind == 'ints':
+    elif kind in ('ints', 'floats'):
       flags.DEFINE_list(**{**args, 'default': default and [str(v) for v in default]})
     elif fields.choices(field) is not None:
       flags.DEFINE_enum(**args, enum_values=list(fields.choices(field)))
@@ -56,10 +56,18 @@ def define_config_flags(names=None, optional=False, required=(), flag_values=fla
 
 
 def flag_value(field, value):
-  """An absl flag's value as the setting's type (lists of strings become int tuples)."""
+  """An absl flag's value as the setting's type (a list flag's strings become a tuple of
+  the field's numbers; `field` None: integers)."""
+  from tfganebm import fields  # pylint: disable=g-import-not-at-top
   if isinstance(value, list):
-    return tuple(int(v) for v in value)
+    number = float if field is not None and fields.kind(field) == 'floats' else int
+    return tuple(number(v) for v in value)
   return value
+
+
+def _field(name):
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  return {flag: field for flag, _, field in config_lib.flag_fields()}[name]
 
 
 def _check_flag(field, name, value):
@@ -69,7 +77,7 @@ def _check_flag(field, name, value):
   try:
     found = fields.problem(field, flag_value(field, value))
   except ValueError:
-    found = 'must be a comma-separated list of positive integers'
+    found = f'must be {fields.type_name(field)}, not {",".join(value)}'
   if found:
     raise flags.ValidationError(f'--{name} {found}')
   return True
@@ -77,7 +85,7 @@ def _check_flag(field, name, value):
 
 def _check_relation(names, predicate, template, values):
   try:
-    ok = predicate(*(flag_value(None, values[name]) for name in names))
+    ok = predicate(*(flag_value(_field(name), values[name]) for name in names))
   except (TypeError, ValueError):
     return True  # a value a field's own validator refuses
   if not ok:
@@ -93,7 +101,7 @@ def config_from_flags(flag_values=flags.FLAGS):
 
 def overrides(names, flag_values=flags.FLAGS):
   """{flag name: value} of the optional config flags `names` that were given."""
-  return {name: flag_value(None, flag_values[name].value) for name in names
+  return {name: flag_value(_field(name), flag_values[name].value) for name in names
           if flag_values[name].value is not None}
 
 
@@ -170,6 +178,31 @@ def _parse_flags(argv):
     message = str(e).removeprefix('ERROR:: ')
     hint = ' (see --helpfull)' if 'flagfile' not in message else ''
     sys.exit(f'error: {message}{hint}')
+
+
+def train_main(argv):
+  """The main of `train` and `refine`: the Config of the flags, trained; one-line errors."""
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
+  import json  # pylint: disable=g-import-not-at-top
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after flag checks)
+  # tf.distribute logs every collective it sets up at INFO; keep the progress lines readable.
+  std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
+  config = config_from_flags(flags.FLAGS)
+  try:
+    result = training.train(config)
+  except training.Interrupted as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(130)
+  except training.RunError as e:
+    sys.exit(f'error: {e}')
+  except KeyboardInterrupt:
+    print('error: interrupted; run the same command again to resume from the latest '
+          'checkpoint', file=sys.stderr)
+    sys.exit(130)
+  logging.info('metrics: %s', json.dumps(result, sort_keys=True))
 
 
 def run(main):

@@ -72,6 +72,24 @@ class NetworkConfig(fields.Section):
                                         'data unit).', low=0.0, fixed=True)
 
 
+def _range_problem(value):
+  return None if len(value) == 2 and value[0] < value[1] else 'must be two numbers: low,high'
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedConfig(fields.Section):
+  """A generator the user already has (python -m tfganebm.refine): E is trained around it."""
+  generator: str = setting('', "A trained generator z -> x to refine: a .keras file (opened in "
+                           "Keras' safe mode) or a SavedModel directory; z ~ N(0, I), its size "
+                           'read from the model. Empty: G is trained from scratch.', fixed=True)
+  generator_range: tuple[float, ...] = setting((-1.0, 1.0), "The range of --generator's "
+                                               'outputs, low,high (e.g. 0,1); rescaled to the '
+                                               "data's [-1, 1].", check=_range_problem,
+                                               fixed=True)
+  finetune_generator: bool = setting(False, 'Also train D and G (Algorithm 3) from the given '
+                                     "weights; default: G stays frozen and only E learns.")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(fields.Section):
   """Optimisation, and the replay buffer the training chains start from (Algorithm 2)."""
@@ -133,6 +151,7 @@ class Config:
   """Everything a run depends on, one section per concern."""
   data: DataConfig = _section(DataConfig)
   networks: NetworkConfig = _section(NetworkConfig)
+  pretrained: PretrainedConfig = _section(PretrainedConfig)
   train: TrainConfig = _section(TrainConfig)
   train_sampler: SamplerConfig = _section(SamplerConfig, 'train_langevin_', 'in training')
   sampler: SamplerConfig = _section(lambda: SamplerConfig(steps=1500), 'langevin_',
@@ -149,6 +168,8 @@ class Config:
        'buffer); for the plain GAN, raise --train_steps instead'),
       (('num_examples', 'batch_size'), lambda examples, batch: examples == 0 or examples >= batch,
        '{0} must be 0 (all) or at least {1}'),
+      (('generator', 'model'), lambda generator, model: not generator or model == 'gan_ebm',
+       '{0} refines a generator with an energy: it needs {1}=gan_ebm'),
   )
 
   def __post_init__(self):
@@ -160,6 +181,11 @@ class Config:
   @property
   def use_energy(self):
     return self.networks.model == 'gan_ebm'
+
+  @property
+  def train_generator(self):
+    """Whether G (and D) learn: always, unless G is a user's frozen generator."""
+    return not self.pretrained.generator or self.pretrained.finetune_generator
 
   def network_names(self):
     """(G, D, E) architecture names, 'auto' resolved: MLPs for 2D data; for images the

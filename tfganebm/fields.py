@@ -11,10 +11,10 @@ import math
 from typing import Optional
 
 _KINDS = {bool: 'bool', int: 'int', float: 'float', Optional[float]: 'optional float',
-          str: 'str', tuple[int, ...]: 'ints'}
+          str: 'str', tuple[int, ...]: 'ints', tuple[float, ...]: 'floats'}
 _TYPE_NAMES = {'bool': 'true or false', 'int': 'an integer', 'float': 'a number',
                'optional float': 'a number or null', 'str': 'a string',
-               'ints': 'a list of integers'}
+               'ints': 'a list of integers', 'floats': 'a list of numbers'}
 
 
 class ConfigError(ValueError):
@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 def setting(default, help, *, low=None, above=None, high=None, below=None,  # pylint: disable=redefined-builtin
-            choices=None, fixed=False, why=''):
+            choices=None, fixed=False, why='', check=None):
   """A dataclass field with its help text and checks.
 
   Args:
@@ -45,15 +45,21 @@ def setting(default, help, *, low=None, above=None, high=None, below=None,  # py
     fixed: the checkpoint fixes it (variable shapes, the random stream, the data): a
       resume may not change it.
     why: appended to a bound's error message.
+    check: for a list of numbers, value -> None or the phrase that says what is wrong.
   """
   return dataclasses.field(default=default, metadata=dict(
       help=help, low=low, above=above, high=high, below=below, choices=choices, fixed=fixed,
-      why=why))
+      why=why, check=check))
 
 
 def kind(field):
-  """'bool', 'int', 'float', 'optional float', 'str' or 'ints' (a tuple of int)."""
+  """'bool', 'int', 'float', 'optional float', 'str', 'ints' or 'floats' (tuples)."""
   return _KINDS[field.type]
+
+
+def type_name(field):
+  """'an integer', 'a list of numbers', ...: what a value of `field` must be."""
+  return _TYPE_NAMES[kind(field)]
 
 
 def choices(field):
@@ -82,6 +88,11 @@ def problem(field, value):
   if what == 'ints':
     return (None if value and all(v > 0 for v in value)
             else 'must be a comma-separated list of positive integers')
+  if what == 'floats':
+    if not value or not all(math.isfinite(v) for v in value):
+      return 'must be a comma-separated list of finite numbers'
+    check = field.metadata.get('check')
+    return check(value) if check else None
   if what in ('float', 'optional float') and not math.isfinite(value):
     return 'must be a finite number'
   allowed = choices(field)
@@ -110,6 +121,11 @@ def coerce(field, value):
         any(isinstance(v, bool) or not isinstance(v, int) for v in value)):
       raise fail
     return tuple(value)
+  if what == 'floats':
+    if (not isinstance(value, (list, tuple)) or
+        any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
+      raise fail
+    return tuple(float(v) for v in value)
   if what == 'str':
     if not isinstance(value, str):
       raise fail

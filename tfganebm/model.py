@@ -21,8 +21,11 @@ class GanEbm(keras.Model):
   """
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
-               alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, **kwargs):
-    """`sampler`: the training chains' `SamplerConfig` (default: its defaults)."""
+               alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, train_generator=True,
+               **kwargs):
+    """`sampler`: the training chains' `SamplerConfig` (default: its defaults);
+    `train_generator=False` keeps G (a user's pretrained one) and D as they are: only E
+    learns, from chains that start at G's samples and the replay buffer."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -36,12 +39,15 @@ class GanEbm(keras.Model):
     self.gd_updates = int(gd_updates)
     self.real_noise = real_noise
     self.sampler = sampler or sampler_lib.SamplerConfig()
+    if not train_generator and energy is None:
+      raise ValueError('a frozen generator needs an energy to train')
+    self.train_generator = train_generator
     # One seeded stream for every draw in training; it is checkpointed.
     self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     # Steps of the checkpoints whose mean weights G and E hold (training.average_weights).
     self.averaged_steps = None
-    names = ['d_loss', 'g_loss']
+    names = ['d_loss', 'g_loss'] if train_generator else []
     if energy is not None:
       names += ['e_loss', 'energy_real', 'energy_ebm', 'buffer_reuse']
     self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -104,8 +110,9 @@ class GanEbm(keras.Model):
 
   def _generate(self, batch):
     # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
-    return tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]), training=True),
-                   tf.float32)
+    # A frozen G runs in inference mode: its BatchNorm statistics stay the user's.
+    return tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]),
+                                  training=self.train_generator), tf.float32)
 
   def train_step(self, x_real):
     batch = tf.shape(x_real)[0]
@@ -118,9 +125,10 @@ class GanEbm(keras.Model):
     else:
       x_d_real = x_real
 
-    self._update_gd(x_d_real, x_gen, batch)
-    for _ in range(self.gd_updates - 1):  # unrolled: a fixed count, no cond in the graph
-      self._update_gd(self.replay_buffer.sample(batch, self.rng), self._generate(batch), batch)
+    if self.train_generator:
+      self._update_gd(x_d_real, x_gen, batch)
+      for _ in range(self.gd_updates - 1):  # unrolled: a fixed count, no cond in the graph
+        self._update_gd(self.replay_buffer.sample(batch, self.rng), self._generate(batch), batch)
 
     if self.energy is not None:
       x_pos = x_real
@@ -155,10 +163,12 @@ class GanEbm(keras.Model):
     return items
 
 
-def build(config, data_shape=None, strategy=None, inference=False):
+def build(config, data_shape=None, strategy=None, inference=False, generator=None):
   """A compiled `GanEbm` for a `Config`, built in `strategy`'s scope.
 
-  `data_shape` defaults to the dataset's. Initial weights are a function of
+  `data_shape` defaults to the dataset's. `generator`: a callable that makes G in the
+  strategy's scope (a user's pretrained one, `config.pretrained`) instead of the
+  config's architecture. Initial weights are a function of
   `config.run.seed` (this seeds Keras' global generators). `strategy` defaults to
   the current one. With `config.run.mixed_precision` (and not `inference`), G and D
   compute in bfloat16 while E, the chains and the buffer stay float32;
@@ -175,7 +185,10 @@ def build(config, data_shape=None, strategy=None, inference=False):
     with strategy.scope():
       keras.config.set_dtype_policy('mixed_bfloat16' if mixed else 'float32')
       g_name, d_name, e_name = config.network_names()
-      generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units)
+      if generator is None:
+        generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units)
+      else:
+        generator = generator()
       discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units)
       energy, buffer = None, None
       if config.use_energy:
@@ -188,7 +201,8 @@ def build(config, data_shape=None, strategy=None, inference=False):
                                      num_replicas=strategy.num_replicas_in_sync)
       model = GanEbm(generator, discriminator, energy, buffer, latent_dim=net.latent_dim,
                      seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
-                     gd_updates=train.gd_updates, sampler=config.train_sampler)
+                     gd_updates=train.gd_updates, sampler=config.train_sampler,
+                     train_generator=config.train_generator)
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
       model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
                     d_optimizer=adam(train.gd_learning_rate, 0.5),

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 
+@keras.saving.register_keras_serializable('tfganebm')
 class FourierFeatures(keras.layers.Layer):
   """x [B, d] -> [sin(2 pi x P), cos(2 pi x P)] [B, 2 num], fixed random P [d, num] ~ N(0, scale^2).
 

@@ -7,12 +7,7 @@ from its last checkpoint. The workdir receives checkpoints/, tensorboard/,
 flags.txt, metrics.json and figures.
 """
 
-import json
-import logging as std_logging
-import sys
-
 from absl import flags
-from absl import logging
 
 from tfganebm import cli
 
@@ -24,25 +19,7 @@ def define_flags():
   cli.define_config_flags(required=('workdir',))
 
 
-def main(argv):
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
-  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after flag checks)
-  # tf.distribute logs every collective it sets up at INFO; keep the progress lines readable.
-  std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
-  config = cli.config_from_flags(FLAGS)
-  try:
-    result = training.train(config)
-  except training.Interrupted as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(130)
-  except training.RunError as e:
-    sys.exit(f'error: {e}')
-  except KeyboardInterrupt:
-    print('error: interrupted; run the same command again to resume from the latest '
-          'checkpoint', file=sys.stderr)
-    sys.exit(130)
-  logging.info('metrics: %s', json.dumps(result, sort_keys=True))
+main = cli.train_main
 
 
 def run_main():

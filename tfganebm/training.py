@@ -13,6 +13,7 @@ from tfganebm import distribute
 from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
+from tfganebm import pretrained
 from tfganebm import workdir as workdir_lib
 
 
@@ -163,6 +164,9 @@ def train(config):
   if len(dataset.train) < config.train.batch_size:
     raise RunError(f'--batch_size={config.train.batch_size} exceeds the {len(dataset.train)} '
                    'training examples; lower it')
+  source = None
+  if config.pretrained.generator:  # checked before anything is written
+    config, source = _pretrained(config, dataset.shape)
   os.makedirs(workdir, exist_ok=True)
   # One writer per workdir. Other workers of a multi-worker run share the chief's workdir
   # and write only scratch saves, so only the chief takes the lock.
@@ -171,13 +175,33 @@ def train(config):
   except workdir_lib.WorkdirError as e:
     raise RunError(str(e)) from None
   try:
-    return _train_locked(config, dataset, chief)
+    if source is not None and chief:
+      source = pretrained.keep_copy(workdir, source)
+    return _train_locked(config, dataset, chief, source)
   finally:
     if lock is not None:
       lock.release()
 
 
-def _train_locked(config, dataset, chief):
+def _pretrained(config, data_shape):
+  """The run's config with the latent size of its pretrained generator, and the file to
+  build G from: the workdir's copy when a run made one, else the user's file.
+
+  Raises:
+    RunError: a generator that is not one, or does not fit the data (one line).
+  """
+  settings = config.pretrained
+  source = pretrained.source_path(config.run.workdir, settings.generator)
+  if not os.path.exists(source):
+    source = settings.generator
+  try:
+    generator = pretrained.load(source, data_shape, settings.generator_range)
+  except pretrained.GeneratorError as e:
+    raise RunError(str(e)) from None
+  return config.override(latent_dim=generator.input_shape[-1]), source
+
+
+def _train_locked(config, dataset, chief, source=None):
   workdir = config.run.workdir
   try:
     if chief:
@@ -209,7 +233,13 @@ def _train_locked(config, dataset, chief):
   logging.info('training with %d replicas (--strategy=%s%s%s)', strategy.num_replicas_in_sync,
                run.strategy, ', mixed precision' if run.mixed_precision else '',
                ', XLA' if jit_compile else '')
-  model = model_lib.build(config.override(jit_compile=jit_compile), data_shape, strategy)
+  generator = None
+  if source is not None:
+    generator = lambda: pretrained.load(source, data_shape, config.pretrained.generator_range,
+                                        trainable=config.pretrained.finetune_generator,
+                                        check=False)
+  model = model_lib.build(config.override(jit_compile=jit_compile), data_shape, strategy,
+                          generator=generator)
   checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
   if latest is not None:
     try:
@@ -324,7 +354,22 @@ def evaluate_run(config, dataset=None):
   if model.averaged_steps:
     logging.info('evaluating G and E averaged over the checkpoints of steps %s',
                  model.averaged_steps)
+  _save_keras(model, config.run.workdir)
   result, _, _ = evaluation.evaluate(model, config, config.run.workdir,
                                      config.run.eval_num_samples, config.run.seed,
                                      step=int(model.step.numpy()), dataset=dataset)
   return result
+
+
+def _save_keras(model, workdir):
+  """generator.keras and energy.keras in the workdir: G and E as sampling uses them
+  (float32, averaged when the run averages), for `keras.models.load_model` and for
+  `python -m tfganebm.refine --generator`."""
+  for name, network in (('generator', model.generator), ('energy', model.energy)):
+    if network is None:
+      continue
+    try:
+      with files.atomic_path(os.path.join(workdir, f'{name}.keras')) as path:
+        network.save(path)
+    except (OSError, ValueError, TypeError, NotImplementedError) as e:  # a layer Keras cannot save
+      logging.warning('%s.keras not written: %s', name, str(e).splitlines()[0] if str(e) else e)

@@ -5,6 +5,8 @@
   WORKDIR/checkpoints/           ckpt-N.* (tf.train.Checkpoint), the `checkpoint` index and
                                  architecture.json (what the checkpoints hold)
   WORKDIR/metrics.json, *.png    the final evaluation
+  WORKDIR/generator.keras, energy.keras   G and E as sampling uses them (keras.models.load_model)
+  WORKDIR/source_generator*      a refined run's copy of the user's generator (its G's file)
   WORKDIR/.lock                  held (flock) by the one trainer of this workdir; holds its PID
 
 Training (`training.py`) writes it and resumes with `restore_training` (everything);
@@ -355,7 +357,19 @@ def load_run(workdir, overrides=None):
     raise LoadError(f'no checkpoint in {checkpoint_dir(workdir)}; '
                     'train first (python -m tfganebm.train ...)')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  model = model_lib.build(config, strategy=tf.distribute.get_strategy(), inference=True)
+  generator = None
+  if config.pretrained.generator:  # G from the copy the run keeps of the user's file
+    from tfganebm import data  # pylint: disable=g-import-not-at-top
+    from tfganebm import pretrained  # pylint: disable=g-import-not-at-top
+    source = pretrained.source_path(workdir, config.pretrained.generator)
+    if not os.path.exists(source):
+      raise LoadError(f'{source} is missing: the run\'s copy of its --generator; put it back '
+                      f'(a copy of {config.pretrained.generator})')
+    shape = data.shape_of(config.data.dataset)
+    generator = lambda: pretrained.load(source, shape, config.pretrained.generator_range,
+                                        check=False)
+  model = model_lib.build(config, strategy=tf.distribute.get_strategy(), inference=True,
+                          generator=generator)
   try:
     restore_networks(model, latest)
   except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)

@@ -1,0 +1,142 @@
+"""Refining a generator the user already has: a Keras model of their own making, frozen or
+fine-tuned, through sampling, export and the device runner."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tfganebm import pretrained
+from tfganebm import workdir as workdir_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--nojit_compile', '--num_examples=256', '--batch_size=32',
+        '--discriminator_units=8,8', '--energy_units=8,8', '--train_langevin_steps=3',
+        '--langevin_steps=5', '--eval_num_samples=64', '--buffer_capacity=64',
+        '--checkpoint_every=2', '--log_every=2']
+
+
+def _run(module, *args):
+  return subprocess.run([sys.executable, '-m', module, *args], capture_output=True, text=True,
+                        cwd=ROOT, timeout=600, check=False)
+
+
+def _errors(result):
+  return [line for line in result.stderr.splitlines() if line.startswith('error:')]
+
+
+def _users_generator(path, latent=4, activation='sigmoid', scale=1.0):
+  """Not a tfganebm network: the user's own Sequential, outputs in [0, scale] (sigmoid)."""
+  keras.utils.set_random_seed(7)
+  model = keras.Sequential([keras.Input((latent,)), keras.layers.Dense(16, activation='relu'),
+                            keras.layers.Dense(2, activation=activation),
+                            keras.layers.Rescaling(scale)])
+  model.save(path)
+  return model
+
+
+@pytest.fixture(scope='module')
+def refined(tmp_path_factory):
+  """The user's [0, 1] generator refined 4 steps with G frozen, on moons."""
+  root = tmp_path_factory.mktemp('refine')
+  user = _users_generator(str(root / 'mine.keras'))
+  workdir = root / 'run'
+  result = _run('tfganebm.refine', f'--generator={root / "mine.keras"}', '--generator_range=0,1',
+                f'--workdir={workdir}', *TINY, '--train_steps=4')
+  assert result.returncode == 0, result.stderr[-3000:]
+  return user, root, workdir
+
+
+def test_refine_trains_only_e_and_keeps_the_users_generator(refined):
+  user, root, workdir = refined
+  model, config = workdir_lib.load_run(str(workdir))
+  assert config.networks.latent_dim == 4  # read from the user's model
+  assert config.pretrained.generator_range == (0.0, 1.0)
+  assert not config.pretrained.finetune_generator
+  z = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+  # G is the user's network, frozen, mapped from [0, 1] to the data's [-1, 1].
+  np.testing.assert_allclose(model.generator(z), 2 * np.asarray(user(z)) - 1, atol=1e-6)
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  assert metrics['step'] == 4 and 'generator_langevin' in metrics
+  assert (workdir / 'source_generator.keras').exists()  # the run is whole without mine.keras
+  early, _ = workdir_lib.load_run(str(workdir))
+  workdir_lib.restore_networks(early, str(workdir / 'checkpoints' / 'ckpt-2'))
+  assert int(early.step.numpy()) == 2
+  assert any(not np.allclose(a, b) for a, b in zip(model.energy.get_weights(),
+                                                   early.energy.get_weights()))  # E learned
+  np.testing.assert_array_equal(early.generator(z), model.generator(z))  # G did not
+  # Native Keras files of G and E, openable by anyone (the energy's custom layers registered).
+  loaded = keras.models.load_model(workdir / 'generator.keras')
+  np.testing.assert_allclose(loaded(z), model.generator(z), atol=1e-6)
+  energy_model = keras.models.load_model(workdir / 'energy.keras')
+  x = np.asarray(model.generator(z))
+  np.testing.assert_allclose(np.reshape(energy_model(x), [-1]), model.energy_of(x), atol=1e-5)
+
+
+def test_refined_run_samples_exports_and_runs_on_the_device(refined):
+  user, root, workdir = refined
+  out = root / 'samples'
+  result = _run('tfganebm.sample', f'--workdir={workdir}', f'--out={out}', '--num_samples=50')
+  assert result.returncode == 0, result.stderr[-2000:]
+  x_gen = np.load(out / 'samples_generator.npy')
+  assert x_gen.shape == (50, 2) and x_gen.min() >= -1 and x_gen.max() <= 1
+  exported = root / 'exported'
+  result = _run('tfganebm.export', f'--workdir={workdir}', f'--out={exported}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  info = json.loads((exported / 'export.json').read_text())
+  assert info['latent_dim'] == 4 and 'sample' in info['signatures']
+  device = root / 'device'
+  result = subprocess.run([sys.executable, os.path.join(ROOT, 'export', 'sample_litert.py'),
+                           str(exported / 'model.tflite'), '--num_samples', '32',
+                           '--out', str(device)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  samples = np.load(device / 'samples.npy')
+  assert samples.shape == (32, 2) and np.all(np.isfinite(samples))
+
+
+def test_finetune_generator_also_trains_g(refined, tmp_path):
+  user, root, _ = refined
+  workdir = tmp_path / 'run'
+  result = _run('tfganebm.refine', f'--generator={root / "mine.keras"}', '--generator_range=0,1',
+                '--finetune_generator', f'--workdir={workdir}', *TINY, '--train_steps=2')
+  assert result.returncode == 0, result.stderr[-3000:]
+  model, _ = workdir_lib.load_run(str(workdir))
+  z = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+  assert not np.allclose(model.generator(z), 2 * np.asarray(user(z)) - 1, atol=1e-6)
+
+
+@pytest.mark.parametrize('make, flags, words', [
+    (lambda p: _users_generator(p, latent=3, activation='tanh', scale=10.0),
+     ['--generator_range=-1,1'], ['outside --generator_range=-1,1']),
+    (lambda p: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(p), [],
+     ['shape (3,)', '(2,)']),
+    (lambda p: keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda z: z[:, :2])]
+                                ).save(p), [], ['cannot open', 'Lambda']),
+    (lambda p: open(p, 'w').write('not a model'), [], ['cannot open']),
+])
+def test_a_generator_that_does_not_fit_is_one_line_before_anything_is_written(
+    tmp_path, make, flags, words):
+  path = str(tmp_path / 'g.keras')
+  make(path)
+  workdir = tmp_path / 'run'
+  result = _run('tfganebm.refine', f'--generator={path}', f'--workdir={workdir}', *TINY,
+                '--train_steps=2', *flags)
+  assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  errors = _errors(result)
+  assert len(errors) == 1, result.stderr[-2000:]
+  for word in words:
+    assert word in errors[0], errors[0]
+  assert not workdir.exists()
+
+
+def test_saved_model_generator_loads_through_its_serving_endpoint(tmp_path):
+  user = _users_generator(str(tmp_path / 'mine.keras'))
+  user.export(str(tmp_path / 'saved'))
+  generator = pretrained.load(str(tmp_path / 'saved'), (2,), (0.0, 1.0))
+  z = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
+  np.testing.assert_allclose(generator(z), 2 * np.asarray(user(z)) - 1, atol=1e-5)
