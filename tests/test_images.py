@@ -76,6 +76,7 @@ def test_offline_download_fails_at_once_instead_of_retrying(tmp_path, monkeypatc
 def test_tfds_is_used_when_no_local_files(tmp_path, monkeypatch):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(images, '_online', lambda: True)  # mock_data stands in for the download
+  _quick_classifier(monkeypatch)
   with tfds.testing.mock_data(num_examples=6):
     x, y = images.load('mnist', str(tmp_path), download=True)
   assert x.shape == (6, 28, 28, 1) and x.dtype == np.uint8 and y.shape == (6,)
@@ -118,8 +119,15 @@ def _check_image_run(workdir, result, shape):
   assert model.data_shape == shape
 
 
-def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, capsys):
+def _quick_classifier(monkeypatch):
+  """The metrics classifier in 40 steps instead of 200: enough for the bar images."""
+  from tfganebm import classifier  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(classifier.RECIPE, 'min_steps', 40)
+
+
+def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, capsys, monkeypatch):
   from tfganebm import training  # pylint: disable=g-import-not-at-top
+  _quick_classifier(monkeypatch)
   folder = write_mnist(tmp_path / 'mnist')
   workdir = tmp_path / 'run'
   config = tiny(workdir, dataset='mnist', data_dir=str(folder), download=False,
@@ -176,6 +184,7 @@ def test_cifar10_run_on_tfds_mock_data_with_dcgan_networks(tiny, tmp_path, monke
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from tfganebm import training  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(images, '_online', lambda: True)  # mock_data stands in for the download
+  _quick_classifier(monkeypatch)
   workdir = tmp_path / 'run'
   config = tiny(workdir, dataset='cifar10', data_dir=str(tmp_path / 'tfds'),
                 classifier_dir=str(tmp_path / 'cache'), num_examples=0,

@@ -103,12 +103,20 @@ def load_or_train(name, train_images, train_labels, test_images, test_labels, di
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=['accuracy'])
   x_train = data.to_unit_range(train_images)
-  order = np.random.default_rng(RECIPE['seed']).permutation(len(x_train))
+  rng = np.random.default_rng(RECIPE['seed'])
   batch_size = min(RECIPE['batch_size'], len(x_train))
   steps_per_epoch = len(x_train) // batch_size
   epochs = max(RECIPE['epochs'], -(-RECIPE['min_steps'] // steps_per_epoch))  # small datasets
-  model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
-            epochs=epochs, shuffle=True, verbose=0)
+  if epochs == RECIPE['epochs']:
+    order = rng.permutation(len(x_train))
+    model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
+              epochs=epochs, shuffle=True, verbose=0)
+  else:  # a small dataset: its many passes as one shuffled sequence, one Keras epoch (each
+    # epoch costs a fixed setup time, more than its few steps)
+    order = np.concatenate([rng.permutation(len(x_train)) for _ in range(epochs)])
+    order = order[:len(order) // batch_size * batch_size]
+    model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
+              epochs=1, shuffle=False, verbose=0)
   _, accuracy = model.evaluate(data.to_unit_range(test_images), np.asarray(test_labels),
                                batch_size=500, verbose=0)
   info = dict(test_accuracy=float(accuracy), file=os.path.basename(path),
