@@ -24,7 +24,7 @@ FIXTURE = os.path.join(ROOT, 'tests', 'fixtures', 'workdir_v1')
 CHANGED = dict(dataset='mnist', download=False, num_examples=300, data_noise=0.07,
                energy_units=(7, 5), energy_spectral_norm=True, energy_fourier_scale=2.5,
                gd_updates=3, langevin_metropolis=True, train_langevin_noise=0.02, workdir='w',
-               strategy='mirrored', cpu_replicas=2)
+               strategy='mirrored', cpu_replicas=2, generator_range=(0.0, 255.0))
 
 
 def _kinds():
@@ -33,7 +33,8 @@ def _kinds():
 
 def test_the_changed_values_cover_every_kind_of_field():
   kinds = {fields.kind(field) for name, _, field in config_lib.flag_fields() if name in CHANGED}
-  assert kinds == _kinds() == {'bool', 'int', 'float', 'optional float', 'str', 'ints'}
+  assert kinds == _kinds() == {'bool', 'int', 'float', 'optional float', 'str', 'ints',
+                               'floats'}
 
 
 def test_config_json_round_trip_is_exact():

@@ -72,7 +72,7 @@ class NetworkConfig(fields.Section):
                                         'data unit).', low=0.0, fixed=True)
 
 
-def _range_problem(value):
+def _range_problem(value):  # --generator_range
   return None if len(value) == 2 and value[0] < value[1] else 'must be two numbers: low,high'
 
 
@@ -211,8 +211,7 @@ class Config:
     where = {name: (section, field.name) for name, section, field in flag_fields()}
     unknown = sorted(set(values) - set(where))
     if unknown:
-      raise ConfigError('unknown setting(s) ' + ', '.join('{%d}' % i for i in range(len(unknown))),
-                        unknown)
+      raise ConfigError('unknown setting(s) ' + ', '.join(f'--{n}' for n in unknown))
     changes = {}
     for name, value in values.items():
       section, field = where[name]
@@ -235,37 +234,23 @@ class Config:
     Raises:
       ConfigError: an unknown section or setting, or a value of the wrong type.
     """
-    if not isinstance(value, dict):
-      raise ConfigError('a config must be a JSON object of sections')
-    sections = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - set(sections))
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+      raise ConfigError('a config must be a JSON object of sections, each an object')
+    unknown = sorted(set(value) - set(_SECTIONS))
     if unknown:
       raise ConfigError(f'unknown section(s) {", ".join(unknown)}')
-    flat = {}
-    for name, settings in value.items():
-      prefix = sections[name].metadata['prefix']
-      if not isinstance(settings, dict):
-        raise ConfigError(f'section {name} must be a JSON object')
-      flat.update({prefix + key: item for key, item in settings.items()})
-    return cls.from_flat(flat)
+    return cls.from_flat({_SECTIONS[name].metadata['prefix'] + key: item
+                          for name, settings in value.items() for key, item in settings.items()})
 
   def to_flagfile(self):
     """The flags that reproduce this config, one `--name=value` per line."""
-    lines = []
-    for name, value in self.flat().items():
-      if value is None:
-        continue
-      if isinstance(value, tuple):
-        value = ','.join(str(v) for v in value)
-      lines.append(f'--{name}={value}')
-    return '\n'.join(lines) + '\n'
+    text = lambda value: ','.join(map(str, value)) if isinstance(value, tuple) else value
+    return ''.join(f'--{name}={text(value)}\n' for name, value in self.flat().items()
+                   if value is not None)
 
 
 def _replace_section(section, name, changes):
   prefix = _SECTIONS[name].metadata['prefix']
-  unknown = set(changes) - {f.name for f in dataclasses.fields(section)}
-  if unknown:
-    raise ConfigError('unknown setting {0}', [prefix + sorted(unknown)[0]])
   try:
     return dataclasses.replace(section, **changes)
   except ConfigError as e:
@@ -283,7 +268,7 @@ def flag_fields():
 
 
 def section_of(name):
-  """The Config section field of a section name (its metadata has `prefix` and `when`)."""
+  """The field of Config's section `name` (metadata: its flag `prefix` and `when`)."""
   return _SECTIONS[name]
 
 
