@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfganebm import pretrained
 from tfganebm import workdir as workdir_lib
@@ -69,12 +70,17 @@ def test_refine_trains_only_e_and_keeps_the_users_generator(refined):
   assert any(not np.allclose(a, b) for a, b in zip(model.energy.get_weights(),
                                                    early.energy.get_weights()))  # E learned
   np.testing.assert_array_equal(early.generator(z), model.generator(z))  # G did not
-  # Native Keras files of G and E, openable by anyone (the energy's custom layers registered).
-  loaded = keras.models.load_model(workdir / 'generator.keras')
-  np.testing.assert_allclose(loaded(z), model.generator(z), atol=1e-6)
-  energy_model = keras.models.load_model(workdir / 'energy.keras')
-  x = np.asarray(model.generator(z))
-  np.testing.assert_allclose(np.reshape(energy_model(x), [-1]), model.energy_of(x), atol=1e-5)
+  # Native Keras files of G and E: a process that never imported tfganebm opens them.
+  script = ('import sys, keras, numpy as np; z = np.load(sys.argv[1]); '
+            'g = keras.models.load_model(sys.argv[2]); e = keras.models.load_model(sys.argv[3]); '
+            'x = np.asarray(g(z)); np.save(sys.argv[1], np.reshape(e(x), [-1]))')
+  np.save(root / 'z.npy', z)
+  result = subprocess.run([sys.executable, '-c', script, str(root / 'z.npy'),
+                           str(workdir / 'generator.keras'), str(workdir / 'energy.keras')],
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  np.testing.assert_allclose(np.load(root / 'z.npy'), model.energy_of(model.generator(z)),
+                             atol=1e-5)
 
 
 def test_refined_run_samples_exports_and_runs_on_the_device(refined):
@@ -134,9 +140,66 @@ def test_a_generator_that_does_not_fit_is_one_line_before_anything_is_written(
   assert not workdir.exists()
 
 
+def test_a_new_run_takes_the_new_generator_and_a_refused_resume_writes_nothing(refined,
+                                                                                tmp_path):
+  _, root, workdir = refined
+  other = tmp_path / 'other.keras'
+  _users_generator(str(other), latent=6)
+  # A workdir whose first attempt saved no checkpoint: the second attempt's file is used.
+  fresh = tmp_path / 'fresh'
+  fresh.mkdir()
+  _users_generator(str(fresh / 'source_generator.keras'), latent=4)  # an earlier attempt's copy
+  result = _run('tfganebm.refine', f'--generator={other}', '--generator_range=0,1',
+                f'--workdir={fresh}', *TINY, '--train_steps=2')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert workdir_lib.read_config(str(fresh)).networks.latent_dim == 6
+  # A finished plain run refuses a refine on top of it and gets no copy.
+  before = sorted(os.listdir(workdir))
+  for flags in ([f'--generator={other}', '--generator_range=0,1'],
+                [f'--generator={root / "mine.keras"}', '--generator_range=0,1',
+                 '--finetune_generator']):
+    result = _run('tfganebm.refine', *flags, f'--workdir={workdir}', *TINY, '--train_steps=6')
+    errors = _errors(result)
+    assert result.returncode != 0 and len(errors) == 1, result.stderr[-2000:]
+    assert 'other settings' in errors[0], errors[0]
+  assert sorted(os.listdir(workdir)) == before
+  result = _run('tfganebm.refine', '--generator=', f'--workdir={tmp_path / "none"}', *TINY)
+  assert result.returncode != 0 and '--generator must name' in result.stderr
+
+
 def test_saved_model_generator_loads_through_its_serving_endpoint(tmp_path):
   user = _users_generator(str(tmp_path / 'mine.keras'))
   user.export(str(tmp_path / 'saved'))
   generator = pretrained.load(str(tmp_path / 'saved'), (2,), (0.0, 1.0))
   z = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
   np.testing.assert_allclose(generator(z), 2 * np.asarray(user(z)) - 1, atol=1e-5)
+
+
+def test_saved_model_with_a_serving_default_signature_and_unsafe_ops(tmp_path):
+  """A plain tf.Module SavedModel works through serving_default; one whose function writes a
+  file is refused before anything runs."""
+  class Generator(tf.Module):
+
+    def __init__(self, write):
+      super().__init__()
+      self.w = tf.Variable(tf.random.stateless_normal([3, 2], [1, 2]))
+      self.write = write
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def __call__(self, z):
+      if self.write:
+        tf.io.write_file(str(tmp_path / 'ran'), 'side effect')
+      return {'x': tf.tanh(z @ self.w)}
+
+  for write in (False, True):
+    module = Generator(write)
+    path = str(tmp_path / f'saved_{write}')
+    tf.saved_model.save(module, path, signatures={'serving_default': module.__call__})
+    if write:
+      with pytest.raises(pretrained.GeneratorError, match='WriteFile'):
+        pretrained.load(path, (2,))
+      assert not (tmp_path / 'ran').exists()
+    else:
+      generator = pretrained.load(path, (2,))
+      z = np.ones((4, 3), np.float32)
+      np.testing.assert_allclose(generator(z), module(z)['x'], atol=1e-6)

@@ -29,6 +29,8 @@ def define_config_flags(names=None, optional=False, required=(), flag_values=fla
       continue
     when = config_lib.section_of(section).metadata['when']
     help_text = field.metadata['help'][:-1] + f' {when}.' if when else field.metadata['help']
+    if optional:
+      help_text += " Default: the run's."
     default = None if optional or name in required else defaults[name]
     kind = fields.kind(field)
     args = dict(name=name, default=default, help=help_text, flag_values=flag_values)

@@ -87,7 +87,8 @@ class PretrainedConfig(fields.Section):
                                                "data's [-1, 1].", check=_range_problem,
                                                fixed=True)
   finetune_generator: bool = setting(False, 'Also train D and G (Algorithm 3) from the given '
-                                     "weights; default: G stays frozen and only E learns.")
+                                     "weights; default: G stays frozen and only E learns.",
+                                     fixed=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,9 +5,11 @@
 a `.keras` file, opened in Keras' safe mode (a file that would run Python code,
 such as a Lambda layer, is refused), or a SavedModel directory with a z -> x
 endpoint (`serve`, as `model.export()` writes, or `serving_default`). z is taken
-as N(0, I) of the size the model's input says. A copy of the file goes into the
-workdir (`source_generator.keras` or `source_generator/`), so the run stays
-whole when the original moves.
+as N(0, I) of the size the model's input says. A SavedModel whose z -> x
+function holds an op that touches files, Python or the network is refused
+before it is loaded. A copy of the file goes into the workdir
+(`source_generator.keras` or `source_generator/`), so the run stays whole when
+the original moves.
 """
 
 import os
@@ -24,26 +26,80 @@ class GeneratorError(ValueError):
   """A generator file that cannot be refined as asked, with the reason and the fix."""
 
 
-@keras.saving.register_keras_serializable('tfganebm')
-class ToUnitRange(keras.layers.Layer):
-  """x in [low, high] -> 2 (x - low) / (high - low) - 1 in [-1, 1], the data's range."""
+# Ops that reach outside the graph (files, Python, the network): a SavedModel generator whose
+# z -> x function holds one is refused, since loading it means running its graph.
+_UNSAFE_OPS = frozenset({
+    'ReadFile', 'WriteFile', 'MatchingFiles', 'DeleteFile', 'PyFunc', 'PyFuncStateless',
+    'EagerPyFunc', 'Save', 'SaveV2', 'SaveSlices', 'Restore', 'RestoreV2', 'RestoreSlice',
+    'MergeV2Checkpoints', 'ShardedFilename', 'ImmutableConst', 'LoadAndRemapMatrix',
+    'WholeFileReader', 'WholeFileReaderV2', 'TFRecordReader', 'TFRecordReaderV2',
+    'FixedLengthRecordReader', 'FixedLengthRecordReaderV2', 'TextLineReader',
+    'TextLineReaderV2', 'IdentityReader', 'IdentityReaderV2', 'LMDBReader', 'ReaderReadV2',
+    'TFRecordDataset', 'TFRecordDatasetV2', 'FixedLengthRecordDataset',
+    'FixedLengthRecordDatasetV2', 'TextLineDataset', 'ExperimentalSqlDataset', 'SqlDataset',
+    'ExperimentalCSVDataset', 'CSVDataset', 'CSVDatasetV2', 'PrintV2', 'Print',
+    'DebugIdentity', 'DebugIdentityV2', 'DebugIdentityV3', 'SnapshotDataset',
+    'SnapshotDatasetV2', 'SaveDataset', 'SaveDatasetV2', 'LoadDataset', 'DatasetToTFRecord',
+    'ExperimentalDatasetToTFRecord', 'WriteSummary', 'WriteRawProtoSummary',
+    'CreateSummaryFileWriter', 'StringToHashBucket', 'RpcServer', 'Rpc', 'TryRpc',
+    'Recv', '_Recv', 'Send', '_Send', 'CollectiveReduce', 'CollectiveGather',
+    'CollectiveBcastRecv', 'CollectiveBcastSend'})
 
-  def __init__(self, low, high, **kwargs):
-    super().__init__(**kwargs)
-    self.low, self.high = float(low), float(high)
 
-  def call(self, x):
-    x = keras.ops.cast(x, 'float32')
-    if (self.low, self.high) == (-1.0, 1.0):
-      return x
-    return (x - self.low) * (2.0 / (self.high - self.low)) - 1.0
+def _unit_range(low, high):
+  """x in [low, high] -> [-1, 1] with a built-in layer (so generator.keras needs no code)."""
+  scale = 2.0 / (high - low)
+  return keras.layers.Rescaling(scale, offset=-low * scale - 1.0, name='to_unit_range')
 
-  def get_config(self):
-    return {**super().get_config(), 'low': self.low, 'high': self.high}
+
+def _functions_used(library, names):
+  """The names of `names` and of every function they call, transitively."""
+  by_name = {function.signature.name: function for function in library.function}
+  seen, todo = set(), list(names)
+  while todo:
+    name = todo.pop()
+    if name in seen or name not in by_name:
+      continue
+    seen.add(name)
+    for node in by_name[name].node_def:
+      todo.append(node.op)
+      for value in node.attr.values():
+        if value.HasField('func'):
+          todo.append(value.func.name)
+        todo.extend(f.name for f in value.list.func)
+  return seen
+
+
+def _check_saved_model_ops(path):
+  """Refuses a SavedModel whose graph holds ops that touch files, Python or the network."""
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  saved = saved_model_pb2.SavedModel()
+  try:
+    with open(os.path.join(path, 'saved_model.pb'), 'rb') as f:
+      saved.ParseFromString(f.read())
+  except Exception as e:  # pylint: disable=broad-except  (a damaged protobuf)
+    raise GeneratorError(f'--generator {path}: saved_model.pb is not readable ({e})') from None
+  for graph in saved.meta_graphs:
+    library = graph.graph_def.library
+    # The functions the saved objects call (signatures, tf.functions), not the saver's own.
+    roots = {concrete for concrete in graph.object_graph_def.concrete_functions}
+    ops = {node.op for node in graph.graph_def.node if node.name in roots}
+    by_name = {function.signature.name: function for function in library.function}
+    for name in _functions_used(library, roots):
+      ops.update(node.op for node in by_name[name].node_def)
+    unsafe = sorted(ops & _UNSAFE_OPS)
+    if unsafe:
+      raise GeneratorError(f'--generator {path} is a SavedModel whose functions use '
+                           f'{", ".join(unsafe[:5])} (files, Python or the network); tfganebm '
+                           'runs only pure computation: export the generator alone '
+                           '(model.export) or save it as .keras')
 
 
 def _open(path):
   """The user's model as a Keras model or layer; GeneratorError when it is neither."""
+  if not os.path.exists(path):
+    raise GeneratorError(f'--generator {path} does not exist; pass a .keras file or a '
+                         'SavedModel directory')
   if os.path.isfile(path) and path.endswith('.keras'):
     try:
       return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -51,6 +107,7 @@ def _open(path):
       reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise GeneratorError(f'cannot open --generator {path}: {reason[:300]}') from None
   if os.path.isdir(path) and os.path.exists(os.path.join(path, 'saved_model.pb')):
+    _check_saved_model_ops(path)
     errors = []
     for endpoint in _ENDPOINTS:
       try:
@@ -106,18 +163,22 @@ def load(path, data_shape, value_range=(-1.0, 1.0), trainable=False, check=True)
       raise GeneratorError(f'--generator {path} returns {sorted(x)}; a generator returns one x')
     x = next(iter(x.values()))
   low, high = value_range
-  generator = keras.Model(z, ToUnitRange(low, high, name='to_unit_range')(x), name='generator')
-  shape = tuple(generator.output.shape[1:])
+  shape = tuple(x.shape[1:])
+  if shape != tuple(data_shape) and None not in shape and np.prod(shape) == np.prod(data_shape):
+    x = keras.layers.Reshape(tuple(data_shape), name='to_data_shape')(x)  # e.g. 784 -> 28x28x1
+    shape = tuple(data_shape)
+  generator = keras.Model(z, _unit_range(low, high)(x), name='generator')
   if shape != tuple(data_shape):
     raise GeneratorError(f'--generator {path} makes x of shape {shape}, but the dataset\'s '
                          f'examples have shape {tuple(data_shape)}; choose the --dataset it was '
                          'trained on')
   network.trainable = trainable
   if check:
-    samples = np.asarray(network(np.random.default_rng(0).standard_normal(
-        (256, latent_dim)).astype('float32')))
+    samples = network(np.random.default_rng(0).standard_normal(
+        (256, latent_dim)).astype('float32'))
     if isinstance(samples, dict):
       samples = next(iter(samples.values()))
+    samples = np.asarray(samples)
     slack = 0.02 * (high - low)
     seen = (float(np.min(samples)), float(np.max(samples)))
     if not np.all(np.isfinite(samples)) or seen[0] < low - slack or seen[1] > high + slack:
@@ -134,14 +195,17 @@ def source_path(workdir, path):
 
 
 def keep_copy(workdir, path):
-  """Copies the generator `path` into `workdir` (once); returns the copy's path."""
+  """Copies the generator `path` into `workdir` as its source_generator (replacing an
+  earlier copy, which only a run without checkpoints may do); returns the copy's path."""
   target = source_path(workdir, path)
-  if os.path.exists(target):
+  if os.path.realpath(path) == os.path.realpath(target):
     return target
   partial = f'{target}.partial-{os.getpid()}'
   if os.path.isdir(path):
     shutil.copytree(path, partial)
   else:
     shutil.copy2(path, partial)
+  if os.path.isdir(target):
+    shutil.rmtree(target)  # our own copy, from a run that saved no checkpoint
   os.replace(partial, target)
   return target

@@ -12,11 +12,15 @@ started at G(z) and the replay buffer; --finetune_generator also trains D and G
 """
 
 
+from absl import flags
+
 from tfganebm import cli
 
 
 def define_flags():
   cli.define_config_flags(required=('workdir', 'generator'))
+  flags.register_validator('generator', bool,
+                           '--generator must name a .keras file or a SavedModel directory')
 
 
 def run_main():

@@ -5,6 +5,7 @@ import shutil
 import time
 
 from absl import logging
+import keras
 import tensorflow as tf
 
 from tfganebm import config as config_lib
@@ -175,8 +176,6 @@ def train(config):
   except workdir_lib.WorkdirError as e:
     raise RunError(str(e)) from None
   try:
-    if source is not None and chief:
-      source = pretrained.keep_copy(workdir, source)
     return _train_locked(config, dataset, chief, source)
   finally:
     if lock is not None:
@@ -191,8 +190,13 @@ def _pretrained(config, data_shape):
     RunError: a generator that is not one, or does not fit the data (one line).
   """
   settings = config.pretrained
-  source = pretrained.source_path(config.run.workdir, settings.generator)
-  if not os.path.exists(source):
+  workdir = config.run.workdir
+  source = pretrained.source_path(workdir, settings.generator)
+  try:  # a run with checkpoints keeps using its copy; a new one takes the user's file
+    resuming = os.path.isdir(workdir) and workdir_lib.latest_checkpoint(workdir) is not None
+  except workdir_lib.WorkdirError:
+    resuming = False  # the trainer repairs or refuses the index, with its own message
+  if not (resuming and os.path.exists(source)):
     source = settings.generator
   try:
     generator = pretrained.load(source, data_shape, settings.generator_range)
@@ -220,6 +224,11 @@ def _train_locked(config, dataset, chief, source=None):
                      '--workdir') from e
   changes = _check_resume(workdir, config, saved_step)
   data_shape = dataset.shape
+  if source is not None and chief:  # now that the resume is allowed
+    try:
+      source = pretrained.keep_copy(workdir, source)
+    except OSError as e:
+      raise RunError(f'cannot copy --generator into {workdir}: {e.strerror or e}') from e
 
   run = config.run
   strategy = distribute.make_strategy(run.strategy, run.tpu, run.cpu_replicas)
@@ -366,8 +375,9 @@ def _save_keras(model, workdir):
   (float32, averaged when the run averages), for `keras.models.load_model` and for
   `python -m tfganebm.refine --generator`."""
   for name, network in (('generator', model.generator), ('energy', model.energy)):
-    if network is None:
-      continue
+    if network is None or any(isinstance(layer, keras.layers.TFSMLayer)
+                              for layer in network._flatten_layers()):  # pylint: disable=protected-access
+      continue  # a user's SavedModel G: its copy in the workdir is the file to use
     try:
       with files.atomic_path(os.path.join(workdir, f'{name}.keras')) as path:
         network.save(path)

@@ -297,8 +297,9 @@ def read_config(workdir):
       from tfganebm import cli  # pylint: disable=g-import-not-at-top
       return cli.read_flagfile(path)
   except (OSError, ValueError) as e:  # ConfigError and JSON errors included
-    raise WorkdirError(f'cannot read {path}: {e}; it was not written by tfganebm.train, or '
-                       'is damaged') from None
+    reason = str(e).removeprefix(f'cannot read {path}: ')
+    raise WorkdirError(f'cannot read {path}: {reason}; was it written by tfganebm.train? '
+                       'restore it or use another --workdir') from None
   return None
 
 

@@ -14,6 +14,9 @@ import statistics
 import tempfile
 import time
 
+# TensorFlow's C++ start-up chatter would come before our one-line errors.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter

@@ -16,6 +16,9 @@ import statistics
 import sys
 import time
 
+# TensorFlow's C++ start-up chatter would come before our one-line errors.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 import numpy as np
 import tensorflow as tf
 

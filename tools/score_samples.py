@@ -13,6 +13,9 @@ import json
 import os
 import sys
 
+# TensorFlow's C++ start-up chatter would come before our one-line errors.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 import numpy as np
 
 from tfganebm import data

@@ -13,7 +13,11 @@ over-sharpen.
 """
 
 import argparse
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter would come before our one-line errors.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from tfganebm import data
 from tfganebm import evaluation
