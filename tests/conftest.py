@@ -8,9 +8,25 @@ import os
 os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
 os.environ.setdefault('TF_NUM_INTEROP_THREADS', '1')
 
+import subprocess
+import sys
+
 import pytest
 
 from tfganebm import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tiny_config's run as command-line flags.
+TINY_FLAGS = ['--nojit_compile', '--num_examples=256', '--batch_size=32',
+              '--generator_units=8,8', '--discriminator_units=8,8', '--energy_units=8,8',
+              '--train_langevin_steps=3', '--langevin_steps=5', '--eval_num_samples=64',
+              '--buffer_capacity=64', '--checkpoint_every=2', '--log_every=2']
+
+
+def run_module(module, *args):
+  """`python -m module args...` from the repository root, its output captured."""
+  return subprocess.run([sys.executable, '-m', module, *args], capture_output=True, text=True,
+                        cwd=ROOT, timeout=600, check=False)
 
 
 def tiny_config(workdir='', **overrides):

@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import TINY_FLAGS, run_module
 from tfganebm import pretrained
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--nojit_compile', '--num_examples=256', '--batch_size=32',
-        '--discriminator_units=8,8', '--energy_units=8,8', '--train_langevin_steps=3',
-        '--langevin_steps=5', '--eval_num_samples=64', '--buffer_capacity=64',
-        '--checkpoint_every=2', '--log_every=2']
-
-
-def _run(module, *args):
-  return subprocess.run([sys.executable, '-m', module, *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=600, check=False)
+TINY = [flag for flag in TINY_FLAGS if not flag.startswith('--generator_units')]  # G: a file
+_run = run_module
 
 
 def _errors(result):
