@@ -206,9 +206,12 @@ def test_read_only_workdir_is_refused(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_ctrl_c_says_where_training_stopped(tmp_path):
   workdir = tmp_path / 'run'
+  # A shell that starts a job in the background has it ignore SIGINT, and so would the
+  # trainer; give it the default, as a terminal's Ctrl-C meets it.
   process = subprocess.Popen([sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}',
                               *TINY, '--train_steps=100000'], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   deadline = time.time() + 120
   while time.time() < deadline and not list((workdir / 'checkpoints').glob('ckpt-*.index')):
     time.sleep(0.2)
