@@ -143,10 +143,19 @@ def test_a_new_run_takes_the_new_generator_and_a_refused_resume_writes_nothing(r
   fresh = tmp_path / 'fresh'
   fresh.mkdir()
   _users_generator(str(fresh / 'source_generator.keras'), latent=4)  # an earlier attempt's copy
+  (fresh / 'source_generator.keras.source.json').write_text('{"source": "earlier.keras"}')
   result = _run('tfganebm.refine', f'--generator={other}', '--generator_range=0,1',
                 f'--workdir={fresh}', *TINY, '--train_steps=2')
   assert result.returncode == 0, result.stderr[-2000:]
   assert workdir_lib.read_config(str(fresh)).networks.latent_dim == 6
+  # A file of that name that no refine wrote is the user's: refused, kept as it was.
+  users = tmp_path / 'users'
+  users.mkdir()
+  (users / 'source_generator.keras').write_text('mine')
+  result = _run('tfganebm.refine', f'--generator={other}', '--generator_range=0,1',
+                f'--workdir={users}', *TINY, '--train_steps=2')
+  assert result.returncode != 0 and 'not written by tfganebm.refine' in _errors(result)[0]
+  assert (users / 'source_generator.keras').read_text() == 'mine'
   # A finished plain run refuses a refine on top of it and gets no copy.
   before = sorted(os.listdir(workdir))
   for flags in ([f'--generator={other}', '--generator_range=0,1'],

@@ -67,9 +67,10 @@ def flag_value(field, value):
   return value
 
 
-def _field(name):
+def _fields():
+  """{flag name: field} of every setting."""
   from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
-  return {flag: field for flag, _, field in config_lib.flag_fields()}[name]
+  return {flag: field for flag, _, field in config_lib.flag_fields()}
 
 
 def _check_flag(field, name, value):
@@ -87,7 +88,8 @@ def _check_flag(field, name, value):
 
 def _check_relation(names, predicate, template, values):
   try:
-    ok = predicate(*(flag_value(_field(name), values[name]) for name in names))
+    by_name = _fields()
+    ok = predicate(*(flag_value(by_name[name], values[name]) for name in names))
   except (TypeError, ValueError):
     return True  # a value a field's own validator refuses
   if not ok:
@@ -103,7 +105,8 @@ def config_from_flags(flag_values=flags.FLAGS):
 
 def overrides(names, flag_values=flags.FLAGS):
   """{flag name: value} of the optional config flags `names` that were given."""
-  return {name: flag_value(_field(name), flag_values[name].value) for name in names
+  by_name = _fields()
+  return {name: flag_value(by_name[name], flag_values[name].value) for name in names
           if flag_values[name].value is not None}
 
 

@@ -264,7 +264,7 @@ _SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
 def flag_fields():
   """(flag name, section name, field) of every setting, in declaration order."""
   for section in dataclasses.fields(Config):
-    for field in dataclasses.fields(section.default_factory()):
+    for field in dataclasses.fields(section.type):
       yield section.metadata['prefix'] + field.name, section.name, field
 
 
@@ -281,9 +281,8 @@ def fixed_by_checkpoint():
 def relations():
   """Every check across settings, by flag name: (names, predicate(*values), template)."""
   found = list(Config.RELATIONS)
-  defaults = Config()
   for section in dataclasses.fields(Config):
     prefix = section.metadata['prefix']
     found += [(tuple(prefix + name for name in names), predicate, template)
-              for names, predicate, template in getattr(defaults, section.name).RELATIONS]
+              for names, predicate, template in section.type.RELATIONS]
   return found

@@ -94,8 +94,8 @@ class PointsEvaluator:
   """2D data: distances to held-out points drawn afresh (metrics.evaluate_points), the
   energy's density and held-out NLL; a scatter plot over the density map."""
 
-  def __init__(self, config, num_samples, dataset=None):
-    del dataset  # held-out points are drawn, not loaded
+  def __init__(self, config, num_samples, seed, dataset=None):
+    del seed, dataset  # held-out points are drawn, not loaded; the distances need no seed
     held_out = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
                          config.run.seed, num_held_out=2 * num_samples)
     # `floor`, a second held-out sample measured like the samples: the best a model can score.
@@ -131,7 +131,7 @@ class ImageEvaluator:
   """Images: classifier-FID, KID and class coverage against half of the held-out split
   (`ImageScorer`); image grids and a strip of chains."""
 
-  def __init__(self, config, num_samples, dataset=None):
+  def __init__(self, config, num_samples, seed, dataset=None):
     if dataset is None:
       dataset = data.load(config.data.dataset, config.data.num_examples,
                           data_dir=config.data.data_dir, download=config.data.download)
@@ -139,7 +139,7 @@ class ImageEvaluator:
     self.floor = self.scorer.floor
     self.info = dict(num_reference=self.scorer.num_reference, num_real=len(self.floor),
                      classifier=self.scorer.classifier.info)
-    self.seed = 0
+    self.seed = seed
 
   def __call__(self, x):
     return self.scorer(x, self.seed)
@@ -181,8 +181,7 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   """
   sampler = config.sampler
   step = int(model.step.numpy()) if step is None else step
-  evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, dataset)
-  evaluator.seed = seed
+  evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed, dataset)
   frames = PROGRESSION_FRAMES - 1
   record_every = sampler.steps // frames if sampler.steps >= frames else 0
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, sampler, record_every)

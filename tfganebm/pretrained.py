@@ -12,6 +12,7 @@ before it is loaded. A copy of the file goes into the workdir
 the original moves.
 """
 
+import json
 import os
 import shutil
 
@@ -194,18 +195,34 @@ def source_path(workdir, path):
   return os.path.join(workdir, name)
 
 
+def _marker(target):
+  return target.rstrip(os.sep) + '.source.json'
+
+
 def keep_copy(workdir, path):
-  """Copies the generator `path` into `workdir` as its source_generator (replacing an
-  earlier copy, which only a run without checkpoints may do); returns the copy's path."""
+  """Copies the generator `path` into `workdir` as its source_generator; returns the copy's
+  path. An earlier copy (which only a run without checkpoints may replace) is replaced only
+  when its marker file says a refine made it: a file of that name that is the user's own
+  is refused, never overwritten.
+
+  Raises:
+    GeneratorError: `workdir` holds a source_generator that no refine wrote.
+    OSError: the copy failed.
+  """
   target = source_path(workdir, path)
   if os.path.realpath(path) == os.path.realpath(target):
     return target
+  if os.path.lexists(target) and not os.path.exists(_marker(target)):
+    raise GeneratorError(f'{target} exists and was not written by tfganebm.refine; move it '
+                         'away or use another --workdir')
   partial = f'{target}.partial-{os.getpid()}'
   if os.path.isdir(path):
     shutil.copytree(path, partial)
   else:
     shutil.copy2(path, partial)
-  if os.path.isdir(target):
-    shutil.rmtree(target)  # our own copy, from a run that saved no checkpoint
+  if os.path.isdir(target) and not os.path.islink(target):
+    shutil.rmtree(target)  # a refine's own copy (its marker says so), no checkpoint uses it
   os.replace(partial, target)
+  with open(_marker(target), 'w') as f:
+    json.dump({'source': os.path.abspath(path)}, f)
   return target

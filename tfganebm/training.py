@@ -227,6 +227,8 @@ def _train_locked(config, dataset, chief, source=None):
   if source is not None and chief:  # now that the resume is allowed
     try:
       source = pretrained.keep_copy(workdir, source)
+    except pretrained.GeneratorError as e:
+      raise RunError(str(e)) from None
     except OSError as e:
       raise RunError(f'cannot copy --generator into {workdir}: {e.strerror or e}') from e
 
@@ -376,7 +378,7 @@ def _save_keras(model, workdir):
   `python -m tfganebm.refine --generator`."""
   for name, network in (('generator', model.generator), ('energy', model.energy)):
     if network is None or any(isinstance(layer, keras.layers.TFSMLayer)
-                              for layer in network._flatten_layers()):  # pylint: disable=protected-access
+                              for layer in network.layers):
       continue  # a user's SavedModel G: its copy in the workdir is the file to use
     try:
       with files.atomic_path(os.path.join(workdir, f'{name}.keras')) as path:
