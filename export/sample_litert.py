@@ -5,7 +5,9 @@
 
 Draws z ~ N(0, I), runs `generate`, then K Langevin steps with the `langevin_step`
 signature (the loop runs here, as it would in an app), or with the fused `sample`
-signature (--fused). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
+signature (--fused). A latent-space sampler (export.json's langevin.space, or
+--langevin_space latent) moves z on E(G(z)) + |z|^2/2 with `latent_step` and then
+runs `generate` (fused: `sample_latent`). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
 and, when matplotlib is installed, OUT/samples.png. Settings default to the
 export.json beside the model. Needs: ai-edge-litert, numpy.
 """
@@ -89,14 +91,25 @@ def _langevin_settings(args, info):
                + ('' if given is not None else f': pass {flag}'))
     values[key] = value
   metropolis = defaults.get('metropolis', False) if args.metropolis is None else args.metropolis
+  space = defaults.get('space', 'data') if args.langevin_space is None else args.langevin_space
+  if space not in ('data', 'latent'):
+    sys.exit(f"error: export.json's langevin.space is {space!r}, not data or latent; pass "
+             '--langevin_space')
   if metropolis and values['steps'] and (values['step_size'] <= 0 or values['noise'] <= 0):
     sys.exit('error: MALA steps (--metropolis) need a step size and noise above 0 (got '
              f'{values["step_size"]} and {values["noise"]}); pass --langevin_step_size and '
              '--langevin_noise')
-  return values['steps'], values['step_size'], values['noise'], bool(metropolis)
+  return values['steps'], values['step_size'], values['noise'], bool(metropolis), space
 
 
-def _check_model(interpreter, info, model_path, steps, fused, metropolis):
+# The signature each sampler uses: [space][metropolis][fused].
+_SIGNATURES = {'data': {False: {False: 'langevin_step', True: 'sample'},
+                        True: {False: 'metropolis_step', True: 'sample_metropolis'}},
+               'latent': {False: {False: 'latent_step', True: 'sample_latent'},
+                          True: {False: 'latent_metropolis_step', True: 'sample_latent_metropolis'}}}
+
+
+def _check_model(interpreter, info, model_path, steps, fused, metropolis, space='data'):
   """Exits unless the .tflite has the signatures needed, shaped as its export.json says."""
   signatures = interpreter.get_signature_list()
   generate = signatures.get('generate')
@@ -112,8 +125,7 @@ def _check_model(interpreter, info, model_path, steps, fused, metropolis):
              f'beside it says latent_dim {info["latent_dim"]} and data_shape {info["data_shape"]}: '
              'the .tflite belongs to another export; keep each .tflite with its own export.json')
   if steps > 0 and 'langevin_step' in signatures:
-    needed = (('sample_metropolis' if fused else 'metropolis_step') if metropolis
-              else ('sample' if fused else 'langevin_step'))
+    needed = _SIGNATURES[space][metropolis][fused]
     if needed not in signatures:
       sys.exit(f'error: {model_path} has no {needed} signature, which these flags need; '
                're-export it with python -m tfganebm.export')
@@ -138,10 +150,11 @@ def _save_atomically(path, write):
 
 
 def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=False,
-           metropolis=False, batch_size=256):
+           metropolis=False, batch_size=256, space='data'):
   """(x_gen, x) numpy arrays [num_samples, *data_shape]: G samples and their refinement.
 
   metropolis: accept or reject each step (MALA signatures) instead of plain Langevin steps.
+  space: 'latent' runs the chains on z (the latent_* signatures), then G.
   """
   rng = np.random.default_rng(seed)
   shape = tuple(info['data_shape'])
@@ -153,7 +166,9 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
     z = rng.standard_normal((batch, info['latent_dim'])).astype(np.float32)
     x = generate(z=z)['x']
     x_gen.append(x)
-    if has_energy and steps > 0:
+    if has_energy and steps > 0 and space == 'latent':
+      x = _latent_chain(interpreter, z, rng, steps, step_size, noise, fused, metropolis)
+    elif has_energy and steps > 0:
       noises = (noise * rng.standard_normal((steps, batch, *shape))).astype(np.float32)
       if metropolis:
         uniforms = rng.uniform(size=(steps, batch)).astype(np.float32)
@@ -174,6 +189,24 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
           x = step(x=x, noise=noises[k], step_size=np.float32(step_size))['x']
     x_out.append(x)
   return np.concatenate(x_gen), np.concatenate(x_out)
+
+
+def _latent_chain(interpreter, z, rng, steps, step_size, noise, fused, metropolis):
+  """x = G(z) after `steps` latent-space steps from z, the noise drawn here."""
+  noises = (noise * rng.standard_normal((steps, *z.shape))).astype(np.float32)
+  scalars = dict(step_size=np.float32(step_size))
+  if metropolis:
+    scalars['noise_std'] = np.float32(noise)
+    uniforms = rng.uniform(size=(steps, len(z))).astype(np.float32)
+  name = _SIGNATURES['latent'][metropolis][fused]
+  runner = interpreter.get_signature_runner(name)
+  if fused:
+    extra = dict(uniform=uniforms) if metropolis else {}
+    return runner(z=z, noise=noises, **extra, **scalars)['x']
+  for k in range(steps):
+    extra = dict(uniform=uniforms[k]) if metropolis else {}
+    z = runner(z=z, noise=noises[k], **extra, **scalars)['z']
+  return interpreter.get_signature_runner('generate')(z=z)['x']
 
 
 def _save_npy(path, array):
@@ -234,6 +267,8 @@ def main(argv=None):
   parser.add_argument('--fused', action='store_true', help='one call of the fused signature')
   parser.add_argument('--metropolis', action=argparse.BooleanOptionalAction, default=None,
                       help='MALA steps (default: as the run was configured, see export.json)')
+  parser.add_argument('--langevin_space', choices=('data', 'latent'), default=None,
+                      help="where the chains run (default: export.json's langevin.space)")
   args = parser.parse_args(argv)
   if args.num_samples <= 0:
     parser.error(f'--num_samples must be positive (got {args.num_samples})')
@@ -246,12 +281,12 @@ def main(argv=None):
     sys.exit(f'error: --out {args.out} is an existing file; --out names a directory for '
              'samples.npy: choose another')
   info = _read_export_info(args.model)
-  steps, step_size, noise, metropolis = _langevin_settings(args, info)
+  steps, step_size, noise, metropolis, space = _langevin_settings(args, info)
   interpreter = _interpreter(args.model)
-  _check_model(interpreter, info, args.model, steps, args.fused, metropolis)
+  _check_model(interpreter, info, args.model, steps, args.fused, metropolis, space)
   try:
     x_gen, x = sample(interpreter, info, args.num_samples, steps, step_size, noise, args.seed,
-                      args.fused, metropolis)
+                      args.fused, metropolis, space=space)
   except (ValueError, RuntimeError) as e:
     sys.exit(f'error: LiteRT failed running {args.model} ({_first_line(e)}); re-export it with '
              'python -m tfganebm.export')
@@ -273,7 +308,9 @@ def main(argv=None):
   except OSError as e:
     sys.exit(f'error: cannot write to --out {args.out} ({e.strerror or e}); choose a writable '
              'directory')
-  print(f'wrote {len(x)} samples ({steps} {"MALA" if metropolis else "Langevin"} steps) to {args.out}'
+  where = ' in z' if space == 'latent' else ''
+  print(f'wrote {len(x)} samples ({steps} {"MALA" if metropolis else "Langevin"} steps{where}) '
+        f'to {args.out}'
         + (' with samples.png' if drew else ''))
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Export to SavedModel/TFLite: LiteRT parity with TensorFlow, atomic writes, the device runner."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from tfganebm import exporting
 from tfganebm import langevin
+from tfganebm import sampler as sampler_lib
 from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
@@ -75,6 +77,47 @@ def test_litert_langevin_step_and_chain_match_tensorflow(exported):
   np.testing.assert_allclose(fused, expected, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize('metropolis', [False, True])
+def test_litert_latent_chain_matches_tensorflow(exported, metropolis):
+  """The latent sampler's signatures, stepped on the device side and fused, against
+  tfganebm.sampler's chain on U(z) = E(G(z)) + |z|^2 / 2 fed the same noise."""
+  model, out = exported
+  rng = np.random.default_rng(3)
+  steps, batch, step_size, noise_std = 15, 32, np.float32(0.05), np.float32(0.3)
+  z = rng.standard_normal((batch, model.latent_dim)).astype(np.float32)
+  noise = (noise_std * rng.standard_normal((steps, batch, model.latent_dim))).astype(np.float32)
+  uniform = rng.uniform(size=(steps, batch)).astype(np.float32)
+  potential = sampler_lib.latent_energy(model.energy_of,
+                                        lambda z: model.generator(z, training=False))
+  expected = tf.constant(z)
+  energy, grad = langevin.energy_and_gradient(potential, expected)
+  accepted = []
+  for k in range(steps):
+    if metropolis:
+      expected, energy, grad, ok = langevin.metropolis_step(
+          potential, expected, energy, grad, noise[k] / noise_std, uniform[k], step_size,
+          noise_std, low=None, high=None)
+      accepted.append(ok.numpy())
+    else:
+      expected = langevin.langevin_step(potential, expected, noise[k], step_size, 1.0,
+                                        low=None, high=None)
+  if metropolis:
+    assert 0.05 < np.mean(accepted) < 1.0  # both branches of the accept/reject are exercised
+  assert np.abs(expected.numpy()).max() > 1.0  # unbounded: nothing clipped z to [-1, 1]
+  scalars = dict(step_size=step_size, **(dict(noise_std=noise_std) if metropolis else {}))
+  name = 'latent_metropolis_step' if metropolis else 'latent_step'
+  step, looped = _runner(out / 'model.tflite', name), z
+  for k in range(steps):
+    extra = dict(uniform=uniform[k]) if metropolis else {}
+    looped = step(z=looped, noise=noise[k], **extra, **scalars)['z']
+  np.testing.assert_allclose(looped, expected, atol=TOLERANCE)
+  fused = _runner(out / 'model.tflite', 'sample_latent_metropolis' if metropolis
+                  else 'sample_latent')(z=z, noise=noise,
+                                        **(dict(uniform=uniform) if metropolis else {}),
+                                        **scalars)['x']
+  np.testing.assert_allclose(fused, model.generator(expected, training=False), atol=TOLERANCE)
+
+
 @pytest.mark.parametrize('quantize, tolerance', [('float16', 2e-2), ('dynamic_range', 5e-2)])
 def test_quantized_files_stay_close(exported, quantize, tolerance):
   model, out = exported
@@ -111,11 +154,13 @@ def test_saved_model_signatures_match_the_model(exported):
                              model.generator(z, training=False), atol=1e-6)
 
 
-def test_device_runner_needs_no_tensorflow(exported, tmp_path):
+@pytest.mark.parametrize('space', ['data', 'latent'])
+def test_device_runner_needs_no_tensorflow(exported, tmp_path, space):
   _, out = exported
   script = os.path.join(ROOT, 'export', 'sample_litert.py')
   code = (f'import runpy, sys; sys.argv = ["sample_litert.py", {str(out / "model.tflite")!r}, '
-          f'"--num_samples", "40", "--out", {str(tmp_path)!r}, "--langevin_steps", "5"]; '
+          f'"--num_samples", "40", "--out", {str(tmp_path)!r}, "--langevin_steps", "5", '
+          f'"--langevin_space", {space!r}]; '
           f'runpy.run_path({script!r}, run_name="__main__"); '
           'assert "tensorflow" not in sys.modules, "the runner imported tensorflow"')
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
@@ -123,6 +168,30 @@ def test_device_runner_needs_no_tensorflow(exported, tmp_path):
   assert result.returncode == 0, result.stderr
   samples = np.load(tmp_path / 'samples.npy')
   assert samples.shape == (40, 2) and np.abs(samples).max() <= 1.0
+
+
+@pytest.mark.parametrize('metropolis', [False, True])
+def test_device_runner_latent_sampler_loops_and_fuses_alike(exported, metropolis):
+  model, out = exported
+  runner = _device_runner()
+  info = json.loads((out / 'export.json').read_text())
+  interpreter = Interpreter(model_path=str(out / 'model.tflite'))
+  draw = lambda fused: runner.sample(interpreter, info, 40, 8, 0.05, 0.3, seed=1, fused=fused,
+                                     metropolis=metropolis, space='latent')
+  (x_gen, looped), (_, fused) = draw(False), draw(True)
+  np.testing.assert_allclose(fused, looped, atol=TOLERANCE)
+  assert np.abs(looped - x_gen).max() > 1e-3  # the chains moved
+  # Every sample is G of some z: the latent chain never leaves G's range.
+  assert np.abs(looped).max() <= 1.0
+
+
+def _device_runner():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      'sample_litert', os.path.join(ROOT, 'export', 'sample_litert.py'))
+  runner = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(runner)
+  return runner
 
 
 def test_device_runner_rejects_a_file_that_is_not_a_model(tmp_path):

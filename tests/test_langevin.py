@@ -91,3 +91,23 @@ def test_metropolis_chain_samples_a_cold_narrow_well_inside_the_range():
   assert np.abs(x).max() <= 1.0
   np.testing.assert_allclose(x.mean(0), [0.5, 0.5], atol=0.01)
   np.testing.assert_allclose(x.std(0), [0.1, 0.1], rtol=0.05)
+
+
+@pytest.mark.parametrize('space, metropolis', [('data', False), ('data', True),
+                                               ('latent', False), ('latent', True)])
+def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis):
+  """evaluation.chains_at runs one chain in segments: its state at k steps is the state of
+  one k-step chain from the same seed (draw_samples), in either space."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
+  model = model_lib.build(tiny_config(), (2,), inference=True)
+  sampler = SamplerConfig(steps=7, step_size=0.02, noise=0.2, metropolis=metropolis,
+                          space=space)
+  scored = dict(evaluation.chains_at(model, 50, 3, sampler, [7, 0, 3]))
+  assert sorted(scored) == [0, 3, 7]
+  x_gen, x_7, _ = evaluation.draw_samples(model, 50, 3, sampler)
+  np.testing.assert_allclose(scored[0], x_gen)
+  np.testing.assert_allclose(scored[7], x_7, atol=1e-5)
+  assert not np.allclose(scored[3], scored[7])

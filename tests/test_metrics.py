@@ -36,6 +36,25 @@ def test_mode_metrics_count_recovered_modes():
   assert metrics.mode_metrics(between, mixture.centres, mixture.std)['high_quality_fraction'] == 0
 
 
+def test_mode_balance_is_the_kl_of_per_mode_counts_to_uniform():
+  points, _ = data.load_points('25gaussians', 10000, None, 0)
+  mixture = points.mixture
+  balanced = metrics.mode_metrics(points.x, mixture.centres, mixture.std)
+  assert balanced['mode_kl'] < 0.01  # sampling noise only
+  assert len(balanced['mode_fractions']) == 25
+  np.testing.assert_allclose(sum(balanced['mode_fractions']), balanced['high_quality_fraction'])
+  one_mode = metrics.mode_metrics(np.repeat(mixture.centres[:1], 100, 0), mixture.centres,
+                                  mixture.std)
+  np.testing.assert_allclose(one_mode['mode_kl'], np.log(25))
+  # Two modes at 3:1 hold all samples: KL = sum p log(25 p).
+  skewed = np.concatenate([np.repeat(mixture.centres[:1], 300, 0),
+                           np.repeat(mixture.centres[1:2], 100, 0)])
+  result = metrics.mode_metrics(skewed, mixture.centres, mixture.std)
+  np.testing.assert_allclose(result['mode_kl'], 0.75 * np.log(25 * 0.75) + 0.25 * np.log(25 * 0.25))
+  assert result['mode_fractions'][:2] == [0.75, 0.25]
+  assert metrics.mode_metrics(mixture.centres[:5] + 0.2, mixture.centres, mixture.std)['mode_kl'] is None
+
+
 def test_grid_log_density_normalises_a_gaussian():
   axis = np.linspace(-1, 1, 401)
   xx, yy = np.meshgrid(axis, axis)

@@ -94,3 +94,20 @@ def test_plain_gan_trains_without_an_energy(tiny):
   assert model.energy is None and model.replay_buffer is None
   assert set(logs) == {'d_loss', 'g_loss'}
   assert all(_changed(model.generator, before))
+
+
+def test_latent_training_chains_start_from_the_prior_and_stay_on_gs_range(tiny):
+  model, x_real = _one_step(tiny, train_langevin_space='latent', buffer_reuse_prob=0.0,
+                            train_langevin_step_size=0.05, train_langevin_noise=0.3)
+  energy_before = _snapshot(model.energy)
+  logs = model.train_step(tf.constant(x_real))
+  assert all(_changed(model.energy, energy_before))
+  assert float(logs['buffer_reuse']) == 0.0
+  # The pushed chains are G(z) of moved z: inside G's tanh range, not data-range clipped.
+  pushed = model.replay_buffer.samples.numpy()[0][:len(x_real)]
+  assert np.abs(pushed).max() < 1.0 and np.isfinite(pushed).all()
+
+
+def test_latent_training_chains_refuse_the_replay_buffer(tiny):
+  with pytest.raises(ValueError, match='train_langevin_space=latent .*buffer_reuse_prob=0'):
+    tiny(train_langevin_space='latent')

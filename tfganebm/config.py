@@ -169,6 +169,10 @@ class Config:
        'buffer); for the plain GAN, raise --train_steps instead'),
       (('num_examples', 'batch_size'), lambda examples, batch: examples == 0 or examples >= batch,
        '{0} must be 0 (all) or at least {1}'),
+      (('train_langevin_space', 'buffer_reuse_prob'),
+       lambda space, reuse: space == 'data' or reuse == 0,
+       '{0}=latent starts every chain from the prior in z: it needs {1}=0 (the replay buffer '
+       'holds data-space states)'),
       (('generator', 'model'), lambda generator, model: not generator or model == 'gan_ebm',
        '{0} refines a generator with an energy: it needs {1}=gan_ebm'),
   )

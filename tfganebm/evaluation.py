@@ -65,18 +65,52 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0):
     may be None.
   """
   rng = tf.random.Generator.from_seed(seed, alg='philox')
-  x_gen = model.generator(rng.normal([num_samples, model.latent_dim]), training=False)
+  z = rng.normal([num_samples, model.latent_dim])
+  x_gen = _generator_fn(model)(z)
   if model.energy is None or sampler.steps == 0:
     return x_gen.numpy(), None, None
 
   @tf.function(jit_compile=True, autograph=False)
-  def refine(x):
-    return sampler_lib.run(model.energy_of, x, rng, sampler, record_every=record_every)
+  def refine(z):
+    return sampler_lib.refine(model.energy_of, _generator_fn(model), z, rng, sampler,
+                              record_every=record_every)
 
   if record_every:
-    x_langevin, trajectory = refine(x_gen)
+    x_langevin, trajectory = refine(z)
     return x_gen.numpy(), x_langevin.numpy(), trajectory.numpy()
-  return x_gen.numpy(), refine(x_gen).numpy(), None
+  return x_gen.numpy(), refine(z).numpy(), None
+
+
+def _generator_fn(model):
+  """G in inference mode, float32 out: z [B, latent] -> x [B, ...]."""
+  return lambda z: tf.cast(model.generator(z, training=False), tf.float32)
+
+
+def chains_at(model, num_samples, seed, sampler, steps_list):
+  """The samples of G + k steps of `sampler` for each k of `steps_list`, from one set of
+  chains run once to the longest k (a chain's state at k steps is its state at k).
+
+  Yields:
+    (k, x [num_samples, ...] numpy) in increasing k; k = 0 is G alone.
+  """
+  rng = tf.random.Generator.from_seed(seed, alg='philox')
+  z = rng.normal([num_samples, model.latent_dim])
+  generator_fn = _generator_fn(model)
+  if model.energy is None and max(steps_list) > 0:
+    raise ValueError('a plain GAN has no energy to run chains on; use --langevin_steps=0')
+
+  # The step count is a tensor: one trace serves every segment length.
+  @tf.function(jit_compile=True, autograph=False)
+  def advance(state, steps):
+    return sampler_lib.advance(model.energy_of, generator_fn, state, rng, sampler, steps)
+
+  state, done = sampler_lib.start(generator_fn, z, sampler), 0
+  for k in sorted(set(steps_list)):
+    if k > done:
+      state = advance(state, tf.constant(k - done, tf.int32))
+      done = k
+    x = sampler_lib.to_data(generator_fn, state, sampler) if k else generator_fn(z)
+    yield k, x.numpy()
 
 
 def energy_density_grid(model, resolution=GRID_RESOLUTION):
@@ -209,7 +243,62 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   return result, x_gen, x_langevin
 
 
-def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None):
+# The metrics drawn against chain length, by data kind (mixtures add the mode metrics).
+CURVE_METRICS = {'points': ('sliced_wasserstein', 'mmd2'), 'images': ('fid', 'kid')}
+MODE_CURVE_METRICS = ('modes_recovered', 'high_quality_fraction', 'mode_kl')
+QUALITY_FILE = 'quality_vs_steps'  # .json, .csv and .png
+
+
+def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=0,
+                          baseline=None, dataset=None):
+  """Quality against sampling cost: the metrics of G + k steps of `config.sampler`, for
+  each k of `steps_list`, against the held-out data, beside the real-data floor and
+  (with `baseline`, a plain GAN's model) the plain GAN's G at the same sample size.
+
+  Writes OUT/quality_vs_steps.json (every metric), .csv (one row per k) and .png
+  (the headline metrics against k, the floor and the plain GAN as lines).
+
+  Returns:
+    the JSON dict: sampler, rows [{steps, metrics...}], floor, baseline.
+  """
+  sampler = config.sampler
+  kind = data.kind(config.data.dataset)
+  evaluator = EVALUATORS[kind](config, num_samples, seed, dataset)
+  rows = []
+  for k, x in chains_at(model, num_samples, seed, sampler, steps_list):
+    _count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
+    rows.append(dict(steps=k, **evaluator(x)))
+    logging.info('%s: %s', sampler_lib.SamplerConfig.describe(
+        dataclasses.replace(sampler, steps=k)), _headline(rows[-1], kind))
+  result = dict(dataset=config.data.dataset, sampler=dataclasses.asdict(sampler),
+                label=sampler.describe().replace(f'G + {sampler.steps} ', 'G + k '),
+                num_samples=num_samples, seed=seed, rows=rows,
+                floor=evaluator(evaluator.floor))
+  if baseline is not None:
+    x_base, _, _ = draw_samples(baseline, num_samples, seed, sampler, 0)
+    result['baseline'] = evaluator(x_base)
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, QUALITY_FILE)
+  files.write_json(path + '.json', result)
+  names = [name for name in rows[0] if not isinstance(rows[0][name], list)]
+  lines = [','.join(names)] + [','.join('' if row[n] is None else f'{row[n]:.6g}'
+                                       for n in names) for row in rows]
+  files.write_text(path + '.csv', '\n'.join(lines) + '\n')
+  curves = CURVE_METRICS[kind] + (MODE_CURVE_METRICS if 'mode_kl' in rows[0] else ())
+  with files.atomic_path(path + '.png') as png:
+    plots.quality_against_steps(png, result, curves,
+                                title=f'{config.data.dataset}: quality against chain length')
+  return result
+
+
+def _headline(metrics_row, kind):
+  keys = CURVE_METRICS[kind] + MODE_CURVE_METRICS
+  return ' '.join(f'{k}={metrics_row[k]:.4g}' for k in keys
+                  if isinstance(metrics_row.get(k), (int, float)))
+
+
+def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list=None,
+               baseline=None):
   """What `python -m tfganebm.sample` does: G and G + sampler samples of a trained run,
   as OUT/samples_generator.npy and OUT/samples_langevin.npy (row i of the second refines
   row i of the first; G alone for a plain GAN), with metrics.json and the figures.
@@ -217,6 +306,8 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None):
   Args:
     run_dir: the run's workdir; out_dir: where to write (not the workdir itself).
     overrides: {flag name: value} for `workdir.load_run` (the sampler, data folders...).
+    steps_list: chain lengths k for `quality_against_steps` (OUT/quality_vs_steps.*), if any.
+    baseline: a plain GAN's workdir, the baseline line of that plot.
 
   Returns:
     The metrics dict.
@@ -226,8 +317,24 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None):
   """
   workdir_lib.check_output(run_dir, out_dir)
   model, config = workdir_lib.load_run(run_dir, overrides)
+  if steps_list and model.energy is None and max(steps_list) > 0:
+    raise workdir_lib.LoadError(f'{run_dir} is a plain GAN: it has no energy to run chains on; '
+                                'give it as --baseline of a gan_ebm run instead')
+  baseline_model = None
+  if baseline:
+    baseline_model, baseline_config = workdir_lib.load_run(baseline, {})
+    if (baseline_config.data.dataset != config.data.dataset):
+      raise workdir_lib.LoadError(f'--baseline {baseline} was trained on '
+                                  f'{baseline_config.data.dataset}, not {config.data.dataset}')
+  dataset = None
+  if data.is_image(config.data.dataset):  # loaded once for both evaluations
+    dataset = data.load(config.data.dataset, config.data.num_examples,
+                        data_dir=config.data.data_dir, download=config.data.download)
+  if steps_list:
+    quality_against_steps(model, config, out_dir, steps_list, num_samples, seed,
+                          baseline=baseline_model, dataset=dataset)
   result, x_gen, x_langevin = evaluate(model, config, out_dir, num_samples, seed,
-                                       refuse_non_finite=True)
+                                       dataset=dataset, refuse_non_finite=True)
   files.write_npy(os.path.join(out_dir, 'samples_generator.npy'), x_gen)
   if x_langevin is None:
     if model.energy is None:

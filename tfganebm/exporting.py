@@ -10,6 +10,12 @@ Signatures, in both formats:
   sample(z, noise [K, B, *data_shape], step_size) -> x   (G, then K Langevin steps)
   metropolis_step(x, noise, uniform [B], step_size, noise_std) -> x   (one MALA step)
   sample_metropolis(z, noise [K, B, ...], uniform [K, B], step_size, noise_std) -> x
+and the latent-space sampler's (chains on z for U(z) = E(G(z)) + |z|^2 / 2, then
+x = generate(z); tfganebm.sampler):
+  latent_step(z, noise [B, latent], step_size) -> z
+  latent_metropolis_step(z, noise, uniform [B], step_size, noise_std) -> z
+  sample_latent(z, noise [K, B, latent], step_size) -> x
+  sample_latent_metropolis(z, noise [K, B, latent], uniform [K, B], step_size, noise_std) -> x
 
 The batch dimension is dynamic. Weights are frozen into the graphs as
 constants, so the .tflite holds them and runs on a stock LiteRT runtime with
@@ -26,7 +32,8 @@ import tempfile
 from absl import logging
 
 SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample', 'metropolis_step',
-              'sample_metropolis')
+              'sample_metropolis', 'latent_step', 'latent_metropolis_step', 'sample_latent',
+              'sample_latent_metropolis')
 
 
 class ExportError(ValueError):
@@ -35,6 +42,10 @@ class ExportError(ValueError):
 
 def tflite_name(quantize):
   return 'model.tflite' if quantize == 'none' else f'model_{quantize}.tflite'
+
+
+LATENT_SIGNATURES = ('latent_step', 'latent_metropolis_step', 'sample_latent',
+                     'sample_latent_metropolis')
 
 
 def _signature_module(model, data_shape, grad_clip):
@@ -62,6 +73,32 @@ def _signature_module(model, data_shape, grad_clip):
 
   def start(x):
     return (x, *langevin.energy_and_gradient(energy_fn, x, grad_clip))
+
+  # The latent chain: unbounded steps on U(z) = E(G(z)) + |z|^2 / 2, its gradient
+  # written out through G (a tape's LeakyReluGrad and broadcast gradients are not
+  # builtin TFLite ops).
+  try:
+    latent_energy = LatentPotential(model.generator, energy_fn)
+  except UnsupportedGenerator:
+    latent_energy = None  # export() leaves the latent signatures out
+  latent_chain_spec = tf.TensorSpec([None, None, model.latent_dim], tf.float32)
+
+  def latent_step(z, noise, step_size):
+    return langevin.langevin_step(latent_energy, z, noise, step_size, 1.0, grad_clip, None, None)
+
+  def latent_metropolis(state, noise, uniform, step_size, noise_std):
+    z, energy, grad, _ = langevin.metropolis_step(latent_energy, *state, noise / noise_std,
+                                                  uniform, step_size, noise_std, grad_clip,
+                                                  None, None)
+    return z, energy, grad
+
+  def latent_start(z):
+    return (z, *langevin.energy_and_gradient(latent_energy, z, grad_clip))
+
+  def loop(body, noise, state):
+    """state = body(k, state) for k < K, the length of `noise` [K, ...]."""
+    return tf.while_loop(lambda i, _: i < tf.shape(noise)[0],
+                         lambda i, s: (i + 1, body(i, s)), (0, state))[1]
 
   class Signatures(tf.Module):
 
@@ -97,7 +134,108 @@ def _signature_module(model, data_shape, grad_clip):
           (0, state))
       return state[0]
 
+    @tf.function(input_signature=[z_spec, z_spec, scalar])
+    def latent_step(self, z, noise, step_size):
+      return latent_step(z, noise, step_size)
+
+    @tf.function(input_signature=[z_spec, z_spec, uniform_spec, scalar, scalar])
+    def latent_metropolis_step(self, z, noise, uniform, step_size, noise_std):
+      return latent_metropolis(latent_start(z), noise, uniform, step_size, noise_std)[0]
+
+    @tf.function(input_signature=[z_spec, latent_chain_spec, scalar])
+    def sample_latent(self, z, noise, step_size):
+      z = loop(lambda i, z: latent_step(z, noise[i], step_size), noise, z)
+      return model.generator(z, training=False)
+
+    @tf.function(input_signature=[z_spec, latent_chain_spec, uniform_chain_spec, scalar, scalar])
+    def sample_latent_metropolis(self, z, noise, uniform, step_size, noise_std):
+      state = loop(lambda i, s: latent_metropolis(s, noise[i], uniform[i], step_size, noise_std),
+                   noise, latent_start(z))
+      return model.generator(state[0], training=False)
+
   return Signatures()
+
+
+class UnsupportedGenerator(ValueError):
+  """A G whose input gradient the export cannot write with builtin TFLite ops."""
+
+
+class LatentPotential:
+  """U(z) = E(G(z)) + |z|^2 / 2 with grad_z U = J_G(z)^T grad_x E(G(z)) + z, the
+  vector-Jacobian product of G written out layer by layer (matmuls, selects and
+  products only), for an MLP G: Dense (linear or tanh), BatchNormalization in
+  inference mode (folded into the Dense before it), LeakyReLU, Reshape.
+
+  Raises (when made):
+    UnsupportedGenerator: G has another layer.
+  """
+
+  def __init__(self, generator, energy_fn):
+    import keras  # pylint: disable=g-import-not-at-top
+    self.energy_fn = energy_fn
+    self.plan = []  # ('dense', kernel, bias) | ('tanh',) | ('leaky', slope) | ('reshape', shape)
+    for layer in getattr(generator, 'layers', [generator]):
+      if isinstance(layer, keras.layers.Dense):
+        if layer.activation not in (keras.activations.linear, keras.activations.tanh):
+          raise UnsupportedGenerator(f'a Dense layer with activation {layer.activation.__name__}')
+        bias = layer.bias if layer.use_bias else 0.0
+        self.plan.append(['dense', layer.kernel, bias])
+        if layer.activation is keras.activations.tanh:
+          self.plan.append(['tanh'])
+      elif isinstance(layer, keras.layers.BatchNormalization):
+        if not self.plan or self.plan[-1][0] != 'dense' or layer.axis not in (-1, 1):
+          raise UnsupportedGenerator('BatchNormalization not right after a linear Dense')
+        scale = (layer.gamma if layer.scale else 1.0) / _sqrt(layer.moving_variance + layer.epsilon)
+        offset = (layer.beta if layer.center else 0.0) - layer.moving_mean * scale
+        _, kernel, bias = self.plan[-1]
+        self.plan[-1] = ['dense', kernel * scale, bias * scale + offset]
+      elif isinstance(layer, keras.layers.LeakyReLU):
+        self.plan.append(['leaky', float(layer.negative_slope)])
+      elif isinstance(layer, keras.layers.Reshape):
+        self.plan.append(['reshape', tuple(layer.target_shape)])
+      else:
+        raise UnsupportedGenerator(f'a {type(layer).__name__} layer')
+
+  def _forward(self, z):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    h, cache = z, []
+    for op in self.plan:
+      cache.append(h)
+      if op[0] == 'dense':
+        h = tf.matmul(h, op[1]) + op[2]
+      elif op[0] == 'tanh':
+        h = tf.tanh(h)
+      elif op[0] == 'leaky':
+        h = tf.where(h > 0, h, op[1] * h)
+      else:
+        h = tf.reshape(h, [-1, *op[1]])
+    return h, cache
+
+  def __call__(self, z):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return self.energy_fn(self._forward(z)[0]) + 0.5 * tf.reduce_sum(tf.square(z), axis=1)
+
+  def value_and_gradient(self, z):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tfganebm import langevin  # pylint: disable=g-import-not-at-top
+    x, cache = self._forward(z)
+    energy, grad = langevin.energy_and_gradient(self.energy_fn, x)
+    for op, h in zip(reversed(self.plan), reversed(cache)):
+      if op[0] == 'dense':
+        grad = tf.matmul(grad, op[1], transpose_b=True)
+      elif op[0] == 'tanh':
+        t = tf.tanh(h)
+        grad = grad * (1.0 - t * t)
+      elif op[0] == 'leaky':
+        grad = tf.where(h > 0, grad, op[1] * grad)
+      else:
+        grad = tf.reshape(grad, tf.shape(h))
+    return energy + 0.5 * tf.reduce_sum(tf.square(z), axis=1), grad + z
+
+
+def _sqrt(x):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.sqrt(x)
 
 
 def _frozen_signatures(signatures, names):
@@ -122,9 +260,14 @@ def _frozen_signatures(signatures, names):
 INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step_size'),
               sample=('z', 'noise', 'step_size'),
               metropolis_step=('x', 'noise', 'uniform', 'step_size', 'noise_std'),
-              sample_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'))
+              sample_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'),
+              latent_step=('z', 'noise', 'step_size'),
+              latent_metropolis_step=('z', 'noise', 'uniform', 'step_size', 'noise_std'),
+              sample_latent=('z', 'noise', 'step_size'),
+              sample_latent_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'))
 OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x', metropolis_step='x',
-               sample_metropolis='x')
+               sample_metropolis='x', latent_step='z', latent_metropolis_step='z',
+               sample_latent='x', sample_latent_metropolis='x')
 
 
 def _contains(directory, path):
@@ -346,6 +489,17 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
     raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
                       'Flex delegate; retrain without it to export')
   names = SIGNATURES if config.use_energy else ('generate',)
+  if config.use_energy:
+    try:
+      LatentPotential(model.generator, None)
+    except UnsupportedGenerator as e:
+      names = tuple(name for name in names if name not in LATENT_SIGNATURES)
+      if config.sampler.space == 'latent':
+        raise ExportError(f'the latent sampler (--langevin_space=latent) cannot be exported for '
+                          f'this G: it has {e}, whose input gradient has no builtin TFLite ops; '
+                          'export with --langevin_space=data') from None
+      logging.warning('no latent-space signatures: G has %s (an MLP G of Dense, BatchNorm and '
+                      'LeakyReLU layers has them)', e)
   frozen = _frozen_signatures(_signature_module(model, data_shape, config.sampler.grad_clip),
                               names)
 

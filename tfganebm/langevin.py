@@ -29,7 +29,16 @@ def _clip_per_sample(grad, grad_clip):
 
 
 def energy_and_gradient(energy_fn, x, grad_clip=0.0):
-  """(E(x) [B], grad_x E(x) [B, ...] clipped per sample to L2 norm `grad_clip`, 0: no clip)."""
+  """(E(x) [B], grad_x E(x) [B, ...] clipped per sample to L2 norm `grad_clip`, 0: no clip).
+
+  An `energy_fn` with a `value_and_gradient(x)` method gives both itself (the
+  export's latent potential, whose gradient is written out with builtin TFLite ops);
+  otherwise a gradient tape does.
+  """
+  explicit = getattr(energy_fn, 'value_and_gradient', None)
+  if explicit is not None:
+    energy, grad = explicit(x)
+    return energy, _clip_per_sample(grad, grad_clip)
   with tf.GradientTape() as tape:
     tape.watch(x)
     energy = energy_fn(x)
@@ -55,7 +64,12 @@ def langevin_step(energy_fn, x, noise_sample, step_size, noise, grad_clip=0.0,
                   low=-1.0, high=1.0):
   """One step of Algorithm 1 with the noise given: x [B, ...] -> x [B, ...] in [low, high]."""
   grad = energy_gradient(energy_fn, x, grad_clip)
-  return tf.clip_by_value(x - step_size * grad + noise * noise_sample, low, high)
+  return _bound(x - step_size * grad + noise * noise_sample, low, high)
+
+
+def _bound(x, low, high):
+  """x clipped to [low, high]; low = high = None: unbounded (latent chains)."""
+  return x if low is None else tf.clip_by_value(x, low, high)
 
 
 def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size, noise,
@@ -77,8 +91,10 @@ def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size
   backward = tf.reduce_sum(tf.square(x - proposal + step_size * proposal_grad), axes)
   log_ratio = ((energy - proposal_energy) / temperature
                + (forward - backward) / (2.0 * noise**2))
-  inside = tf.reduce_all(tf.logical_and(proposal >= low, proposal <= high), axes)
-  accepted = tf.logical_and(inside, tf.math.log(uniform) < log_ratio)
+  accepted = tf.math.log(uniform) < log_ratio
+  if low is not None:
+    inside = tf.reduce_all(tf.logical_and(proposal >= low, proposal <= high), axes)
+    accepted = tf.logical_and(inside, accepted)
   mask = tf.reshape(accepted, [-1] + [1] * len(axes))
   return (tf.where(mask, proposal, x), tf.where(accepted, proposal_energy, energy),
           tf.where(mask, proposal_grad, grad), accepted)
@@ -96,7 +112,7 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
     step_size: eta, float >= 0.
     noise: sigma, float >= 0.
     grad_clip: per-sample L2 clip of grad_x E; 0 disables it.
-    low, high: the data range the chain is clipped to.
+    low, high: the data range the chain is clipped to; None, None: unbounded.
     record_every: if > 0, also return the states after every `record_every` steps.
     metropolis: accept or reject each step (MALA); needs step_size > 0 and noise > 0.
 
@@ -122,7 +138,7 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
 def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low, high,
                       record_every):
   """`langevin` with MALA steps; the loop state carries E and grad E, one evaluation per step."""
-  x_init = tf.clip_by_value(x_init, low, high)
+  x_init = _bound(x_init, low, high)
   energy, grad = energy_and_gradient(energy_fn, x_init, grad_clip)
 
   def step(state):

@@ -83,7 +83,10 @@ def mode_metrics(x, centres, std, recovered_fraction=0.2):
   Returns:
     dict: modes_recovered, num_modes, high_quality_fraction, high_quality_std
     (RMS per-dimension deviation of the high-quality samples from their centre;
-    the data's own is `std`).
+    the data's own is `std`), mode_fractions (the fraction of all samples that are
+    high quality at each mode; 1 / k each for the data) and mode_kl, the KL
+    divergence of the high-quality samples' per-mode counts to uniform (0 when
+    the modes are evenly filled, log k when one holds them all; None without any).
   """
   x, centres = _flat(x), np.asarray(centres, np.float64)
   d2 = _squared_distances(x, centres)
@@ -94,7 +97,19 @@ def mode_metrics(x, centres, std, recovered_fraction=0.2):
   threshold = recovered_fraction * len(x) / len(centres)
   hq_std = float(np.sqrt(np.mean(offset[high_quality] ** 2))) if high_quality.any() else float('nan')
   return dict(modes_recovered=int((counts >= threshold).sum()), num_modes=len(centres),
-              high_quality_fraction=float(high_quality.mean()), high_quality_std=hq_std)
+              high_quality_fraction=float(high_quality.mean()), high_quality_std=hq_std,
+              mode_fractions=[float(c) for c in counts / len(x)],
+              mode_kl=kl_to_uniform(counts))
+
+
+def kl_to_uniform(counts):
+  """KL(p || uniform) of the distribution p proportional to `counts` [k] (None if all 0)."""
+  counts = np.asarray(counts, np.float64)
+  if counts.sum() <= 0:
+    return None
+  p = counts / counts.sum()
+  nonzero = p > 0
+  return float(np.sum(p[nonzero] * np.log(p[nonzero] * len(p))))
 
 
 def evaluate_points(samples, reference, mixture=None):

@@ -114,12 +114,22 @@ class GanEbm(keras.Model):
     return tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]),
                                   training=self.train_generator), tf.float32)
 
+  def _inference_generator(self, z):
+    return tf.cast(self.generator(z, training=False), tf.float32)
+
   def train_step(self, x_real):
     batch = tf.shape(x_real)[0]
     x_gen = self._generate(batch)
     if self.energy is not None:
-      x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
-      x_ebm = tf.stop_gradient(sampler_lib.run(self.energy_of, x_init, self.rng, self.sampler))
+      if self.sampler.space == 'latent':
+        # Chains in z from the prior (Algorithm 2 without the buffer), x = G(z).
+        x_ebm = tf.stop_gradient(sampler_lib.refine(
+            self.energy_of, self._inference_generator, self.rng.normal([batch, self.latent_dim]),
+            self.rng, self.sampler))
+        reused = tf.zeros([batch], tf.bool)
+      else:
+        x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
+        x_ebm = tf.stop_gradient(sampler_lib.run(self.energy_of, x_init, self.rng, self.sampler))
       self.replay_buffer.push_(x_ebm)
       x_d_real = x_ebm
     else:

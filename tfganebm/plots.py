@@ -112,3 +112,44 @@ def chain_strip(path, trajectory, record_every, title=''):
         'Langevin steps: ' + ', '.join(str(i * record_every) for i in range(num_records)))
   fig.suptitle(title, fontsize=11)
   _save(fig, path)
+
+
+CURVE_LABELS = dict(sliced_wasserstein='sliced Wasserstein', mmd2='MMD^2', fid='classifier-FID',
+                    kid='KID', modes_recovered='modes recovered',
+                    high_quality_fraction='high-quality fraction', mode_kl='mode KL to uniform')
+
+
+def quality_against_steps(path, result, metric_names, title=''):
+  """One panel per metric: the metric of G + k steps against k, with the real-data floor
+  and the plain GAN (if measured) as horizontal lines.
+
+  Args:
+    result: `evaluation.quality_against_steps`'s dict (rows, floor, optional baseline, label).
+  """
+  fig = figure.Figure(figsize=(4.2 * len(metric_names), 3.6))
+  axes = np.atleast_1d(fig.subplots(1, len(metric_names)))
+  steps = [row['steps'] for row in result['rows']]
+  # k = 0 on a log axis: drawn at half the first positive k, labelled 0.
+  positive = [k for k in steps if k > 0]
+  zero_at = min(positive) / 2 if positive else 1
+  where = [k if k > 0 else zero_at for k in steps]
+  for ax, name in zip(axes, metric_names):
+    values = [row.get(name) for row in result['rows']]
+    values = [np.nan if v is None else v for v in values]
+    ax.plot(where, values, 'o-', color='tab:red', label=result.get('label', 'G + k steps'))
+    for key, style, label in (('floor', ('tab:gray', '--'), 'held-out data'),
+                              ('baseline', ('tab:blue', ':'), 'plain GAN')):
+      value = (result.get(key) or {}).get(name)
+      if value is not None:
+        ax.axhline(value, color=style[0], linestyle=style[1], label=label)
+    if positive:
+      ax.set_xscale('log')
+      ax.set_xticks(where)
+      ax.set_xticklabels([str(k) for k in steps], fontsize=8)
+    ax.set_xlabel('chain steps k')
+    ax.set_title(CURVE_LABELS.get(name, name), fontsize=10)
+    if name in ('sliced_wasserstein', 'mmd2', 'fid', 'kid') and np.nanmin(values) > 0:
+      ax.set_yscale('log')
+  axes[0].legend(fontsize=8)
+  fig.suptitle(title, fontsize=11)
+  _save(fig, path)

@@ -1,8 +1,19 @@
-"""The sampler's settings and its one entry point, for training and inference alike.
+"""The sampler's settings and its entry points, for training and inference alike.
 
 A run has two samplers of the same type: the training chains (flags
 `--train_langevin_*`) and the sampler used after training (`--langevin_*`), whose
 settings also travel with an export (`export.json`) to the device runner.
+
+Two spaces to run a chain in:
+- `data`: x starts at G(z) and moves on E(x), clipped to [-1, 1] (report, Algorithm 1).
+- `latent`: z moves on U(z) = E(G(z)) + |z|^2 / 2 and x = G(z), as in
+  discriminator-driven latent sampling (Che et al. 2020) and generalized EBMs
+  (Arbel et al. 2021). exp(-U) is the prior N(0, I) reweighted by exp(-E(G(z))), so
+  the samples stay on G's manifold, and their density is G's push-forward
+  reweighted, not exp(-E(x)): the Jacobian of G is ignored, which is what makes a
+  smooth z-space chain possible. Modes G does not reach stay out of reach.
+Temperature is the same in both: T = noise^2 / (2 step_size) scales all of the
+potential (in latent space the prior too).
 """
 
 import dataclasses
@@ -20,14 +31,18 @@ class SamplerConfig(fields.Section):
                          low=0.0)
   grad_clip: float = setting(0.0, 'Per-sample L2 clip of grad E (0: off).', low=0.0)
   metropolis: bool = setting(False, 'Metropolis-adjusted Langevin (MALA) steps.')
+  space: str = setting('data', 'Where the chain runs: data (x on E(x), from G(z)) or latent '
+                       '(z on E(G(z)) + |z|^2/2, then x = G(z)).', choices=('data', 'latent'))
 
   RELATIONS = ((('metropolis', 'step_size', 'noise'),
                 lambda metropolis, step_size, noise: not metropolis or min(step_size, noise) > 0,
                 '{0} needs {1} > 0 and {2} > 0'),)
 
   def describe(self):
-    """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'."""
-    return (f'G + {self.steps} {"MALA" if self.metropolis else "Langevin"} steps '
+    """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for
+    the latent space."""
+    where = ' in z' if self.space == 'latent' else ''
+    return (f'G + {self.steps} {"MALA" if self.metropolis else "Langevin"} steps{where} '
             f'(eta={self.step_size:g}, sigma={self.noise:g})')
 
 
@@ -39,7 +54,56 @@ def run(energy_fn, x_init, rng, sampler, record_every=0):
     x [B, ...]; with `record_every` > 0 also the states every `record_every` steps
     [steps // record_every + 1, B, ...], starting with x_init.
   """
+  if sampler.space != 'data':
+    raise ValueError(f'sampler.run runs data-space chains; use refine for space={sampler.space}')
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top  (TensorFlow)
   return langevin.langevin(energy_fn, x_init, rng, sampler.steps, sampler.step_size,
                            sampler.noise, sampler.grad_clip, record_every=record_every,
                            metropolis=sampler.metropolis)
+
+
+def latent_energy(energy_fn, generator_fn):
+  """U(z) = E(G(z)) + |z|^2 / 2, the latent chain's potential: z [B, latent] -> [B]."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return lambda z: energy_fn(generator_fn(z)) + 0.5 * tf.reduce_sum(tf.square(z), axis=1)
+
+
+def start(generator_fn, z, sampler):
+  """The chain state for latents z: G(z) in data space, z itself in latent space."""
+  return z if sampler.space == 'latent' else generator_fn(z)
+
+
+def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_every=0):
+  """Runs `steps` (default: sampler.steps; a python int or an int32 tensor) steps of the
+  chain from `state` (see `start`); returns the new state, and with `record_every`
+  also the states every `record_every` steps in *data* space [R, B, ...]."""
+  from tfganebm import langevin  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  steps = sampler.steps if steps is None else steps
+  if sampler.space == 'latent':
+    potential, low, high = latent_energy(energy_fn, generator_fn), None, None
+  else:
+    potential, low, high = energy_fn, -1.0, 1.0
+  result = langevin.langevin(potential, state, rng, steps, sampler.step_size, sampler.noise,
+                             sampler.grad_clip, low=low, high=high, record_every=record_every,
+                             metropolis=sampler.metropolis)
+  if not record_every or sampler.space == 'data':
+    return result
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  state, records = result
+  flat = generator_fn(tf.reshape(records, [-1, records.shape[-1]]))
+  return state, tf.reshape(flat, [records.shape[0], -1, *flat.shape[1:]])
+
+
+def to_data(generator_fn, state, sampler):
+  """The samples x of a chain state: the state itself in data space, G(z) in latent space."""
+  return generator_fn(state) if sampler.space == 'latent' else state
+
+
+def refine(energy_fn, generator_fn, z, rng, sampler, record_every=0):
+  """x = G(z) refined by `sampler` in its space; with `record_every` > 0, also the
+  data-space states every `record_every` steps [steps // record_every + 1, B, ...]."""
+  result = advance(energy_fn, generator_fn, start(generator_fn, z, sampler), rng, sampler,
+                   record_every=record_every)
+  if record_every:
+    return to_data(generator_fn, result[0], sampler), result[1]
+  return to_data(generator_fn, result, sampler)
