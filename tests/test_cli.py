@@ -1,5 +1,6 @@
 """The command-line contract: flags, one-line errors, files written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,35 @@ def test_train_then_sample(tmp_path):
   assert x_gen.shape == x_langevin.shape == (50, 2)
   assert np.abs(x_langevin).max() <= 1.0 and not np.array_equal(x_gen, x_langevin)
   assert (out / 'metrics.json').exists() and (out / 'samples.png').exists()
+
+  # Quality against chain length, in z, with a baseline G (here the run's own).
+  curve = tmp_path / 'curve'
+  result = _run('tfganebm.sample', f'--workdir={workdir}', '--num_samples=50', f'--out={curve}',
+                '--langevin_steps=7,0,3', '--langevin_space=latent', '--langevin_step_size=0.05',
+                '--langevin_noise=0.3', '--langevin_metropolis', f'--baseline={workdir}')
+  assert result.returncode == 0, result.stderr
+  table = json.loads((curve / 'quality_vs_steps.json').read_text())
+  assert [row['steps'] for row in table['rows']] == [0, 3, 7]
+  assert table['sampler']['space'] == 'latent' and 'in z' in table['label']
+  final = json.loads((curve / 'metrics.json').read_text())
+  assert final['langevin']['steps'] == 7
+  # The table's rows are the run's G and its one chain as it passes 3 and 7 steps.
+  assert table['rows'][0]['sliced_wasserstein'] == final['generator']['sliced_wasserstein']
+  assert table['rows'][2]['mode_kl'] == final['generator_langevin']['mode_kl']
+  assert table['baseline']['sliced_wasserstein'] == final['generator']['sliced_wasserstein']
+  header = (curve / 'quality_vs_steps.csv').read_text().splitlines()[0].split(',')
+  assert header[0] == 'steps' and 'mode_kl' in header and 'mode_fractions' not in header
+  assert (curve / 'quality_vs_steps.png').stat().st_size > 0
+
+
+@pytest.mark.parametrize('steps', ['3,x', '-1', '5,-2'])
+def test_sample_rejects_bad_chain_lengths_in_one_line(tmp_path, steps):
+  result = _run('tfganebm.sample', f'--workdir={tmp_path}', f'--out={tmp_path}/out',
+                f'--langevin_steps={steps}')
+  assert result.returncode != 0
+  lines = _error_lines(result)
+  assert len(lines) == 1 and '--langevin_steps' in lines[0] and '0,5,10' in lines[0]
+  assert not (tmp_path / 'out').exists()
 
 
 def test_export_refuses_a_directory_that_is_not_a_run(tmp_path):

@@ -125,7 +125,7 @@ def _quick_classifier(monkeypatch):
   monkeypatch.setitem(classifier.RECIPE, 'min_steps', 40)
 
 
-def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, capsys, monkeypatch):
+def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, monkeypatch):
   from tfganebm import training  # pylint: disable=g-import-not-at-top
   _quick_classifier(monkeypatch)
   folder = write_mnist(tmp_path / 'mnist')
@@ -144,40 +144,30 @@ def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, capsys, monkeypatch
                                    loaded.held_out_labels, str(tmp_path / 'cache'))
   assert again.info == result['classifier']
   assert list((tmp_path / 'cache').glob('classifier-mnist-*.keras')) == cached
-  _check_langevin_sweep(workdir, loaded, capsys)
+  _check_langevin_sweep(workdir, loaded, tmp_path)
 
 
-def _check_langevin_sweep(workdir, loaded, capsys):
-  """tools/tune_langevin.py: the state scored at k steps is what `sample --langevin_steps k`
-  draws, scored against training images."""
-  import sys  # pylint: disable=g-import-not-at-top
-  from tfganebm import classifier, evaluation, metrics  # pylint: disable=g-import-not-at-top
+def _check_langevin_sweep(workdir, loaded, tmp_path):
+  """tfganebm.sweep on images: the cell of k steps scores what `sample --langevin_steps k`
+  draws, in classifier-FID against training images."""
+  from tfganebm import classifier, evaluation, metrics, sweep  # pylint: disable=g-import-not-at-top
   model, config = workdir_lib.load_run(str(workdir))
   settings = SamplerConfig(steps=6, step_size=1.0, noise=0.005)
-  scores = evaluation.sweep_langevin_steps(model, config, loaded, settings, every=3,
-                                           num_samples=32, seed=1, num_reference=50)
-  assert [steps for steps, _ in scores] == [0, 3, 6]
+  rows, best, _ = sweep.run(str(workdir), str(tmp_path / 'sweep'),
+                            dict(steps=[0, 3, 6], step_size=[1.0], noise=[0.005]),
+                            num_samples=32, seed=1, num_reference=50)
+  scores = {row['steps']: row['fid'] for row in rows}
+  assert sorted(scores) == [0, 3, 6] and best['fid'] == min(scores.values())
   scorer = classifier.load_or_train('mnist', loaded.train, loaded.train_labels, loaded.held_out,
                                     loaded.held_out_labels, config.run.classifier_dir)
   order = np.random.default_rng(0).permutation(len(loaded.train))[:50]
   reference, _ = scorer.features_and_probabilities(images.to_model_range(loaded.train[order]))
   x_gen, x_three, _ = evaluation.draw_samples(model, 32, 1, dataclasses.replace(settings, steps=3))
-  for x, (_, score) in ((x_gen, scores[0]), (x_three, scores[1])):
+  for x, steps in ((x_gen, 0), (x_three, 3)):
     assert metrics.frechet_distance(scorer.features_and_probabilities(x)[0],
-                                    reference) == pytest.approx(score, rel=1e-4)
-  assert scores[1][1] != scores[0][1]
-  with pytest.raises(ValueError, match='divide'):
-    evaluation.sweep_langevin_steps(model, config, loaded, settings, every=4)
-
-  with pytest.MonkeyPatch.context() as patch:
-    patch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / 'tools'))
-    import tune_langevin  # pylint: disable=g-import-not-at-top
-    patch.setattr(sys, 'argv', ['tune_langevin.py', '--workdir', str(workdir), '--max_steps',
-                                '4', '--every', '2', '--num_samples', '32'])
-    tune_langevin.main()
-  out = capsys.readouterr().out
-  assert 'classifier-FID' in out and out.strip().splitlines()[-1].startswith(
-      'best: --langevin_steps=')
+                                    reference) == pytest.approx(scores[steps], rel=1e-4)
+  assert scores[3] != scores[0]
+  assert (tmp_path / 'sweep' / 'sweep_fid.png').exists()
 
 
 def test_cifar10_run_on_tfds_mock_data_with_dcgan_networks(tiny, tmp_path, monkeypatch):

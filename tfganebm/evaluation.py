@@ -275,7 +275,8 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
                 num_samples=num_samples, seed=seed, rows=rows,
                 floor=evaluator(evaluator.floor))
   if baseline is not None:
-    x_base, _, _ = draw_samples(baseline, num_samples, seed, sampler, 0)
+    x_base, _, _ = draw_samples(baseline, num_samples, seed,
+                                dataclasses.replace(sampler, steps=0))  # its G alone
     result['baseline'] = evaluator(x_base)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, QUALITY_FILE)
@@ -372,38 +373,3 @@ class ImageScorer:
     """metrics.evaluate_images of images x [n, H, W, C] in [-1, 1]."""
     return metrics.evaluate_images(*self.classifier.features_and_probabilities(x),
                                    self.reference_features, seed=seed)
-
-
-def sweep_langevin_steps(model, config, dataset, sampler, every, num_samples=2000, seed=0,
-                         num_reference=5000):
-  """Sample quality of G + k Langevin steps for k = 0, every, 2 every, ..., sampler.steps.
-
-  Chains run once and are scored at every `every` steps against the *training*
-  data, so that choosing `--langevin_steps` leaves the held-out split to the
-  numbers reported with the choice. Images: classifier-FID to `num_reference`
-  training images (a fixed shuffle); 2D: sliced Wasserstein distance to as many
-  training points.
-
-  Args:
-    dataset: the run's `data.Data`.
-    sampler: a `SamplerConfig`; its `steps` is the longest chain scored.
-    every: steps between two scored states; must divide sampler.steps.
-
-  Returns:
-    [(steps, score)], lower is better; the first entry is G alone.
-  """
-  if model.energy is None:
-    raise ValueError('a plain GAN has no energy to run Langevin chains on')
-  if every <= 0 or sampler.steps % every:
-    raise ValueError(f'--every={every} must be positive and divide --max_steps={sampler.steps}')
-  _, _, trajectory = draw_samples(model, num_samples, seed, sampler, record_every=every)
-  order = np.random.default_rng(0).permutation(len(dataset.train))[:num_reference]
-  reference = dataset.train[order]
-  if data.is_image(config.data.dataset):
-    scorer = _classifier(config, dataset)
-    reference_features, _ = scorer.features_and_probabilities(data.to_unit_range(reference))
-    score = lambda x: metrics.frechet_distance(scorer.features_and_probabilities(x)[0],
-                                               reference_features)
-  else:
-    score = lambda x: metrics.sliced_wasserstein(x, reference, seed=seed)
-  return [(i * every, score(x)) for i, x in enumerate(trajectory)]

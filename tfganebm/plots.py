@@ -5,6 +5,7 @@ strip of chains through the Langevin steps.
 """
 
 from matplotlib import figure
+from matplotlib import patches
 import numpy as np
 
 _LIMITS = (-1.1, 1.1)
@@ -152,4 +153,56 @@ def quality_against_steps(path, result, metric_names, title=''):
       ax.set_yscale('log')
   axes[0].legend(fontsize=8)
   fig.suptitle(title, fontsize=11)
+  _save(fig, path)
+
+
+def _setting_label(row, names):
+  parts = []
+  for name in names:
+    value = row[name]
+    if name == 'metropolis':
+      parts.append('MALA' if value else 'ULA')
+    elif name == 'space':
+      parts.append('in z' if value == 'latent' else 'in x')
+    else:
+      short = dict(step_size='eta', noise='sigma', grad_clip='clip').get(name, name)
+      parts.append(f'{short}={value:g}')
+  return ' '.join(parts)
+
+
+def sweep_heat_map(path, rows, metric, settings, title=''):
+  """The sweep's `metric` per cell: chain length (rows) against every other setting that
+  varies (columns), each value written in its cell; the best cell framed.
+
+  Args:
+    rows: sweep rows (dicts with the `settings` and the metrics).
+  """
+  varying = [n for n in settings[1:] if len({row[n] for row in rows}) > 1]
+  steps = sorted({row['steps'] for row in rows})
+  columns = sorted({tuple(row[n] for n in varying) for row in rows}, key=str)
+  table = np.full((len(steps), len(columns)), np.nan)
+  for row in rows:
+    value = row.get(metric)
+    if value is not None:
+      table[steps.index(row['steps']), columns.index(tuple(row[n] for n in varying))] = value
+  fig = figure.Figure(figsize=(max(4.0, 1.3 * len(columns) + 2), max(2.5, 0.45 * len(steps) + 1.6)))
+  ax = fig.subplots()
+  higher_is_better = metric in ('high_quality_fraction', 'modes_recovered', 'coverage')
+  image = ax.imshow(table, cmap='viridis' if higher_is_better else 'viridis_r', aspect='auto')
+  fig.colorbar(image, ax=ax)
+  ax.set_yticks(range(len(steps)))
+  ax.set_yticklabels([str(k) for k in steps])
+  ax.set_ylabel('chain steps k')
+  labels = [_setting_label(dict(zip(varying, c)), varying) or 'run\'s sampler' for c in columns]
+  ax.set_xticks(range(len(columns)))
+  ax.set_xticklabels(labels, rotation=30, ha='right', fontsize=8)
+  if np.isfinite(table).any():
+    best = np.nanargmax(table) if higher_is_better else np.nanargmin(table)
+    i, j = np.unravel_index(best, table.shape)
+    ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor='red',
+                                   linewidth=2))
+  for (i, j), value in np.ndenumerate(table):
+    if np.isfinite(value):
+      ax.text(j, i, f'{value:.3g}', ha='center', va='center', fontsize=7, color='white')
+  ax.set_title(title, fontsize=10)
   _save(fig, path)

@@ -1,0 +1,113 @@
+"""tfganebm.sweep: an inference-time grid over a trained run, resumable, with best.cfg."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_module, tiny_config
+from tfganebm import sweep
+from tfganebm import training
+
+GRID = dict(steps=[0, 2, 5], step_size=[0.001, 0.01], space=['data', 'latent'])
+NUM_SAMPLES = 64
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('sweep') / 'run'
+  training.train(tiny_config(workdir, dataset='8gaussians', train_steps=4))
+  return workdir
+
+
+def test_sweep_scores_every_cell_on_training_data_and_writes_best_cfg(run_dir, tmp_path):
+  out = tmp_path / 'sweep'
+  rows, best, _ = sweep.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES)
+  assert len(rows) == 3 * 2 * 2
+  with open(out / 'sweep.csv', newline='') as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 12 and {'sliced_wasserstein', 'mode_kl', 'space'} <= set(table[0])
+  assert {(r['steps'], r['space']) for r in table} == {(k, s) for k in '025'
+                                                       for s in ('data', 'latent')}
+  assert best['sliced_wasserstein'] == min(r['sliced_wasserstein'] for r in rows)
+  for metric in ('sliced_wasserstein', 'mmd2', 'high_quality_fraction', 'mode_kl'):
+    assert (out / f'sweep_{metric}.png').stat().st_size > 0
+  about = json.loads((out / 'sweep.json').read_text())
+  assert about['scored_against'] == 'training data' and about['num_samples'] == NUM_SAMPLES
+
+  # best.cfg drives sample: the same chains, so the sweep's figure comes back.
+  samples = tmp_path / 'samples'
+  result = run_module('tfganebm.sample', f'--workdir={run_dir}', f'--flagfile={out}/best.cfg',
+                      f'--out={samples}', f'--num_samples={NUM_SAMPLES}')
+  assert result.returncode == 0, result.stderr
+  used = json.loads((samples / 'metrics.json').read_text())['langevin']
+  assert used == {name: best[name] for name in sweep.SETTINGS}
+  model_x = np.load(samples / ('samples_langevin.npy' if best['steps'] else
+                               'samples_generator.npy'))
+  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  _, config = workdir_lib.load_run(str(run_dir))
+  scorer = sweep.TrainingScorer(config, NUM_SAMPLES, 0)
+  assert scorer(model_x)['sliced_wasserstein'] == pytest.approx(best['sliced_wasserstein'],
+                                                                rel=1e-5)
+  # ... and export, whose export.json gives the device runner those settings.
+  exported = tmp_path / 'export'
+  result = run_module('tfganebm.export', f'--workdir={run_dir}', f'--flagfile={out}/best.cfg',
+                      f'--out={exported}')
+  assert result.returncode == 0, result.stderr
+  info = json.loads((exported / 'export.json').read_text())
+  assert info['langevin'] == used
+
+
+def test_a_killed_sweep_reruns_only_the_missing_cells(run_dir, tmp_path):
+  out, scored = tmp_path / 'sweep', []
+
+  def kill_after_five(row):
+    scored.append(row)
+    if len(scored) == 5:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES, after_cell=kill_after_five)
+  first = [sweep._row_key(row) for row in scored]  # pylint: disable=protected-access
+  rescored = []
+  rows, _, _ = sweep.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES,
+                         after_cell=rescored.append)
+  assert len(rescored) == 12 - 5 and len(rows) == 12
+  assert not set(first) & {sweep._row_key(row) for row in rescored}  # pylint: disable=protected-access
+  # A resumed cell scores what an uninterrupted sweep scores (the chains are seeded).
+  whole, _, _ = sweep.run(str(run_dir), str(tmp_path / 'whole'), GRID, num_samples=NUM_SAMPLES)
+  by_key = lambda rs: {sweep._row_key(r): r['sliced_wasserstein'] for r in rs}  # pylint: disable=protected-access
+  assert by_key(rows) == pytest.approx(by_key(whole))
+
+
+def test_a_sweep_with_other_settings_refuses_the_same_out(run_dir, tmp_path):
+  out = tmp_path / 'sweep'
+  sweep.run(str(run_dir), str(out), dict(steps=[0, 2]), num_samples=NUM_SAMPLES)
+  before = (out / 'sweep.csv').read_text()
+  with pytest.raises(sweep.SweepError, match='num_samples'):
+    sweep.run(str(run_dir), str(out), dict(steps=[0, 2]), num_samples=NUM_SAMPLES + 1)
+  assert (out / 'sweep.csv').read_text() == before
+
+
+def test_grid_takes_temperatures_and_refuses_bad_samplers():
+  from tfganebm.config import Config  # pylint: disable=g-import-not-at-top
+  cells = sweep.grid(Config(), step_size=[0.01, 0.04], temperature=[1.0, 0.5])
+  assert [(c.step_size, round(c.noise, 6)) for c in cells] == [
+      (0.01, 0.141421), (0.01, 0.1), (0.04, 0.282843), (0.04, 0.2)]
+  with pytest.raises(sweep.SweepError, match='not both'):
+    sweep.grid(Config(), noise=[0.1], temperature=[1.0])
+  with pytest.raises(sweep.SweepError, match='--langevin_step_size'):
+    sweep.grid(Config(), step_size=[-1.0])
+  with pytest.raises(sweep.SweepError, match='--langevin_temperature'):
+    sweep.grid(Config(), temperature=[0.0])
+
+
+@pytest.mark.parametrize('flag', ['--langevin_steps=3,x', '--langevin_metropolis=yes',
+                                  '--langevin_space=data,moon'])
+def test_sweep_command_rejects_bad_grids_in_one_line(run_dir, tmp_path, flag):
+  result = run_module('tfganebm.sweep', f'--workdir={run_dir}', f'--out={tmp_path}/s', flag)
+  assert result.returncode != 0
+  lines = [l for l in result.stderr.splitlines() if l.startswith('error:')]
+  assert len(lines) == 1 and flag.split('=')[0] in lines[0], result.stderr
+  assert not (tmp_path / 's').exists()
