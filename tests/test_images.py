@@ -131,9 +131,16 @@ def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, monkeypatch):
   folder = write_mnist(tmp_path / 'mnist')
   workdir = tmp_path / 'run'
   config = tiny(workdir, dataset='mnist', data_dir=str(folder), download=False,
-                classifier_dir=str(tmp_path / 'cache'), num_examples=0, **IMAGE_RUN)
+                classifier_dir=str(tmp_path / 'cache'), num_examples=0,
+                **{**IMAGE_RUN, 'image_every': 4})
   result = training.train(config)
   _check_image_run(workdir, result, (28, 28, 1))
+  # TensorBoard's Images tab: a grid of G and one of G + the chain, 8 x 8 images of 28 x 28.
+  from tests.test_training import _pictures  # pylint: disable=g-import-not-at-top
+  pictures = _pictures(workdir)
+  assert set(pictures) == {'G', config.sampler.describe()}
+  for (step, (width, height, _)), in pictures.values():
+    assert step == 4 and (int(width), int(height)) == (8 * 29 - 1, 8 * 29 - 1)
   assert result['classifier']['num_train'] == 96
   cached = list((tmp_path / 'cache').glob('classifier-mnist-*.keras'))
   assert len(cached) == 1

@@ -100,3 +100,24 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
   assert loaded.averaged_steps is None
   for weight, latest in zip(loaded.generator.get_weights(), saved[-1].generator.get_weights()):
     np.testing.assert_array_equal(weight, latest)
+
+
+def _pictures(workdir):
+  """{tag: [(step, (width, height, PNG bytes))]} of the image summaries in a run's events."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(str(workdir / 'tensorboard'),
+                                              size_guidance={'tensors': 0})
+  events.Reload()
+  return {tag: [(e.step, tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+          for tag in events.Tags()['tensors']
+          if events.SummaryMetadata(tag).plugin_data.plugin_name == 'images'}
+
+
+def test_tensorboard_holds_pictures_of_g_and_the_chain(tmp_path):
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  training.train(tiny_config(tmp_path / 'run', train_steps=6, image_every=3))
+  pictures = _pictures(tmp_path / 'run')
+  assert set(pictures) == {'samples'}
+  assert [step for step, _ in pictures['samples']] == [3, 6]
+  width, height, png = pictures['samples'][-1][1]
+  assert int(width) > 200 and int(height) > 200 and png[:4] == b'\x89PNG'

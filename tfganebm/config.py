@@ -126,6 +126,8 @@ class RunConfig(fields.Section):
                                      '1: the latest only). Training keeps max(3, N) '
                                      'checkpoints.', low=1)
   log_every: int = setting(100, 'Steps between TensorBoard scalars.', low=1)
+  image_every: int = setting(1000, 'Steps between TensorBoard images (G and G + chain; 2D: '
+                             'their scatter over the energy map); 0: none.', low=0)
   eval_num_samples: int = setting(2000, 'Samples drawn for metrics.json and figures at the end.',
                                   low=1)
   classifier_dir: str = setting('', 'Images: cache of the classifiers behind the image metrics '

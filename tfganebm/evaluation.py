@@ -243,6 +243,56 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   return result, x_gen, x_langevin
 
 
+IMAGE_SUMMARY_SAMPLES = {'points': 1000, 'images': 64}
+
+
+class ImageSummaries:
+  """TensorBoard pictures of a run in training: images, a grid of G(z) and of G + the
+  run's sampler; 2D, their scatter over the energy's density map. The same z every
+  time (seeded by the run), so the pictures show one set of samples as training goes.
+  One traced function for the whole run."""
+
+  def __init__(self, model, config):
+    self.model, self.config = model, config
+    self.kind = data.kind(config.data.dataset)
+    num = IMAGE_SUMMARY_SAMPLES[self.kind]
+    self.z = tf.random.Generator.from_seed(config.run.seed + 1, alg='philox').normal(
+        [num, model.latent_dim])
+    self.rng = tf.random.Generator.from_seed(config.run.seed + 2, alg='philox')
+    sampler = config.sampler
+    generator_fn = _generator_fn(model)
+
+    @tf.function(jit_compile=config.run.jit_compile, autograph=False)
+    def refine(z):
+      return sampler_lib.refine(model.energy_of, generator_fn, z, self.rng, sampler)
+
+    self.generate = tf.function(generator_fn, autograph=False)
+    self.refine = refine if model.energy is not None and sampler.steps else None
+    self.real = None
+    if self.kind == 'points':
+      self.real = data.load(config.data.dataset, num, config.data.data_noise,
+                            config.run.seed).held_out[:num]
+
+  def write(self, step):
+    """Writes the pictures at `step` into the default summary writer."""
+    import io  # pylint: disable=g-import-not-at-top
+    x_gen = self.generate(self.z).numpy()
+    x_chain = self.refine(self.z).numpy() if self.refine is not None else None
+    label = self.config.sampler.describe()
+    if self.kind == 'images':
+      tf.summary.image('G', plots._tile(x_gen, 8)[None], step=step)  # pylint: disable=protected-access
+      if x_chain is not None:
+        tf.summary.image(label, plots._tile(x_chain, 8)[None], step=step)  # pylint: disable=protected-access
+      return
+    log_density = None
+    if self.model.energy is not None:
+      log_density, _ = energy_density_grid(self.model, resolution=100)
+    buffer = io.BytesIO()
+    plots.samples_2d(buffer, self.real, x_gen, x_chain, log_density, f'step {step}', label)
+    picture = tf.image.decode_png(buffer.getvalue(), channels=3)
+    tf.summary.image('samples', picture[None], step=step)
+
+
 # The metrics drawn against chain length, by data kind (mixtures add the mode metrics).
 CURVE_METRICS = {'points': ('sliced_wasserstein', 'mmd2'), 'images': ('fid', 'kid')}
 MODE_CURVE_METRICS = ('modes_recovered', 'high_quality_fraction', 'mode_kl')

@@ -20,8 +20,9 @@ def _scatter(ax, x, title, color):
 
 
 def _save(fig, path):
+  """Saves to a path or a binary file object, as PNG."""
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  fig.savefig(path, dpi=90, format='png')
 
 
 def samples_2d(path, real, x_gen, x_langevin=None, log_density=None, title='',

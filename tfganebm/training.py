@@ -133,7 +133,7 @@ def _boundaries(start, end, *periods):
   """The steps in (start, end] where a call of the host loop ends: the multiples of each
   period, and `end`."""
   stops = {end}
-  for period in periods:
+  for period in filter(None, periods):  # 0: never
     stops.update(range((start // period + 1) * period, end, period))
   return sorted(s for s in stops if start < s <= end)
 
@@ -303,12 +303,14 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
   run = make_multi_step(model, strategy, jit_compile)
   writer = (tf.summary.create_file_writer(os.path.join(config.run.workdir, 'tensorboard'))
             if chief else tf.summary.create_noop_writer())
+  pictures = (evaluation.ImageSummaries(model, config) if chief and config.run.image_every
+              else None)
   last_saved = None if latest is None else start
   clock, window_start = time.perf_counter(), start
   step, recorded = start, False
   try:
     for stop in _boundaries(start, config.train.train_steps, config.run.log_every,
-                            config.run.checkpoint_every):
+                            config.run.checkpoint_every, config.run.image_every):
       logs, finite = run(iterator, tf.constant(stop - step, tf.int64))
       previous, step = step, int(model.step.numpy())
       bad = [name for name, ok in finite.items() if not bool(ok)]
@@ -331,6 +333,10 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
         logging.info('step %d/%d (%.1f steps/s) %s', step, config.train.train_steps, rate,
                      ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
         model.reset_metrics()  # the next window's means start afresh
+      if pictures is not None and (step % config.run.image_every == 0
+                                   or step == config.train.train_steps):
+        with writer.as_default(step=step):
+          pictures.write(step)
       if step % config.run.checkpoint_every == 0 or step == config.train.train_steps:
         bad = workdir_lib.non_finite_state(model)
         if bad:
