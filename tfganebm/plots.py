@@ -6,6 +6,7 @@ strip of chains through the Langevin steps.
 
 from matplotlib import figure
 from matplotlib import patches
+from matplotlib import ticker
 import numpy as np
 
 _LIMITS = (-1.1, 1.1)
@@ -146,6 +147,7 @@ def quality_against_steps(path, result, metric_names, title=''):
         ax.axhline(value, color=style[0], linestyle=style[1], label=label)
     if positive:
       ax.set_xscale('log')
+      ax.xaxis.set_minor_locator(ticker.NullLocator())  # only the measured k are labelled
       ax.set_xticks(where)
       ax.set_xticklabels([str(k) for k in steps], fontsize=8)
     ax.set_xlabel('chain steps k')
@@ -202,8 +204,13 @@ def sweep_heat_map(path, rows, metric, settings, title=''):
     i, j = np.unravel_index(best, table.shape)
     ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor='red',
                                    linewidth=2))
+  low, high = np.nanmin(table), np.nanmax(table)
   for (i, j), value in np.ndenumerate(table):
     if np.isfinite(value):
-      ax.text(j, i, f'{value:.3g}', ha='center', va='center', fontsize=7, color='white')
+      # viridis is bright at its good end: dark text there, white on the dark end.
+      good = (value - low) / (high - low) if high > low else 1.0
+      bright = good > 0.6 if higher_is_better else good < 0.4
+      ax.text(j, i, f'{value:.3g}', ha='center', va='center', fontsize=7,
+              color='black' if bright else 'white')
   ax.set_title(title, fontsize=10)
   _save(fig, path)
