@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from tfganebm import files
+from tfganebm import progress
 
 RECIPE = dict(version=2, epochs=5, min_steps=200, batch_size=128, learning_rate=1e-3, seed=0)
 FEATURES_LAYER = 'features'
@@ -107,16 +108,17 @@ def load_or_train(name, train_images, train_labels, test_images, test_labels, di
   batch_size = min(RECIPE['batch_size'], len(x_train))
   steps_per_epoch = len(x_train) // batch_size
   epochs = max(RECIPE['epochs'], -(-RECIPE['min_steps'] // steps_per_epoch))  # small datasets
+  bar = progress.keras_callback(epochs * steps_per_epoch, f'{name} metrics classifier')
   if epochs == RECIPE['epochs']:
     order = rng.permutation(len(x_train))
     model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
-              epochs=epochs, shuffle=True, verbose=0)
+              epochs=epochs, shuffle=True, verbose=0, callbacks=[bar])
   else:  # a small dataset: its many passes as one shuffled sequence, one Keras epoch (each
     # epoch costs a fixed setup time, more than its few steps)
     order = np.concatenate([rng.permutation(len(x_train)) for _ in range(epochs)])
     order = order[:len(order) // batch_size * batch_size]
     model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
-              epochs=1, shuffle=False, verbose=0)
+              epochs=1, shuffle=False, verbose=0, callbacks=[bar])
   _, accuracy = model.evaluate(data.to_unit_range(test_images), np.asarray(test_labels),
                                batch_size=500, verbose=0)
   info = dict(test_accuracy=float(accuracy), file=os.path.basename(path),

@@ -16,6 +16,7 @@ from tfganebm import data
 from tfganebm import files
 from tfganebm import metrics
 from tfganebm import plots
+from tfganebm import progress
 from tfganebm import sampler as sampler_lib
 from tfganebm import workdir as workdir_lib
 
@@ -218,16 +219,22 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed, dataset)
   frames = PROGRESSION_FRAMES - 1
   record_every = sampler.steps // frames if sampler.steps >= frames else 0
+  bar = progress.Progress(5, f'evaluation of {num_samples} samples')
   x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, sampler, record_every)
+  bar.update(1, f'drew G and {sampler.describe()}')
   non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, sampler)
   result = dict(dataset=config.data.dataset, model=config.networks.model, step=step,
                 averaged_steps=model.averaged_steps, seed=seed, num_samples=num_samples,
                 langevin=dataclasses.asdict(sampler), **evaluator.info,
-                real_data=evaluator(evaluator.floor), generator=evaluator(x_gen))
+                real_data=evaluator(evaluator.floor))
+  bar.update(1, 'scored the real-data floor')
+  result['generator'] = evaluator(x_gen)
+  bar.update(1, 'scored G')
   if non_finite:
     result['non_finite_samples'] = non_finite
   if x_langevin is not None:
     result['generator_langevin'] = evaluator(x_langevin)
+  bar.update(1, 'scored G + chain')
   if model.energy is not None:
     energy = evaluator.energy_metrics(model)
     if energy is not None:
@@ -240,6 +247,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
     title += f' (mean of {len(model.averaged_steps)} checkpoints)'
   evaluator.figures(out_dir, x_gen, x_langevin, trajectory, record_every, title,
                     sampler.describe())
+  bar.update(1, 'figures written')
+  bar.close()
   return result, x_gen, x_langevin
 
 
@@ -315,11 +324,13 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
   kind = data.kind(config.data.dataset)
   evaluator = EVALUATORS[kind](config, num_samples, seed, dataset)
   rows = []
+  bar = progress.Progress(len(set(steps_list)), 'quality against chain length')
   for k, x in chains_at(model, num_samples, seed, sampler, steps_list):
     _count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
     rows.append(dict(steps=k, **evaluator(x)))
-    logging.info('%s: %s', sampler_lib.SamplerConfig.describe(
-        dataclasses.replace(sampler, steps=k)), _headline(rows[-1], kind))
+    bar.update(1, f'{dataclasses.replace(sampler, steps=k).describe()}: '
+                  f'{_headline(rows[-1], kind)}')
+  bar.close()
   result = dict(dataset=config.data.dataset, sampler=dataclasses.asdict(sampler),
                 label=sampler.describe().replace(f'G + {sampler.steps} ', 'G + k '),
                 num_samples=num_samples, seed=seed, rows=rows,

@@ -513,12 +513,16 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
   umask = os.umask(0)
   os.umask(umask)
   os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private
+  from tfganebm import progress  # pylint: disable=g-import-not-at-top
+  conversions = list(dict.fromkeys(['none', *quantize]))
+  bar = progress.Progress(1 + len(conversions), f'export to {out}')
   try:
     saved_model = os.path.join(staging, 'saved_model')
     tf.saved_model.save(tf.Module(), saved_model, signatures=frozen,
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    bar.update(1, 'SavedModel written')
     sizes = {}
-    for q in dict.fromkeys(['none', *quantize]):
+    for q in conversions:
       converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=list(names))
       converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
       if q != 'none':
@@ -532,6 +536,8 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
       with open(os.path.join(staging, tflite_name(q)), 'wb') as f:
         f.write(content)
       sizes[tflite_name(q)] = len(content)
+      bar.update(1, f'{tflite_name(q)} converted')
+    bar.close()
     info = dict(
         dataset=config.data.dataset, model=config.networks.model, step=step,
         averaged_steps=model.averaged_steps, latent_dim=config.networks.latent_dim,

@@ -66,3 +66,22 @@ class Progress:
     if self.tty and self.total:
       self.stream.write('\n')
       self.stream.flush()
+
+
+def keras_callback(total_batches, label):
+  """A Keras callback that drives a Progress bar over `total_batches` training batches."""
+  import keras  # pylint: disable=g-import-not-at-top
+
+  class _Callback(keras.callbacks.Callback):
+
+    def on_train_begin(self, logs=None):
+      self.bar = Progress(total_batches, label)
+
+    def on_train_batch_end(self, batch, logs=None):
+      loss = (logs or {}).get('loss')
+      self.bar.update(1, f'loss {float(loss):.3f}' if loss is not None else '')
+
+    def on_train_end(self, logs=None):
+      self.bar.close()
+
+  return _Callback()
