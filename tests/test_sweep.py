@@ -111,3 +111,16 @@ def test_sweep_command_rejects_bad_grids_in_one_line(run_dir, tmp_path, flag):
   lines = [l for l in result.stderr.splitlines() if l.startswith('error:')]
   assert len(lines) == 1 and flag.split('=')[0] in lines[0], result.stderr
   assert not (tmp_path / 's').exists()
+
+
+def test_a_second_grid_into_the_same_out_adds_its_cells(run_dir, tmp_path):
+  out = tmp_path / 'sweep'
+  sweep.run(str(run_dir), str(out), dict(steps=[0, 2], step_size=[0.001]),
+            num_samples=NUM_SAMPLES)
+  rows, best, _ = sweep.run(str(run_dir), str(out), dict(steps=[2], step_size=[0.05],
+                                                         space=['latent']),
+                            num_samples=NUM_SAMPLES)
+  assert {(r['steps'], r['step_size'], r['space']) for r in rows} == {
+      (0, 0.001, 'data'), (2, 0.001, 'data'), (2, 0.05, 'latent')}
+  assert best['sliced_wasserstein'] == min(r['sliced_wasserstein'] for r in rows)
+  assert 'space=' + best['space'] in (out / 'best.cfg').read_text()

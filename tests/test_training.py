@@ -121,3 +121,47 @@ def test_tensorboard_holds_pictures_of_g_and_the_chain(tmp_path):
   assert [step for step, _ in pictures['samples']] == [3, 6]
   width, height, png = pictures['samples'][-1][1]
   assert int(width) > 200 and int(height) > 200 and png[:4] == b'\x89PNG'
+
+
+def test_train_step_and_samplers_trace_once_across_a_run_and_its_resume(tmp_path, monkeypatch):
+  """Every call of the host loop (any number of steps), every TensorBoard picture and every
+  segment of a quality curve reuses its one trace: no retracing in a run or a resume."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  loops, pictures = [], []
+  make_multi_step = training.make_multi_step
+  monkeypatch.setattr(training, 'make_multi_step',
+                      lambda *args: loops.append(make_multi_step(*args)) or loops[-1])
+
+  class Pictures(evaluation.ImageSummaries):
+
+    def __init__(self, *args):
+      super().__init__(*args)
+      pictures.append(self)
+
+  monkeypatch.setattr(evaluation, 'ImageSummaries', Pictures)
+  workdir = tmp_path / 'run'
+  # Calls of 2, 1, 2 and 1 steps (log 2, checkpoint 3, pictures 2): one signature.
+  training.train(tiny_config(workdir, train_steps=6, log_every=2, checkpoint_every=3,
+                             image_every=2, eval_num_samples=16))
+  training.train(tiny_config(workdir, train_steps=11, log_every=2, checkpoint_every=3,
+                             image_every=2, eval_num_samples=16))  # resumes from step 6
+  assert len(loops) == len(pictures) == 2
+  for loop, picture in zip(loops, pictures):
+    assert loop.experimental_get_tracing_count() == 1
+    assert picture.refine.experimental_get_tracing_count() == 1
+    assert picture.generate.experimental_get_tracing_count() == 1
+
+  # The quality curve advances one chain in segments of 2, 3 and 5 steps: one trace.
+  model, config = workdir_lib.load_run(str(workdir))
+  traced, function = [], tf.function
+
+  def spy(func=None, **options):
+    if func is None:  # used as @tf.function(...)
+      return lambda f: spy(f, **options)
+    traced.append(function(func, **options))
+    return traced[-1]
+
+  monkeypatch.setattr(tf, 'function', spy)
+  list(evaluation.chains_at(model, 16, 0, config.sampler, [0, 2, 5, 10]))
+  assert len(traced) == 1 and traced[0].experimental_get_tracing_count() == 1

@@ -17,7 +17,9 @@ Writes into --out (default WORKDIR/sweep):
   sweep_<m>.png    a heat map per headline metric: chain length against the rest
   best.cfg         the best cell's flags, a flagfile fragment for sample and export:
                      python -m tfganebm.sample --workdir W --flagfile OUT/best.cfg --out S
-Resumable: a rerun with the same --out scores only the cells sweep.csv lacks.
+Resumable: a rerun with the same --out scores only the cells sweep.csv lacks; a
+sweep over another grid into the same --out adds its cells (best.cfg and the heat
+maps cover them all).
 """
 
 import csv
@@ -180,8 +182,9 @@ def run(workdir, out, values, num_samples=2000, seed=0, num_reference=None, over
     after_cell: called with each newly scored row (tests interrupt a sweep with it).
 
   Returns:
-    (rows, best row, default row or None): every cell's row; the best by the
-    primary metric; the row of the run's own sampler, if the grid holds it.
+    (rows, best row, default row or None): the row of every cell in `out` (this grid's
+    and those of earlier sweeps into it); the best by the primary metric; the row of the
+    run's own sampler, if scored.
 
   Raises:
     workdir.LoadError, SweepError, images.DataError: nothing was written.
@@ -240,13 +243,17 @@ def run(workdir, out, values, num_samples=2000, seed=0, num_reference=None, over
       rows.append(row)
       done.add(key(cell))
       _write_rows(csv_path, rows)  # after every cell: a kill loses at most the one running
-      bar.update(1, f'{cell.describe()}: {PRIMARY[kind]}={row.get(PRIMARY[kind])}')
+      value = row.get(PRIMARY[kind])
+      bar.update(1, f'{cell.describe()}: {PRIMARY[kind]}='
+                    + ('not finite' if value is None else f'{value:.4g}'))
       if after_cell is not None:
         after_cell(row)
   bar.close()
 
-  wanted_keys = {key(cell) for cell in cells}
-  in_grid = [row for row in rows if _row_key(row) in wanted_keys]
+  # Every cell scored into `out`, this grid's and earlier ones' (the same run, samples and
+  # seed, so they compare): a second grid (e.g. the latent space, in its own step sizes)
+  # adds to the first.
+  in_grid = rows
   primary = PRIMARY[kind]
   scored = [row for row in in_grid if row.get(primary) is not None]
   if not scored:
