@@ -1,5 +1,6 @@
 """Whole runs: resume from a checkpoint, refuse incompatible workdirs."""
 
+import dataclasses
 import json
 import os
 
@@ -164,4 +165,7 @@ def test_train_step_and_samplers_trace_once_across_a_run_and_its_resume(tmp_path
 
   monkeypatch.setattr(tf, 'function', spy)
   list(evaluation.chains_at(model, 16, 0, config.sampler, [0, 2, 5, 10]))
+  # ... and so does every other draw and step size of that kind of chain (a sweep's cells).
+  other = dataclasses.replace(config.sampler, step_size=0.01, noise=0.2)
+  list(evaluation.chains_at(model, 16, 1, other, [3, 7]))
   assert len(traced) == 1 and traced[0].experimental_get_tracing_count() == 1

@@ -6,6 +6,7 @@ the figures into one directory.
 
 import dataclasses
 import os
+import weakref
 
 from absl import logging
 import numpy as np
@@ -87,6 +88,28 @@ def _generator_fn(model):
   return lambda z: tf.cast(model.generator(z, training=False), tf.float32)
 
 
+_CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space): function}
+
+
+def _chain_function(model, metropolis, space):
+  """(advance, rng): one XLA-compiled `advance(state, steps, step_size, noise, grad_clip)`
+  per model, kind of chain (ULA or MALA) and space, drawing from its own `rng` (reset it
+  to seed a draw). The step count and the scalars are tensors, so every segment of a
+  chain and every cell of a sweep reuse one trace."""
+  functions = _CHAIN_FUNCTIONS.setdefault(model, {})
+  if (metropolis, space) not in functions:
+    shape = sampler_lib.SamplerConfig(metropolis=metropolis, space=space)
+    rng = tf.random.Generator.from_seed(0, alg='philox')
+
+    @tf.function(jit_compile=True, autograph=False)
+    def advance(state, steps, step_size, noise, grad_clip):
+      return sampler_lib.advance(model.energy_of, _generator_fn(model), state, rng, shape,
+                                 steps, step_size=step_size, noise=noise, grad_clip=grad_clip)
+
+    functions[(metropolis, space)] = (advance, rng)
+  return functions[(metropolis, space)]
+
+
 def chains_at(model, num_samples, seed, sampler, steps_list):
   """The samples of G + k steps of `sampler` for each k of `steps_list`, from one set of
   chains run once to the longest k (a chain's state at k steps is its state at k).
@@ -94,21 +117,18 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   Yields:
     (k, x [num_samples, ...] numpy) in increasing k; k = 0 is G alone.
   """
-  rng = tf.random.Generator.from_seed(seed, alg='philox')
-  z = rng.normal([num_samples, model.latent_dim])
-  generator_fn = _generator_fn(model)
   if model.energy is None and max(steps_list) > 0:
     raise ValueError('a plain GAN has no energy to run chains on; use --langevin_steps=0')
-
-  # The step count is a tensor: one trace serves every segment length.
-  @tf.function(jit_compile=True, autograph=False)
-  def advance(state, steps):
-    return sampler_lib.advance(model.energy_of, generator_fn, state, rng, sampler, steps)
-
+  advance, rng = _chain_function(model, sampler.metropolis, sampler.space)
+  rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chain's noise
+  z = rng.normal([num_samples, model.latent_dim])
+  generator_fn = _generator_fn(model)
+  scalars = [tf.constant(v, tf.float32) for v in (sampler.step_size, sampler.noise,
+                                                    sampler.grad_clip)]
   state, done = sampler_lib.start(generator_fn, z, sampler), 0
   for k in sorted(set(steps_list)):
     if k > done:
-      state = advance(state, tf.constant(k - done, tf.int32))
+      state = advance(state, tf.constant(k - done, tf.int32), *scalars)
       done = k
     x = sampler_lib.to_data(generator_fn, state, sampler) if k else generator_fn(z)
     yield k, x.numpy()

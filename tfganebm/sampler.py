@@ -73,18 +73,26 @@ def start(generator_fn, z, sampler):
   return z if sampler.space == 'latent' else generator_fn(z)
 
 
-def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_every=0):
+def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_every=0,
+            step_size=None, noise=None, grad_clip=None):
   """Runs `steps` (default: sampler.steps; a python int or an int32 tensor) steps of the
   chain from `state` (see `start`); returns the new state, and with `record_every`
-  also the states every `record_every` steps in *data* space [R, B, ...]."""
+  also the states every `record_every` steps in *data* space [R, B, ...].
+
+  `step_size`, `noise`, `grad_clip` (scalar tensors) replace the sampler's, so that one
+  traced function serves many values (a sweep); the sampler's `metropolis` and `space`
+  shape the graph.
+  """
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top  (TensorFlow)
   steps = sampler.steps if steps is None else steps
+  pick = lambda given, own: own if given is None else given
   if sampler.space == 'latent':
     potential, low, high = latent_energy(energy_fn, generator_fn), None, None
   else:
     potential, low, high = energy_fn, -1.0, 1.0
-  result = langevin.langevin(potential, state, rng, steps, sampler.step_size, sampler.noise,
-                             sampler.grad_clip, low=low, high=high, record_every=record_every,
+  result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
+                             pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
+                             low=low, high=high, record_every=record_every,
                              metropolis=sampler.metropolis)
   if not record_every or sampler.space == 'data':
     return result

@@ -140,6 +140,13 @@ def _row_key(row):
   return tuple(row[name] for name in SETTINGS)
 
 
+def _same(key_a, key_b):
+  """Whether two cells' settings agree, floats to 3 digits (a flagfile's 0.0447 is the
+  temperature-1 noise sqrt(2e-3) = 0.044721...)."""
+  return all(math.isclose(a, b, rel_tol=1e-3) if isinstance(a, float) else a == b
+             for a, b in zip(key_a, key_b))
+
+
 class TrainingScorer:
   """Scores samples against the run's training data (never its held-out split)."""
 
@@ -259,7 +266,7 @@ def run(workdir, out, values, num_samples=2000, seed=0, num_reference=None, over
   if not scored:
     raise SweepError(f'no cell of the grid gave finite samples; try smaller step sizes')
   best = min(scored, key=lambda row: row[primary])
-  default = next((row for row in in_grid if _row_key(row) == key(config.sampler)), None)
+  default = next((row for row in in_grid if _same(_row_key(row), key(config.sampler))), None)
   _write_best(os.path.join(out, BEST_CFG), best, primary, workdir, default)
   heat = HEAT_MAPS[kind] + (MODE_HEAT_MAPS if 'mode_kl' in best else ())
   from tfganebm import plots  # pylint: disable=g-import-not-at-top
