@@ -335,8 +335,13 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
         model.reset_metrics()  # the next window's means start afresh
       if pictures is not None and (step % config.run.image_every == 0
                                    or step == config.train.train_steps):
-        with writer.as_default(step=step):
-          pictures.write(step)
+        try:
+          with writer.as_default(step=step):
+            pictures.write(step)
+        except (tf.errors.OpError, ValueError, RuntimeError) as e:  # pictures never stop a run
+          logging.warning('TensorBoard pictures are off for this run: %s',
+                          str(e).splitlines()[0] if str(e) else type(e).__name__)
+          pictures = None
       if step % config.run.checkpoint_every == 0 or step == config.train.train_steps:
         bad = workdir_lib.non_finite_state(model)
         if bad:
