@@ -91,6 +91,18 @@ def test_report_page_holds_every_table_image_and_command(runs, tmp_path):
   assert report.command(config) == page.pre[0]
 
 
+def test_report_replaces_its_own_page_but_never_another_file(runs, tmp_path):
+  ebm, _ = runs
+  page = tmp_path / 'page.html'
+  report.write([str(ebm)], str(page))
+  report.write([str(ebm)], str(page))  # an earlier page of the report: replaced
+  other = tmp_path / 'notes.html'
+  other.write_text('<html>my notes</html>')
+  with pytest.raises(report.ReportError, match='not a page written by tfganebm.report'):
+    report.write([str(ebm)], str(other))
+  assert other.read_text() == '<html>my notes</html>'
+
+
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
   result = run_module('tfganebm.report', str(tmp_path), f'--out={tmp_path}/page.html')
   assert result.returncode != 0

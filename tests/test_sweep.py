@@ -124,3 +124,18 @@ def test_a_second_grid_into_the_same_out_adds_its_cells(run_dir, tmp_path):
       (0, 0.001, 'data'), (2, 0.001, 'data'), (2, 0.05, 'latent')}
   assert best['sliced_wasserstein'] == min(r['sliced_wasserstein'] for r in rows)
   assert 'space=' + best['space'] in (out / 'best.cfg').read_text()
+
+
+def test_a_diverged_cell_is_never_the_best(run_dir, tmp_path, monkeypatch):
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  chains_at = evaluation.chains_at
+
+  def diverging(model, num, seed, sampler, steps_list):
+    for k, x in chains_at(model, num, seed, sampler, steps_list):
+      yield k, (x * np.nan if sampler.step_size > 0.005 and k else x)
+
+  monkeypatch.setattr(evaluation, 'chains_at', diverging)
+  rows, best, _ = sweep.run(str(run_dir), str(tmp_path / 's'),
+                            dict(steps=[0, 2], step_size=[0.001, 0.01]), num_samples=NUM_SAMPLES)
+  assert [r['sliced_wasserstein'] for r in rows if r['step_size'] == 0.01 and r['steps']] == [None]
+  assert best['step_size'] == 0.001

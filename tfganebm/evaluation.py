@@ -100,10 +100,12 @@ def _chain_function(model, metropolis, space):
   if (metropolis, space) not in functions:
     shape = sampler_lib.SamplerConfig(metropolis=metropolis, space=space)
     rng = tf.random.Generator.from_seed(0, alg='philox')
+    model_ref = weakref.ref(model)  # the cache must not keep the model alive
 
     @tf.function(jit_compile=True, autograph=False)
     def advance(state, steps, step_size, noise, grad_clip):
-      return sampler_lib.advance(model.energy_of, _generator_fn(model), state, rng, shape,
+      traced = model_ref()
+      return sampler_lib.advance(traced.energy_of, _generator_fn(traced), state, rng, shape,
                                  steps, step_size=step_size, noise=noise, grad_clip=grad_clip)
 
     functions[(metropolis, space)] = (advance, rng)
@@ -281,8 +283,11 @@ class ImageSummaries:
   time (seeded by the run), so the pictures show one set of samples as training goes.
   One traced function for the whole run."""
 
-  def __init__(self, model, config):
+  def __init__(self, model, config, jit_compile=None):
+    """`jit_compile`: XLA for the sampler (default: the run's setting; training passes the
+    one its host loop uses, off for multi-replica strategies and --deterministic)."""
     self.model, self.config = model, config
+    jit_compile = config.run.jit_compile if jit_compile is None else jit_compile
     self.kind = data.kind(config.data.dataset)
     num = IMAGE_SUMMARY_SAMPLES[self.kind]
     self.z = tf.random.Generator.from_seed(config.run.seed + 1, alg='philox').normal(
@@ -291,7 +296,7 @@ class ImageSummaries:
     sampler = config.sampler
     generator_fn = _generator_fn(model)
 
-    @tf.function(jit_compile=config.run.jit_compile, autograph=False)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def refine(z):
       return sampler_lib.refine(model.energy_of, generator_fn, z, self.rng, sampler)
 

@@ -183,7 +183,8 @@ class LatentPotential:
         if layer.activation is keras.activations.tanh:
           self.plan.append(['tanh'])
       elif isinstance(layer, keras.layers.BatchNormalization):
-        if not self.plan or self.plan[-1][0] != 'dense' or layer.axis not in (-1, 1):
+        if (not self.plan or self.plan[-1][0] != 'dense' or layer.axis not in (-1, 1)
+            or any(op[0] == 'reshape' for op in self.plan)):  # only [B, units] features
           raise UnsupportedGenerator('BatchNormalization not right after a linear Dense')
         scale = (layer.gamma if layer.scale else 1.0) / _sqrt(layer.moving_variance + layer.epsilon)
         offset = (layer.beta if layer.center else 0.0) - layer.moving_mean * scale

@@ -34,6 +34,7 @@ COLUMNS = {
                ('classes_covered', 'classes', 'd'), ('class_kl', 'class KL', '.3f')),
 }
 FIGURES = ('samples.png', 'langevin_progression.png')
+GENERATOR = 'tfganebm.report'  # in the page's <meta name="generator">: a page it may replace
 STYLE = '''
 body { font: 15px/1.45 system-ui, sans-serif; max-width: 1180px; margin: 2em auto; padding: 0 1em;
        color: #222; }
@@ -78,11 +79,13 @@ class Run:
 
 
 def _read_json(path):
+  """A JSON object (dict) from `path`, or None (missing, unreadable, or not an object)."""
   try:
     with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except (OSError, ValueError):
+      value = json.load(f)
+  except (OSError, ValueError, RecursionError):
     return None
+  return value if isinstance(value, dict) else None
 
 
 def read_run(path):
@@ -151,7 +154,7 @@ def _cell(value, fmt):
 
 def _row(label, metrics, columns, kind='', num=None):
   cells = ''.join(_cell(metrics.get(key), fmt) for key, _, fmt in columns)
-  count = '' if num is False else f'<td>{num if num is not None else "–"}</td>'
+  count = '' if num is False else f'<td>{html.escape(str(num)) if num is not None else "–"}</td>'
   return f'<tr class="{kind}"><td>{html.escape(label)}</td>{count}{cells}</tr>'
 
 
@@ -250,6 +253,7 @@ def render(runs, title='tfganebm results'):
   for run in runs:
     by_dataset.setdefault(run.config.data.dataset, []).append(run)
   out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+         f'<meta name="generator" content="{GENERATOR}">',
          f'<title>{html.escape(title)}</title><style>{STYLE}</style>',
          f'<script>{SELF_CHECK}</script></head><body>',
          f'<h1>{html.escape(title)}</h1>',
@@ -264,8 +268,9 @@ def render(runs, title='tfganebm results'):
       for folder, curve, png in run.curves:
         out.append(f'<h3>Quality against chain length: {html.escape(run.name)}/'
                    f'{html.escape(folder)}</h3>')
-        out.append(f'<p>{html.escape(curve.get("label", ""))}, {curve.get("num_samples")} '
-                   'samples against held-out data.</p>')
+        out.append(f'<p>{html.escape(str(curve.get("label", "")))}, '
+                   f'{html.escape(str(curve.get("num_samples")))} samples against held-out '
+                   'data.</p>')
         out.append(_curve_table(curve, kind))
         out.append(_image(png, f'{run.name}/{folder}: metrics against chain steps k'))
       for folder, rows, best, pngs, primary in run.sweeps:
@@ -279,19 +284,30 @@ def render(runs, title='tfganebm results'):
                           f'{run.name}/{folder}: samples'))
     out.append('<h3>Commands</h3>')
     for run in group:
-      out.append(f'<p>{html.escape(run.name)} (step {run.metrics.get("step", "?")}):</p>'
+      out.append(f'<p>{html.escape(run.name)} (step {html.escape(str(run.metrics.get("step", "?")))}):</p>'
                  f'<pre>{html.escape(command(run.config))}</pre>')
   out.append('</body></html>')
   return '\n'.join(out)
 
 
 def write(paths, out, title='tfganebm results'):
-  """Reads the runs at `paths` and writes the page to `out` (atomically).
+  """Reads the runs at `paths` and writes the page to `out` (atomically), replacing only
+  an earlier page of this command.
 
   Raises:
-    ReportError: a path that is not a run; nothing was written.
+    ReportError: a path that is not a run, or an `out` that is another file; nothing was
+      written.
   """
   from tfganebm import files  # pylint: disable=g-import-not-at-top
+  if os.path.lexists(out):
+    try:
+      with open(out, encoding='utf-8', errors='replace') as f:
+        ours = f'<meta name="generator" content="{GENERATOR}">' in f.read(4096)
+    except OSError:
+      ours = False
+    if not ours:
+      raise ReportError(f'--out {out} exists and is not a page written by tfganebm.report; '
+                        'name a new file')
   runs = [read_run(path) for path in paths]
   page = render(runs, title)
   files.write_text(out, page)

@@ -72,14 +72,13 @@ def grid(config, **values):
     changes = dict(zip(names, combination))
     temperature = changes.pop('temperature', None)
     try:
-      # Through the run's Config, so that a refusal names the flag (--langevin_space ...).
-      cell = config.override(**{f'langevin_{k}': v for k, v in changes.items()}).sampler
       if temperature is not None:
         if temperature <= 0:
           raise ValueError(f'--langevin_temperature must be > 0, not {temperature}')
-        cell = config.override(
-            langevin_noise=math.sqrt(2 * temperature * cell.step_size),
-            **{f'langevin_{k}': v for k, v in changes.items()}).sampler
+        step_size = changes.get('step_size', config.sampler.step_size)
+        changes['noise'] = math.sqrt(2 * temperature * step_size)
+      # Through the run's Config, so that a refusal names the flag (--langevin_space ...).
+      cell = config.override(**{f'langevin_{k}': v for k, v in changes.items()}).sampler
     except ValueError as e:  # fields.ConfigError
       raise SweepError(f'the grid holds a sampler the run cannot use: {e}') from None
     if cell not in cells:
@@ -170,7 +169,10 @@ class TrainingScorer:
       self.mixture = dataset.mixture  # the centres and std, the same for every split
 
   def __call__(self, x):
+    import numpy as np  # pylint: disable=g-import-not-at-top
     from tfganebm import metrics  # pylint: disable=g-import-not-at-top
+    if not np.isfinite(x).all():  # a diverged chain: no score, never the best
+      return {name: None for name in HEAT_MAPS[self.kind]}
     if self.kind == 'images':
       return metrics.evaluate_images(*self.classifier.features_and_probabilities(x),
                                      self.reference_features, seed=self.seed)
@@ -272,7 +274,8 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   # adds to the first.
   in_grid = rows
   primary = PRIMARY[kind]
-  scored = [row for row in in_grid if row.get(primary) is not None]
+  scored = [row for row in in_grid
+            if row.get(primary) is not None and math.isfinite(row[primary])]
   if not scored:
     raise SweepError(f'no cell of the grid gave finite samples; try smaller step sizes')
   best = min(scored, key=lambda row: row[primary])

@@ -303,8 +303,12 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
   run = make_multi_step(model, strategy, jit_compile)
   writer = (tf.summary.create_file_writer(os.path.join(config.run.workdir, 'tensorboard'))
             if chief else tf.summary.create_noop_writer())
-  pictures = (evaluation.ImageSummaries(model, config) if chief and config.run.image_every
-              else None)
+  pictures = None
+  if chief and config.run.image_every:
+    try:
+      pictures = evaluation.ImageSummaries(model, config, jit_compile)
+    except (tf.errors.OpError, ValueError, RuntimeError, OSError) as e:
+      logging.warning('TensorBoard pictures are off for this run: %s', e)
   last_saved = None if latest is None else start
   clock, window_start = time.perf_counter(), start
   step, recorded = start, False
