@@ -174,23 +174,21 @@ def load(name, num_examples=0, noise=None, seed=0, data_dir=None, download=False
       train, train_labels = train[:num_examples], train_labels[:num_examples]
     return Data(name, train, held_out, held_out_labels=labels, train_labels=train_labels)
   num_train = num_examples or DEFAULT_NUM_POINTS
-  num = max(num_train, num_held_out)
-  train, held_out = load_points(name, num, noise, seed)
-  if num != num_train:  # more held-out points than training points: draw the training set alone
-    train, _ = load_points(name, num_train, noise, seed)
+  train, held_out = load_points(name, num_train, noise, seed, max(num_train, num_held_out))
   return Data(name, train.x, held_out.x, mixture=held_out.mixture)
 
 
-def load_points(name, num_examples, noise, seed):
+def load_points(name, num_examples, noise, seed, num_held_out=None):
   """Training and held-out points of a 2D dataset.
 
   Returns:
-    (train, held_out): `Points`; held-out data use seed + 1 and the training scaling.
+    (train, held_out): `Points`; `num_held_out` (default num_examples) held-out points use
+    seed + 1 and the scaling of these training points, whatever their number.
   """
   if name not in DATASETS:
     raise ValueError(f'unknown dataset {name!r}; choose one of {sorted(DATASETS)}')
   train = DATASETS[name](num_examples, noise, seed)
-  held_out = DATASETS[name](num_examples, noise, seed + 1, scale=train.scale)
+  held_out = DATASETS[name](num_held_out or num_examples, noise, seed + 1, scale=train.scale)
   return train, held_out
 
 
