@@ -46,7 +46,7 @@ th:first-child, td:first-child { text-align: left; }
 tr.floor td { color: #666; font-style: italic; } tr.ours td { font-weight: 600; }
 figure { margin: .8em 0; } figcaption { color: #555; font-size: .9em; }
 img { max-width: 100%; border: 1px solid #eee; }
-pre { background: #f6f6f6; padding: .6em; overflow-x: auto; font-size: .85em; }
+pre { background: #f6f6f6; padding: .6em; white-space: pre-wrap; overflow-wrap: anywhere; font-size: .85em; }
 '''
 # The page checks itself when opened: how many of its images decoded (for a browser test).
 SELF_CHECK = '''
