@@ -206,3 +206,19 @@ def test_saved_model_with_a_serving_default_signature_and_unsafe_ops(tmp_path):
       generator = pretrained.load(path, (2,))
       z = np.ones((4, 3), np.float32)
       np.testing.assert_allclose(generator(z), module(z)['x'], atol=1e-6)
+
+
+def test_keep_copy_refuses_a_generator_inside_the_copy_it_would_replace(tmp_path):
+  """A SavedModel G kept inside a refine's own source_generator/ copy: replacing that copy
+  would delete the generator being copied, so it is refused and both stay."""
+  workdir = tmp_path / 'run'
+  copy = workdir / 'source_generator'
+  inner = copy / 'mine'
+  inner.mkdir(parents=True)
+  (inner / 'saved_model.pb').write_text('graph')
+  (workdir / 'source_generator.source.json').write_text('{"source": "earlier"}')
+  with pytest.raises(pretrained.GeneratorError, match='inside'):
+    pretrained.keep_copy(str(workdir), str(inner))
+  assert (inner / 'saved_model.pb').read_text() == 'graph'
+  assert sorted(p.name for p in workdir.iterdir()) == ['source_generator',
+                                                       'source_generator.source.json']

@@ -68,24 +68,19 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0):
   """
   rng = tf.random.Generator.from_seed(seed, alg='philox')
   z = rng.normal([num_samples, model.latent_dim])
-  x_gen = _generator_fn(model)(z)
+  x_gen = model.inference_generator(z)
   if model.energy is None or sampler.steps == 0:
     return x_gen.numpy(), None, None
 
   @tf.function(jit_compile=True, autograph=False)
   def refine(z):
-    return sampler_lib.refine(model.energy_of, _generator_fn(model), z, rng, sampler,
+    return sampler_lib.refine(model.energy_of, model.inference_generator, z, rng, sampler,
                               record_every=record_every)
 
   if record_every:
     x_langevin, trajectory = refine(z)
     return x_gen.numpy(), x_langevin.numpy(), trajectory.numpy()
   return x_gen.numpy(), refine(z).numpy(), None
-
-
-def _generator_fn(model):
-  """G in inference mode, float32 out: z [B, latent] -> x [B, ...]."""
-  return lambda z: tf.cast(model.generator(z, training=False), tf.float32)
 
 
 _CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space): function}
@@ -105,7 +100,7 @@ def _chain_function(model, metropolis, space):
     @tf.function(jit_compile=True, autograph=False)
     def advance(state, steps, step_size, noise, grad_clip):
       traced = model_ref()
-      return sampler_lib.advance(traced.energy_of, _generator_fn(traced), state, rng, shape,
+      return sampler_lib.advance(traced.energy_of, traced.inference_generator, state, rng, shape,
                                  steps, step_size=step_size, noise=noise, grad_clip=grad_clip)
 
     functions[(metropolis, space)] = (advance, rng)
@@ -124,7 +119,7 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   advance, rng = _chain_function(model, sampler.metropolis, sampler.space)
   rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chain's noise
   z = rng.normal([num_samples, model.latent_dim])
-  generator_fn = _generator_fn(model)
+  generator_fn = model.inference_generator
   scalars = [tf.constant(v, tf.float32) for v in (sampler.step_size, sampler.noise,
                                                     sampler.grad_clip)]
   state, done = sampler_lib.start(generator_fn, z, sampler), 0
@@ -221,7 +216,7 @@ EVALUATORS = {'points': PointsEvaluator, 'images': ImageEvaluator}
 
 
 def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
-             refuse_non_finite=False):
+             refuse_non_finite=False, evaluator=None):
   """Samples of G and of G + `config.sampler`, their metrics.json and figures in `out_dir`.
 
   Args:
@@ -232,13 +227,16 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
     dataset: the run's `data.Data` if at hand (images: saves loading them again).
     refuse_non_finite: raise NonFiniteSamples, before writing anything, when a sample is
       not finite; otherwise metrics.json counts them in `non_finite_samples`.
+    evaluator: an `EVALUATORS` instance for these samples, if at hand (shared with a
+      quality curve of the same draw).
 
   Returns:
     (metrics dict, x_gen, x_langevin).
   """
   sampler = config.sampler
   step = int(model.step.numpy()) if step is None else step
-  evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed, dataset)
+  evaluator = evaluator or EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed,
+                                                                       dataset)
   frames = PROGRESSION_FRAMES - 1
   record_every = sampler.steps // frames if sampler.steps >= frames else 0
   bar = progress.Progress(5, f'evaluation of {num_samples} samples')
@@ -294,7 +292,7 @@ class ImageSummaries:
         [num, model.latent_dim])
     self.rng = tf.random.Generator.from_seed(config.run.seed + 2, alg='philox')
     sampler = config.sampler
-    generator_fn = _generator_fn(model)
+    generator_fn = model.inference_generator
 
     @tf.function(jit_compile=jit_compile, autograph=False)
     def refine(z):
@@ -334,7 +332,7 @@ QUALITY_FILE = 'quality_vs_steps'  # .json, .csv and .png
 
 
 def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=0,
-                          baseline=None, dataset=None):
+                          baseline=None, dataset=None, evaluator=None, measured=None):
   """Quality against sampling cost: the metrics of G + k steps of `config.sampler`, for
   each k of `steps_list`, against the held-out data, beside the real-data floor and
   (with `baseline`, a plain GAN's model) the plain GAN's G at the same sample size.
@@ -342,24 +340,34 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
   Writes OUT/quality_vs_steps.json (every metric), .csv (one row per k) and .png
   (the headline metrics against k, the floor and the plain GAN as lines).
 
+  `evaluator` and `measured` (the dict `evaluate` returned for the same model, draw and
+  sampler) let a caller that has just evaluated share that work: their G, G + K and
+  floor metrics are taken, not scored again, and the chains stop at the longest k left.
+
   Returns:
     the JSON dict: sampler, rows [{steps, metrics...}], floor, baseline.
   """
   sampler = config.sampler
   kind = data.kind(config.data.dataset)
-  evaluator = EVALUATORS[kind](config, num_samples, seed, dataset)
-  rows = []
-  bar = progress.Progress(len(set(steps_list)), 'quality against chain length')
-  for k, x in chains_at(model, num_samples, seed, sampler, steps_list):
+  evaluator = evaluator or EVALUATORS[kind](config, num_samples, seed, dataset)
+  known = {}
+  if measured is not None:
+    known = {0: measured['generator'], sampler.steps: measured.get('generator_langevin')}
+    known = {k: v for k, v in known.items() if v is not None}
+  by_steps = {k: known[k] for k in set(steps_list) & set(known)}
+  todo = sorted(set(steps_list) - set(by_steps))
+  bar = progress.Progress(len(todo), 'quality against chain length')
+  for k, x in chains_at(model, num_samples, seed, sampler, todo) if todo else ():
     _count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
-    rows.append(dict(steps=k, **evaluator(x)))
+    by_steps[k] = evaluator(x)
     bar.update(1, f'{dataclasses.replace(sampler, steps=k).describe()}: '
-                  f'{_headline(rows[-1], kind)}')
+                  f'{_headline(by_steps[k], kind)}')
   bar.close()
+  rows = [dict(steps=k, **by_steps[k]) for k in sorted(by_steps)]
   result = dict(dataset=config.data.dataset, sampler=dataclasses.asdict(sampler),
                 label=sampler.describe().replace(f'G + {sampler.steps} ', 'G + k '),
                 num_samples=num_samples, seed=seed, rows=rows,
-                floor=evaluator(evaluator.floor))
+                floor=measured['real_data'] if measured else evaluator(evaluator.floor))
   if baseline is not None:
     x_base, _, _ = draw_samples(baseline, num_samples, seed,
                                 dataclasses.replace(sampler, steps=0))  # its G alone
@@ -417,11 +425,15 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list
   if data.is_image(config.data.dataset):  # loaded once for both evaluations
     dataset = data.load(config.data.dataset, config.data.num_examples,
                         data_dir=config.data.data_dir, download=config.data.download)
+  # One evaluator and one draw for both: the curve takes G, G + K and the floor from the
+  # evaluation, and runs its chains only to the longest shorter k.
+  evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed, dataset)
+  result, x_gen, x_langevin = evaluate(model, config, out_dir, num_samples, seed,
+                                       dataset=dataset, refuse_non_finite=True,
+                                       evaluator=evaluator)
   if steps_list:
     quality_against_steps(model, config, out_dir, steps_list, num_samples, seed,
-                          baseline=baseline_model, dataset=dataset)
-  result, x_gen, x_langevin = evaluate(model, config, out_dir, num_samples, seed,
-                                       dataset=dataset, refuse_non_finite=True)
+                          baseline=baseline_model, evaluator=evaluator, measured=result)
   files.write_npy(os.path.join(out_dir, 'samples_generator.npy'), x_gen)
   if x_langevin is None:
     if model.energy is None:

@@ -114,7 +114,9 @@ class GanEbm(keras.Model):
     return tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]),
                                   training=self.train_generator), tf.float32)
 
-  def _inference_generator(self, z):
+  def inference_generator(self, z):
+    """G in inference mode (BatchNorm's moving statistics), float32 out: the G that chains
+    in latent space and every sampler after training map z through."""
     return tf.cast(self.generator(z, training=False), tf.float32)
 
   def train_step(self, x_real):
@@ -124,7 +126,7 @@ class GanEbm(keras.Model):
       if self.sampler.space == 'latent':
         # Chains in z from the prior (Algorithm 2 without the buffer), x = G(z).
         x_ebm = tf.stop_gradient(sampler_lib.refine(
-            self.energy_of, self._inference_generator, self.rng.normal([batch, self.latent_dim]),
+            self.energy_of, self.inference_generator, self.rng.normal([batch, self.latent_dim]),
             self.rng, self.sampler))
         reused = tf.zeros([batch], tf.bool)
       else:

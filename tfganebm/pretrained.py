@@ -210,19 +210,31 @@ def keep_copy(workdir, path):
     OSError: the copy failed.
   """
   target = source_path(workdir, path)
-  if os.path.realpath(path) == os.path.realpath(target):
+  real_path, real_target = os.path.realpath(path), os.path.realpath(target)
+  if real_path == real_target:
     return target
+  if os.path.commonpath([real_path, real_target]) == real_target:
+    # Inside the copy: replacing the copy would delete the generator being copied.
+    raise GeneratorError(f'--generator {path} lies inside {target}, the copy it would replace; '
+                         'copy it out of the workdir first')
   if os.path.lexists(target) and not os.path.exists(_marker(target)):
     raise GeneratorError(f'{target} exists and was not written by tfganebm.refine; move it '
                          'away or use another --workdir')
   partial = f'{target}.partial-{os.getpid()}'
-  if os.path.isdir(path):
-    shutil.copytree(path, partial)
-  else:
-    shutil.copy2(path, partial)
-  if os.path.isdir(target) and not os.path.islink(target):
-    shutil.rmtree(target)  # a refine's own copy (its marker says so), no checkpoint uses it
-  os.replace(partial, target)
+  ours = not os.path.lexists(partial)  # only a partial copy this call makes is removed
+  try:
+    if os.path.isdir(path):
+      shutil.copytree(path, partial)
+    else:
+      shutil.copy2(path, partial)
+    if os.path.isdir(target) and not os.path.islink(target):
+      shutil.rmtree(target)  # a refine's own copy (its marker says so), no checkpoint uses it
+    os.replace(partial, target)
+  finally:  # a failed copy leaves no partial one behind
+    if ours and os.path.isdir(partial) and not os.path.islink(partial):
+      shutil.rmtree(partial)
+    elif ours and os.path.lexists(partial):
+      os.remove(partial)
   with open(_marker(target), 'w') as f:
     json.dump({'source': os.path.abspath(path)}, f)
   return target

@@ -117,7 +117,7 @@ def read_run(path):
     if os.path.exists(os.path.join(folder, 'sweep.csv')):
       from tfganebm import sweep  # pylint: disable=g-import-not-at-top
       try:
-        rows = sweep._read_rows(os.path.join(folder, 'sweep.csv'))  # pylint: disable=protected-access
+        rows = sweep.read_rows(os.path.join(folder, 'sweep.csv'))
       except sweep.SweepError:
         rows = []
       about = _read_json(os.path.join(folder, 'sweep.json')) or {}

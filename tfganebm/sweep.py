@@ -95,7 +95,7 @@ def _chain_key(cell):
   return key(cell)[1:]  # all but the length: one set of chains
 
 
-def _read_rows(path):
+def read_rows(path):
   """sweep.csv's rows as dicts of numbers (settings typed as the sampler's), or []."""
   if not os.path.exists(path):
     return []
@@ -219,8 +219,9 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   kind = data.kind(config.data.dataset)
   num_samples = num_samples or (2000 if kind == 'images' else 10000)
   num_reference = num_reference or (10000 if kind == 'images' else num_samples)
+  averaged = model.averaged_steps
   about = dict(workdir=os.path.abspath(workdir), step=int(model.step.numpy()),
-               averaged_steps=model.averaged_steps, dataset=config.data.dataset,
+               averaged_steps=None if averaged is None else [int(s) for s in averaged], dataset=config.data.dataset,
                num_samples=num_samples, seed=seed, num_reference=num_reference,
                scored_against='training data', primary=PRIMARY[kind])
   json_path, csv_path = os.path.join(out, SWEEP_JSON), os.path.join(out, SWEEP_CSV)
@@ -231,11 +232,12 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
         earlier = json.load(f)
     except (OSError, ValueError) as e:
       raise SweepError(f'{json_path} is not readable ({e}); give another --out') from None
-    if earlier != files._strict_json(about):  # pylint: disable=protected-access
-      changed = sorted(k for k in about if earlier.get(k) != files._strict_json(about)[k])  # pylint: disable=protected-access
+    if earlier != about:  # `about` holds JSON values only, as read back
+      changed = sorted(k for k in about if not isinstance(earlier, dict)
+                       or earlier.get(k) != about[k])
       raise SweepError(f'{out} holds a sweep with other {", ".join(changed)}; its cells would not '
                        'compare: give another --out (or the same settings to resume it)')
-  rows = _read_rows(csv_path)
+  rows = read_rows(csv_path)
   done = {_row_key(row) for row in rows}
   scorer = TrainingScorer(config, num_reference, seed)
   os.makedirs(out, exist_ok=True)
@@ -269,25 +271,24 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
         after_cell(row)
   bar.close()
 
-  # Every cell scored into `out`, this grid's and earlier ones' (the same run, samples and
-  # seed, so they compare): a second grid (e.g. the latent space, in its own step sizes)
-  # adds to the first.
-  in_grid = rows
+  # `rows` holds every cell scored into `out`, this grid's and earlier ones' (the same run,
+  # samples and seed, so they compare): a second grid (e.g. the latent space, in its own
+  # step sizes) adds to the first.
   primary = PRIMARY[kind]
-  scored = [row for row in in_grid
+  scored = [row for row in rows
             if row.get(primary) is not None and math.isfinite(row[primary])]
   if not scored:
     raise SweepError(f'no cell of the grid gave finite samples; try smaller step sizes')
   best = min(scored, key=lambda row: row[primary])
-  default = next((row for row in in_grid if _same(_row_key(row), key(config.sampler))), None)
+  default = next((row for row in rows if _same(_row_key(row), key(config.sampler))), None)
   _write_best(os.path.join(out, BEST_CFG), best, primary, workdir, default)
   heat = HEAT_MAPS[kind] + (MODE_HEAT_MAPS if 'mode_kl' in best else ())
   from tfganebm import plots  # pylint: disable=g-import-not-at-top
   for metric in heat:
     with files.atomic_path(os.path.join(out, f'sweep_{metric}.png')) as png:
-      plots.sweep_heat_map(png, in_grid, metric, SETTINGS,
+      plots.sweep_heat_map(png, rows, metric, SETTINGS,
                            title=f'{config.data.dataset}: {metric} on training data')
-  return in_grid, best, default
+  return rows, best, default
 
 
 def best_flags(row):
