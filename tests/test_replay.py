@@ -57,3 +57,28 @@ def test_buffer_round_trips_through_a_checkpoint(tmp_path):
   tf.train.Checkpoint(buffer=restored).restore(path).assert_consumed()
   np.testing.assert_array_equal(restored.samples.numpy(), buffer.samples.numpy())
   assert int(restored.size.numpy()[0]) == 3 and int(restored.next_index.numpy()[0]) == 3
+
+
+def test_buffer_reads_the_same_slots_with_either_gather_and_runs_under_xla(monkeypatch):
+  # Graphs read slots with one gather of (replica, slot) pairs; XLA, which has no kernel for
+  # that, gathers through the partition. Both forms must read the same rows.
+  buffer = replay.ReplayBuffer(50, (3,), reuse_prob=0.5)
+  buffer.push_(tf.reshape(tf.range(120.0), [40, 3]))
+
+  def read(jit_compile=False):
+    rng = tf.random.Generator.from_seed(3)
+    fn = lambda fresh: (*buffer.initial_chains(fresh, rng), buffer.sample(16, rng))
+    return [t.numpy() for t in tf.function(fn, jit_compile=jit_compile)(-tf.ones([64, 3]))]
+
+  pairs = read()
+  monkeypatch.setattr(replay, '_in_xla', lambda: True)
+  through_partition = read()
+  monkeypatch.undo()
+  for a, b in zip(pairs, through_partition):
+    np.testing.assert_array_equal(a, b)
+  for x_init, reused, drawn in (pairs, read(jit_compile=True)):
+    assert reused.any() and not reused.all() and (x_init[~reused] == -1).all()
+    # Every row read is a pushed row (3 consecutive values), not a mix of slots.
+    for rows in (x_init[reused], drawn):
+      assert (rows[:, 0] % 3 == 0).all() and (rows[:, 0] < 120).all()
+      np.testing.assert_array_equal(rows[:, 1:], rows[:, :1] + [1, 2])

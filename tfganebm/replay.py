@@ -11,6 +11,16 @@ def _replica():
   return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
+def _in_xla():
+  """Whether ops are being traced for XLA (a jit_compile function)."""
+  try:
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top
+  except ImportError:  # a TF without these internals: the form that works everywhere
+    return True
+  return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
 class ReplayBuffer(tf.Module):
   """A ring buffer of finished Langevin chains per replica; part of the checkpoint.
 
@@ -60,7 +70,7 @@ class ReplayBuffer(tf.Module):
     size = tf.gather(self.size, replica)
     reused = tf.logical_and(rng.uniform([batch]) < self.reuse_prob, size > 0)
     index = rng.uniform([batch], 0, tf.maximum(size, 1), dtype=tf.int64)
-    from_buffer = tf.gather(tf.gather(self.samples, replica), index)
+    from_buffer = self._read(replica, index)
     mask = tf.reshape(reused, [-1] + [1] * (len(x_fresh.shape) - 1))
     return tf.where(mask, from_buffer, x_fresh), reused
 
@@ -76,7 +86,19 @@ class ReplayBuffer(tf.Module):
     replica, _ = _replica()
     size = tf.gather(self.size, replica)
     index = rng.uniform([batch], 0, tf.maximum(size, 1), dtype=tf.int64)
-    return tf.gather(tf.gather(self.samples, replica), index)
+    return self._read(replica, index)
+
+  def _read(self, replica, index):
+    """Slots `index` [B] int64 of `replica`'s partition: [B, *sample_shape].
+
+    Outside XLA, one gather of (replica, slot) pairs reads only those rows: gathering the
+    partition first copies all of it (25 MB for MNIST's 8192 slots, 8 ms of a 2-core
+    step). XLA has no kernel for that gather, and elides the copy itself.
+    """
+    if _in_xla():
+      return tf.gather(tf.gather(self.samples, replica), index)
+    rows = tf.fill(tf.shape(index), tf.cast(replica, tf.int64))
+    return tf.gather_nd(self.samples, tf.stack([rows, index], 1))
 
   def push_(self, x):
     """Writes this replica's x [B, *sample_shape] (B <= capacity) over its oldest slots."""
