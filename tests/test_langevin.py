@@ -71,6 +71,18 @@ def test_trajectory_records_every_kth_state():
   np.testing.assert_allclose(trajectory[1], x_10, atol=1e-6)  # same seed, same first 10 steps
 
 
+@pytest.mark.parametrize('metropolis', [False, True])
+def test_trajectory_of_the_first_chains_is_theirs_in_the_whole_run(metropolis):
+  x_init = np.random.default_rng(1).uniform(-1, 1, (8, 2)).astype(np.float32)
+  energy = _gaussian_energy(0.0, 0.5)
+  x_all, all_chains = _run(energy, x_init, 20, 0.05, 0.3, record_every=5, metropolis=metropolis)
+  x, first = _run(energy, x_init, 20, 0.05, 0.3, record_every=5, metropolis=metropolis,
+                  record_chains=3)
+  assert first.shape == (5, 3, 2)
+  np.testing.assert_array_equal(x, x_all)  # recording fewer chains changes no chain
+  np.testing.assert_array_equal(first, all_chains[:, :3])
+
+
 def test_metropolis_adjusted_langevin_is_exact_at_a_large_step():
   # eta = 0.5 on E = |x|^2 / 2: unadjusted Langevin would have variance 1 / (1 - eta / 2) = 4/3;
   # the Metropolis correction removes that bias (and rejects proposals outside the range).
@@ -93,21 +105,31 @@ def test_metropolis_chain_samples_a_cold_narrow_well_inside_the_range():
   np.testing.assert_allclose(x.std(0), [0.1, 0.1], rtol=0.05)
 
 
-@pytest.mark.parametrize('space, metropolis', [('data', False), ('data', True),
-                                               ('latent', False), ('latent', True)])
-def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis):
+@pytest.mark.parametrize('space, metropolis, batch', [
+    ('data', False, None), ('data', True, None), ('latent', False, None),
+    ('latent', True, None), ('data', False, 16), ('latent', True, 16)])
+def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch, monkeypatch):
   """evaluation.chains_at runs one chain in segments: its state at k steps is the state of
-  one k-step chain from the same seed (draw_samples), in either space."""
+  one k-step chain from the same seed (draw_samples), in either space, also when the
+  chains run in batches (16 of 2 values: 4 batches of the 50 chains)."""
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
+  if batch:
+    monkeypatch.setattr(evaluation, 'CHAIN_BATCH_VALUES', 2 * batch)
   model = model_lib.build(tiny_config(), (2,), inference=True)
   sampler = SamplerConfig(steps=7, step_size=0.02, noise=0.2, metropolis=metropolis,
                           space=space)
   scored = dict(evaluation.chains_at(model, 50, 3, sampler, [7, 0, 3]))
   assert sorted(scored) == [0, 3, 7]
-  x_gen, x_7, _ = evaluation.draw_samples(model, 50, 3, sampler)
+  x_gen, x_7, trajectory = evaluation.draw_samples(model, 50, 3, sampler, record_every=7,
+                                                   record_chains=20)
   np.testing.assert_allclose(scored[0], x_gen)
   np.testing.assert_allclose(scored[7], x_7, atol=1e-5)
   assert not np.allclose(scored[3], scored[7])
+  if batch:  # each batch draws its own noise
+    moved = scored[7] - scored[0]
+    assert not np.allclose(moved[:16] - moved[16:32], 0.0, atol=1e-3)
+  assert trajectory.shape == (2, 20, 2)  # chains 0-19, across two batches of 16
+  np.testing.assert_allclose(trajectory[-1], x_7[:20], atol=1e-5)

@@ -23,6 +23,27 @@ from tfganebm import workdir as workdir_lib
 
 GRID_RESOLUTION = 200  # cells per axis of the [-1, 1]^2 density grid
 PROGRESSION_FRAMES = 6  # panels of the Langevin progression figure
+# Chains run in batches of at most this many values (samples x values per sample): a
+# 10,000-image chain in one batch held 8 GB of E's activations for MNIST's conv E; in
+# batches of 512 it holds a few hundred MB, at the same speed. 2D chains run in one batch.
+CHAIN_BATCH_VALUES = 2**19
+
+
+def chain_batch(data_shape):
+  """Chains per batch for samples of `data_shape`."""
+  return max(1, CHAIN_BATCH_VALUES // int(np.prod(data_shape)))
+
+
+def _chain_streams(rng, num_samples, batch):
+  """The RNG states the chains of each batch start from, after z was drawn from `rng`.
+
+  One batch continues `rng`'s stream (as one unbatched chain would); more batches take
+  independent streams split from it, so every batch's noise is its own whatever the order
+  in which batches and segments of chains run.
+  """
+  if num_samples <= batch:
+    return [rng.state.numpy()]
+  return [child.state.numpy() for child in rng.split(-(-num_samples // batch))]
 
 
 class NonFiniteSamples(ValueError):
@@ -52,7 +73,7 @@ def _count_non_finite(x_gen, x_langevin, refuse, sampler):
   return counts
 
 
-def draw_samples(model, num_samples, seed, sampler, record_every=0):
+def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chains=None):
   """G samples and their refinement by `sampler`.
 
   Args:
@@ -60,7 +81,8 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0):
     num_samples: int.
     seed: seed of this draw (z and Langevin noise), independent of training's stream.
     sampler: a `SamplerConfig`; steps == 0 or a plain GAN gives no refinement.
-    record_every: if > 0, also return the chain states every `record_every` steps.
+    record_every: if > 0, also return the chain states every `record_every` steps, of the
+      first `record_chains` chains (None: all).
 
   Returns:
     (x_gen, x_langevin, trajectory) as numpy arrays in data space; the last two
@@ -68,19 +90,39 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0):
   """
   rng = tf.random.Generator.from_seed(seed, alg='philox')
   z = rng.normal([num_samples, model.latent_dim])
-  x_gen = model.inference_generator(z)
+  x_gen = generate(model, z)
   if model.energy is None or sampler.steps == 0:
-    return x_gen.numpy(), None, None
+    return x_gen, None, None
+  batch = chain_batch(x_gen.shape[1:])
+  streams = _chain_streams(rng, num_samples, batch)
 
   @tf.function(jit_compile=True, autograph=False)
-  def refine(z):
+  def refine(z, record_chains):  # record_chains: a python int, 0: record nothing
     return sampler_lib.refine(model.energy_of, model.inference_generator, z, rng, sampler,
-                              record_every=record_every)
+                              record_every=record_every if record_chains else 0,
+                              record_chains=record_chains or None)
 
-  if record_every:
-    x_langevin, trajectory = refine(z)
-    return x_gen.numpy(), x_langevin.numpy(), trajectory.numpy()
-  return x_gen.numpy(), refine(z).numpy(), None
+  x_langevin, trajectories = [], []
+  for i, stream in enumerate(streams):
+    rng.reset(stream)
+    z_batch = z[i * batch:(i + 1) * batch]
+    # Record only the chains asked for, all from the first batches.
+    wanted = len(z_batch) if record_chains is None else record_chains - i * batch
+    if not record_every or wanted <= 0:
+      x_langevin.append(refine(z_batch, 0).numpy())
+      continue
+    x, trajectory = refine(z_batch, min(wanted, len(z_batch)))
+    x_langevin.append(x.numpy())
+    trajectories.append(trajectory.numpy())
+  trajectory = np.concatenate(trajectories, axis=1) if record_every else None
+  return x_gen, np.concatenate(x_langevin), trajectory
+
+
+def generate(model, z):
+  """G(z) in inference mode, float32 numpy, in batches (see CHAIN_BATCH_VALUES)."""
+  batch = chain_batch(model.data_shape)
+  return np.concatenate([model.inference_generator(z[i:i + batch]).numpy()
+                         for i in range(0, len(z), batch)])
 
 
 _CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space): function}
@@ -117,18 +159,27 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   if model.energy is None and max(steps_list) > 0:
     raise ValueError('a plain GAN has no energy to run chains on; use --langevin_steps=0')
   advance, rng = _chain_function(model, sampler.metropolis, sampler.space)
-  rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chain's noise
+  rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chains' noise
   z = rng.normal([num_samples, model.latent_dim])
   generator_fn = model.inference_generator
   scalars = [tf.constant(v, tf.float32) for v in (sampler.step_size, sampler.noise,
                                                     sampler.grad_clip)]
-  state, done = sampler_lib.start(generator_fn, z, sampler), 0
+  batch = chain_batch(model.data_shape)
+  streams = _chain_streams(rng, num_samples, batch)
+  states = [sampler_lib.start(generator_fn, z[i:i + batch], sampler)
+            for i in range(0, num_samples, batch)]
+  done = 0
   for k in sorted(set(steps_list)):
-    if k > done:
-      state = advance(state, tf.constant(k - done, tf.int32), *scalars)
-      done = k
-    x = sampler_lib.to_data(generator_fn, state, sampler) if k else generator_fn(z)
-    yield k, x.numpy()
+    if k == 0:
+      yield k, generate(model, z)
+      continue
+    for i, stream in enumerate(streams):  # each batch of chains continues its own stream
+      rng.reset(stream)
+      states[i] = advance(states[i], tf.constant(k - done, tf.int32), *scalars)
+      streams[i] = rng.state.numpy()
+    done = k
+    yield k, np.concatenate([sampler_lib.to_data(generator_fn, state, sampler).numpy()
+                             for state in states])
 
 
 def energy_density_grid(model, resolution=GRID_RESOLUTION):
@@ -155,6 +206,7 @@ class PointsEvaluator:
     self.floor = held_out.held_out[num_samples:2 * num_samples]
     self.mixture = held_out.mixture
     self.info = {}
+    self.trajectory_chains = None  # the progression figure shows every chain
     self.log_density = None  # of E on a grid, for the figure (energy_metrics)
 
   def __call__(self, x):
@@ -192,6 +244,7 @@ class ImageEvaluator:
     self.info = dict(num_reference=self.scorer.num_reference, num_real=len(self.floor),
                      classifier=self.scorer.classifier.info)
     self.seed = seed
+    self.trajectory_chains = CHAIN_STRIP  # the chains the progression figure shows
 
   def __call__(self, x):
     return self.scorer(x, self.seed)
@@ -208,7 +261,7 @@ class ImageEvaluator:
       plots.image_grids(path, panels, title)
     if trajectory is not None:
       with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
-        plots.chain_strip(path, trajectory[:, :CHAIN_STRIP], record_every, title)
+        plots.chain_strip(path, trajectory, record_every, title)
 
 
 # By data.kind(dataset): how samples of that kind are measured and drawn.
@@ -240,7 +293,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   frames = PROGRESSION_FRAMES - 1
   record_every = sampler.steps // frames if sampler.steps >= frames else 0
   bar = progress.Progress(5, f'evaluation of {num_samples} samples')
-  x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, sampler, record_every)
+  x_gen, x_langevin, trajectory = draw_samples(model, num_samples, seed, sampler, record_every,
+                                               evaluator.trajectory_chains)
   bar.update(1, f'drew G and {sampler.describe()}')
   non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, sampler)
   result = dict(dataset=config.data.dataset, model=config.networks.model, step=step,

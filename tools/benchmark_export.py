@@ -1,11 +1,15 @@
-"""Latency and parity of an exported model: TF SavedModel vs LiteRT (float32, float16, dynamic range).
+"""Latency, parity and quality of an exported model: TF SavedModel vs LiteRT files.
 
-  python tools/benchmark_export.py --workdir runs/moons [--steps 100]
+  python tools/benchmark_export.py --workdir runs/mnist [--steps 20] [--threads 1,2]
+      [--quantize float16,dynamic_range] [--num_samples 2000]
 
-Exports the run into a temporary directory, then times per batch (1, 16, 64):
-`generate`, one `langevin_step` and a whole `sample` (G + K steps, fused), and
-prints max |LiteRT - TF| for generate, energy and a K-step chain fed the same
-noise, and the file sizes. Run it on an idle machine; all numbers come from one run.
+Exports the run into a temporary directory (float32, plus each --quantize file, which
+`tfganebm.export` no longer offers but this tool still measures), then times per batch
+(1, 16, 64) and per LiteRT thread count: `generate`, one `langevin_step` and a whole
+`sample` (G + K steps, fused). It prints max |LiteRT - TF| for generate, energy and a
+K-step chain fed the same noise, the file sizes, and the quality of each engine's
+G + K samples (classifier-FID for images, sliced Wasserstein for 2D, against the
+run's held-out data). Run it on an idle machine; all numbers come from one run.
 """
 
 import argparse
@@ -21,10 +25,11 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from tfganebm import data
+from tfganebm import evaluation
 from tfganebm import exporting
 from tfganebm import workdir as workdir_lib
 
-QUANTIZATIONS = ('none', 'float16', 'dynamic_range')
 
 
 def _median_ms(call, repeats=20):
@@ -42,11 +47,18 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--steps', type=int, default=100, help='Langevin steps of `sample`')
+  parser.add_argument('--threads', default='1,2', help="LiteRT's CPU thread counts to time")
+  parser.add_argument('--quantize', default='float16,dynamic_range',
+                      help='quantized files to measure beside float32 (comma list, or none)')
+  parser.add_argument('--num_samples', type=int, default=2000,
+                      help='samples per engine for the quality column (0: skip it)')
   args = parser.parse_args()
+  threads = [int(t) for t in args.threads.split(',')]
+  quantizations = ['none'] + [q for q in args.quantize.split(',') if q not in ('', 'none')]
   model, config = workdir_lib.load_run(args.workdir)
   data_shape = model.data_shape
   out = os.path.join(tempfile.mkdtemp(), 'export')
-  info = exporting.export(model, config, data_shape, out, quantize=QUANTIZATIONS[1:],
+  info = exporting.export(model, config, data_shape, out, quantize=quantizations[1:],
                           step=int(model.step.numpy()))
   saved = tf.saved_model.load(os.path.join(out, 'saved_model')).signatures
   step_size = np.float32(config.sampler.step_size)
@@ -70,13 +82,15 @@ def main():
     return {k: (v[0] if k == 'uniform' else v) for k, v in extra.items()}
 
   engines = {'tf saved_model': None}
-  for q in QUANTIZATIONS:
-    engines[f'litert {q}'] = Interpreter(model_path=os.path.join(out, exporting.tflite_name(q)))
+  for q in quantizations:
+    for n in threads:
+      engines[f'litert {q}, {n} thread(s)'] = Interpreter(
+          model_path=os.path.join(out, exporting.tflite_name(q)), num_threads=n)
 
   print(f'{args.workdir}: {config.data.dataset}, E units {config.networks.energy_units}, '
         f'sample = G + {args.steps} {"MALA" if metropolis else "Langevin"} steps ({chain}); '
         f'load average {os.getloadavg()[0]:.2f}')
-  print(f'{"engine":24s}{"batch":>6s}{"generate ms":>13s}{"step ms":>10s}{"sample ms":>11s}')
+  print(f'{"engine":34s}{"batch":>6s}{"generate ms":>13s}{"step ms":>10s}{"sample ms":>11s}')
   for batch in (1, 16, 64):
     z, noise, extra = inputs(batch)
     x = model.generator(z, training=False).numpy()
@@ -93,7 +107,7 @@ def main():
                  lambda r=runners[1]: r(**one),
                  lambda r=runners[2]: r(**whole))
       times = [_median_ms(c, repeats=5 if i == 2 else 20) for i, c in enumerate(calls)]
-      print(f'{name:24s}{batch:6d}' + ''.join(f'{t:{w}.3f}' for t, w in zip(times, (13, 10, 11))))
+      print(f'{name:34s}{batch:6d}' + ''.join(f'{t:{w}.3f}' for t, w in zip(times, (13, 10, 11))))
 
   z, noise, extra = inputs(64)
   x = model.generator(z, training=False).numpy()
@@ -102,8 +116,8 @@ def main():
                    sample=saved[chain](**{k: tf.constant(v) for k, v in whole.items()})['x'].numpy())
   print(f'\nmax |LiteRT - TF| at batch 64 ({args.steps}-step chain with the same noise; a chain '
         'near a sharp well can take the other accept/reject branch or diverge):')
-  for q in QUANTIZATIONS:
-    engine = engines[f'litert {q}']
+  for q in quantizations:
+    engine = engines[f'litert {q}, {threads[-1]} thread(s)']
     got = dict(generate=engine.get_signature_runner('generate')(z=z)['x'],
                energy=engine.get_signature_runner('energy')(x=x)['e'],
                sample=engine.get_signature_runner(chain)(**whole)['x'])
@@ -115,6 +129,27 @@ def main():
   sm_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                  os.walk(os.path.join(out, 'saved_model')) for f in fs)
   print(f'  saved_model    {sm_bytes / 1024:.1f} KiB; export.json step {info["step"]}')
+  if args.num_samples > 0:
+    _quality(args, config, saved, engines, quantizations, threads[-1], chain, inputs)
+
+
+def _quality(args, config, saved, engines, quantizations, threads, chain, inputs):
+  """Scores each engine's G + K samples, drawn with the same z and noise, at batch 64."""
+  kind = data.kind(config.data.dataset)
+  evaluator = evaluation.EVALUATORS[kind](config, args.num_samples, 0)
+  metric = 'fid' if kind == 'images' else 'sliced_wasserstein'
+  batches = [inputs(64) for _ in range(-(-args.num_samples // 64))]
+  print(f'\nquality of G + {args.steps} steps, {args.num_samples} samples per engine ({metric} '
+        'against held-out data; lower is better):')
+  runs = {'tf saved_model': lambda whole: saved[chain](
+      **{k: tf.constant(v) for k, v in whole.items()})['x'].numpy()}
+  for q in quantizations:
+    runner = engines[f'litert {q}, {threads} thread(s)'].get_signature_runner(chain)
+    runs[f'litert {q}'] = lambda whole, r=runner: r(**whole)['x']
+  for name, run in runs.items():
+    x = np.concatenate([run(dict(z=z, noise=noise, step_size=np.float32(config.sampler.step_size),
+                                 **extra)) for z, noise, extra in batches])[:args.num_samples]
+    print(f'  {name:24s}{metric} {evaluator(x)[metric]:.4g}')
 
 
 if __name__ == '__main__':
