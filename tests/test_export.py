@@ -408,3 +408,53 @@ def test_export_refuses_non_finite_weights_before_writing(exported, tmp_path, ne
   with pytest.raises(exporting.ExportError, match=f'{label} has non-finite weights.*learning rate'):
     exporting.export(model, config, data_shape, str(tmp_path / 'out'))
   assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize('size, kernel_size', [(28, 5), (14, 3), (7, 3), (4, 3), (9, 4)])
+def test_stride_two_transpose_is_the_input_gradient_of_a_strided_convolution(size, kernel_size):
+  rng = np.random.default_rng(size)
+  x = tf.constant(rng.standard_normal((3, size, size, 2)), tf.float32)
+  kernel = tf.constant(rng.standard_normal((kernel_size, kernel_size, 2, 5)), tf.float32)
+  y = tf.nn.conv2d(x, kernel, 2, 'SAME')
+  dy = tf.constant(rng.standard_normal(y.shape), tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    total = tf.reduce_sum(tf.nn.conv2d(x, kernel, 2, 'SAME') * dy)
+  pad = (max((y.shape[1] - 1) * 2 + kernel_size - size, 0)) // 2
+  np.testing.assert_allclose(exporting.stride_two_transpose(dy, kernel, pad, (size, size)),
+                             tape.gradient(total, x), atol=1e-4)
+
+
+def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_model(tmp_path,
+                                                                                   capsys):
+  """DCGAN G and the conv E: LiteRT's file has no TRANSPOSE_CONV (whose dynamic output shape
+  keeps it off XNNPACK's threads), yet its G and chain step are the model's; the SavedModel
+  keeps TensorFlow's own kernels."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  config = tiny_config(dataset='mnist', generator_network='dcgan', generator_units=(16, 8),
+                       discriminator_network='dcgan', discriminator_units=(8,),
+                       energy_network='conv', energy_units=(4, 8, 8, 8), latent_dim=8,
+                       langevin_step_size=1.0, langevin_grad_clip=1.0)
+  model = model_lib.build(config, (28, 28, 1), inference=True)
+  out = tmp_path / 'export'
+  exporting.export(model, config, (28, 28, 1), str(out))
+  assert sorted(os.listdir(out)) == ['export.json', 'model.tflite', 'saved_model']
+  tf.lite.experimental.Analyzer.analyze(model_path=str(out / 'model.tflite'))
+  ops = capsys.readouterr().out
+  assert 'CONV_2D' in ops and 'DEPTH_TO_SPACE' in ops and 'TRANSPOSE_CONV' not in ops
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((5, 8)).astype(np.float32)
+  x = model.generator(z, training=False).numpy()
+  np.testing.assert_allclose(_runner(out / 'model.tflite', 'generate')(z=z)['x'], x, atol=1e-5)
+  noise = (0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+  expected = langevin.langevin_step(lambda v: model.energy_of(v, training=False), tf.constant(x),
+                                    noise, 1.0, 1.0, grad_clip=1.0).numpy()
+  got = _runner(out / 'model.tflite', 'langevin_step')(x=x, noise=noise,
+                                                       step_size=np.float32(1.0))['x']
+  np.testing.assert_allclose(got, expected, atol=1e-4)
+  assert np.abs(expected - x).max() > 1e-3  # the step moved the images
+  saved = tf.saved_model.load(str(out / 'saved_model')).signatures
+  np.testing.assert_allclose(saved['generate'](z=tf.constant(z))['x'], x, atol=1e-5)
+  graph = open(out / 'saved_model' / 'saved_model.pb', 'rb').read()
+  assert b'Conv2DBackpropInput' in graph and b'DepthToSpace' not in graph

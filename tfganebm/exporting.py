@@ -23,6 +23,7 @@ builtin ops only (no Flex delegate). The output directory appears whole or not
 at all.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -232,6 +233,115 @@ class LatentPotential:
       else:
         grad = tf.reshape(grad, tf.shape(h))
     return energy + 0.5 * tf.reduce_sum(tf.square(z), axis=1), grad + z
+
+
+def _same_pad_before(in_size, out_size, kernel_size):
+  """Rows of zeros a stride-2 'same' convolution pads before its input."""
+  return max((out_size - 1) * 2 + kernel_size - in_size, 0) // 2
+
+
+def stride_two_transpose(dy, kernel, pad_before, out_hw):
+  """The transpose of a stride-2 2D convolution, as a stride-1 convolution and depth_to_space.
+
+  For y = conv2d(x, kernel [K, K, C_in, C_out], stride 2, `pad_before` rows and columns of
+  zeros before x [B, H, W, C_in]), returns the transposed convolution of dy [B, n, n, C_out]
+  (its gradient with respect to x) as [B, H, W, C_in]. Each of the 4 output phases
+  (row and column parity) sums a few input taps, so one stride-1 convolution with 4 C_in
+  channels computes all of them, and depth_to_space interleaves them. The result is
+  exact. Unlike TRANSPOSE_CONV, whose output shape follows the dynamic batch, these ops run
+  under LiteRT's XNNPACK CPU kernels on every thread.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  size, _, channels_in, channels_out = kernel.shape
+  taps = {}  # (phase, offset of the dy row) -> kernel row
+  for phase in (0, 1):
+    for k in range(size):
+      if (k - phase - pad_before) % 2 == 0:
+        taps[(phase, -(k - phase - pad_before) // 2)] = k
+  low, high = min(d for _, d in taps), max(d for _, d in taps)
+  zeros = tf.zeros([channels_out, channels_in], kernel.dtype)
+  rows = []
+  for dh in range(low, high + 1):
+    row = []
+    for dw in range(low, high + 1):
+      phases = []
+      for a in (0, 1):
+        for b in (0, 1):
+          kh, kw = taps.get((a, dh)), taps.get((b, dw))
+          phases.append(zeros if kh is None or kw is None else tf.transpose(kernel[kh, kw]))
+      row.append(tf.concat(phases, axis=1))  # [C_out, 4 C_in], depth_to_space's order
+    rows.append(tf.stack(row))
+  padded = tf.pad(dy, [[0, 0], [-low, high], [-low, high], [0, 0]])
+  y = tf.nn.depth_to_space(tf.nn.conv2d(padded, tf.stack(rows), 1, 'VALID'), 2)
+  return y[:, :out_hw[0], :out_hw[1], :]
+
+
+def _plain_2d(layer):
+  return (tuple(layer.strides) == (2, 2) and layer.padding == 'same'
+          and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == 'channels_last')
+
+
+def _has_stride_two_convolutions(model):
+  import keras  # pylint: disable=g-import-not-at-top
+  networks = [model.generator] + ([model.energy] if model.energy is not None else [])
+  return any(isinstance(getattr(layer, 'layer', layer), (keras.layers.Conv2D,
+                                                          keras.layers.Conv2DTranspose))
+             and _plain_2d(getattr(layer, 'layer', layer))
+             for network in networks for layer in getattr(network, 'layers', []))
+
+
+@contextlib.contextmanager
+def _xnnpack_convolutions():
+  """While the signatures are traced: stride-2 'same' Conv2DTranspose layers (DCGAN G) and
+  the input gradients of stride-2 'same' Conv2D layers (the conv E's chains) are written
+  with `stride_two_transpose`. TFLite's TRANSPOSE_CONV with a dynamic batch runs outside
+  XNNPACK, on one thread: at batch 64 it made LiteRT slower than TensorFlow."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  conv_op = keras.layers.Conv2D.convolution_op
+  transpose_call = keras.layers.Conv2DTranspose.call
+
+  def convolution_op(self, inputs, kernel):
+    if not (isinstance(self, keras.layers.Conv2D) and _plain_2d(self)):
+      return conv_op(self, inputs, kernel)
+    kernel = tf.convert_to_tensor(kernel)
+    height, width = inputs.shape[1], inputs.shape[2]
+
+    @tf.custom_gradient
+    def convolve(x):
+      y = tf.nn.conv2d(x, kernel, 2, 'SAME')
+      pad = _same_pad_before(height, y.shape[1], kernel.shape[0])
+      if pad != _same_pad_before(width, y.shape[2], kernel.shape[1]):
+        raise ValueError('stride_two_transpose needs the same padding on both axes')
+      return y, lambda dy: stride_two_transpose(dy, kernel, pad, (height, width))
+
+    return convolve(inputs)
+
+  def call(self, inputs):
+    if not (_plain_2d(self) and self.output_padding is None
+            and self.kernel.shape[0] == self.kernel.shape[1]):
+      return transpose_call(self, inputs)
+    size = inputs.shape[1]
+    outputs = stride_two_transpose(inputs, tf.convert_to_tensor(self.kernel),
+                                   _same_pad_before(2 * size, size, self.kernel.shape[0]),
+                                   (2 * size, 2 * inputs.shape[2]))
+    if self.use_bias:
+      outputs = outputs + self.bias
+    return self.activation(outputs) if self.activation is not None else outputs
+
+  patches = [(keras.layers.Conv2D, 'convolution_op', convolution_op),
+             (keras.layers.Conv2DTranspose, 'call', call)]
+  own = [vars(cls).get(name) for cls, name, _ in patches]  # None: inherited
+  for cls, name, function in patches:
+    setattr(cls, name, function)
+  try:
+    yield
+  finally:
+    for (cls, name, _), original in zip(patches, own):
+      if original is None:
+        delattr(cls, name)
+      else:
+        setattr(cls, name, original)
 
 
 def _sqrt(x):
@@ -501,8 +611,14 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
                           'export with --langevin_space=data') from None
       logging.warning('no latent-space signatures: G has %s (an MLP G of Dense, BatchNorm and '
                       'LeakyReLU layers has them)', e)
-  frozen = _frozen_signatures(_signature_module(model, data_shape, config.sampler.grad_clip),
-                              names)
+  signatures = lambda: _frozen_signatures(
+      _signature_module(model, data_shape, config.sampler.grad_clip), names)
+  frozen = signatures()
+  # TensorFlow runs its own convolution kernels fastest; LiteRT gets the XNNPACK form.
+  frozen_for_litert = None
+  if _has_stride_two_convolutions(model):
+    with _xnnpack_convolutions():
+      frozen_for_litert = signatures()
 
   parent = os.path.dirname(os.path.abspath(out))
   try:
@@ -522,9 +638,15 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
     tf.saved_model.save(tf.Module(), saved_model, signatures=frozen,
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     bar.update(1, 'SavedModel written')
+    litert_source = saved_model
+    if frozen_for_litert is not None:  # converted from, then removed
+      litert_source = os.path.join(staging, 'saved_model_for_litert')
+      tf.saved_model.save(tf.Module(), litert_source, signatures=frozen_for_litert,
+                          options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     sizes = {}
     for q in conversions:
-      converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=list(names))
+      converter = tf.lite.TFLiteConverter.from_saved_model(litert_source,
+                                                           signature_keys=list(names))
       converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
       if q != 'none':
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -538,6 +660,8 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
         f.write(content)
       sizes[tflite_name(q)] = len(content)
       bar.update(1, f'{tflite_name(q)} converted')
+    if litert_source != saved_model:
+      shutil.rmtree(litert_source)
     bar.close()
     info = dict(
         dataset=config.data.dataset, model=config.networks.model, step=step,
