@@ -106,11 +106,15 @@ def test_export_refuses_a_directory_that_is_not_a_run(tmp_path):
   assert not (tmp_path / 'out').exists()
 
 
-def test_export_rejects_an_unknown_quantization(tmp_path):
+@pytest.mark.parametrize('value, says', [('int4', 'takes none'),
+                                         ('float16', 'not offered'),
+                                         ('none,dynamic_range', 'not offered')])
+def test_export_rejects_a_quantization_it_does_not_offer(tmp_path, value, says):
   result = _run('tfganebm.export', f'--workdir={tmp_path}', f'--out={tmp_path}/out',
-                '--quantize=int4')
+                f'--quantize={value}')
   assert result.returncode != 0 and len(_error_lines(result)) == 1
-  assert 'quantize' in _error_lines(result)[0]
+  assert 'quantize' in _error_lines(result)[0] and says in _error_lines(result)[0]
+  assert not (tmp_path / 'out').exists()
 
 
 def test_missing_image_data_is_one_line_and_writes_nothing(tmp_path):
