@@ -29,10 +29,17 @@ def _interpreter(path, threads=None):
   try:
     # LiteRT's CPU kernels (XNNPACK) use one thread unless told: a 64-sample batch then runs
     # at half the speed of TF on two cores.
-    return Interpreter(model_path=path, num_threads=threads or os.cpu_count() or 1)
+    return Interpreter(model_path=path, num_threads=threads or _cores())
   except (ValueError, RuntimeError, OSError) as e:
     sys.exit(f'error: {path} is not a readable .tflite model ({_first_line(e)}); '
              'export one with python -m tfganebm.export')
+
+
+def _cores():
+  """The cores this process may run on (its affinity mask where the OS has one)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0)) or 1
+  return os.cpu_count() or 1
 
 
 def _first_line(e):
@@ -268,7 +275,7 @@ def main(argv=None):
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--fused', action='store_true', help='one call of the fused signature')
   parser.add_argument('--threads', type=int, default=None,
-                      help="LiteRT's CPU threads (default: every core of this machine)")
+                      help="LiteRT's CPU threads (default: every core this process may use)")
   parser.add_argument('--metropolis', action=argparse.BooleanOptionalAction, default=None,
                       help='MALA steps (default: as the run was configured, see export.json)')
   parser.add_argument('--langevin_space', choices=('data', 'latent'), default=None,

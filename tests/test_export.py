@@ -458,3 +458,25 @@ def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_mode
   np.testing.assert_allclose(saved['generate'](z=tf.constant(z))['x'], x, atol=1e-5)
   graph = open(out / 'saved_model' / 'saved_model.pb', 'rb').read()
   assert b'Conv2DBackpropInput' in graph and b'DepthToSpace' not in graph
+
+
+@pytest.mark.parametrize('kernel_size, width', [(3, 28), ((3, 5), 28), (3, 27), (5, 28)])
+def test_xnnpack_form_keeps_every_convolutions_gradient_and_restores_keras(kernel_size, width):
+  """Square kernels on inputs padded alike take the rewritten gradient; others (a 3 x 5
+  kernel, rows and columns padded unalike) keep TF's op; either way the gradient is TF's."""
+  import keras  # pylint: disable=g-import-not-at-top
+  layer = keras.layers.Conv2D(4, kernel_size, strides=2, padding='same')
+  x = tf.constant(np.random.default_rng(0).standard_normal((2, 28, width, 3)), tf.float32)
+
+  def gradient():
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      total = tf.reduce_sum(tf.sin(layer(x)))
+    return tape.gradient(total, x)
+
+  expected = gradient()
+  original = keras.layers.Conv2D.convolution_op
+  with exporting._xnnpack_convolutions():  # pylint: disable=protected-access
+    np.testing.assert_allclose(gradient(), expected, atol=1e-5)
+  assert keras.layers.Conv2D.convolution_op is original
+  assert 'convolution_op' not in vars(keras.layers.Conv2D)

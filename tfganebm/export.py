@@ -7,7 +7,7 @@ Writes OUT/saved_model/, OUT/model.tflite (float32) and OUT/export.json; see
 `tfganebm.exporting` for the signatures. The output directory appears whole or not
 at all. Quantized TFLite files are not offered: measured with
 tools/benchmark_export.py, neither float16 nor dynamic-range weights ran faster than
-float32 under LiteRT's CPU kernels at both batch 1 and 64 (see the README).
+float32 under LiteRT's CPU kernels at batch 1 and 64 alike (see the README).
 """
 
 import sys

@@ -37,6 +37,11 @@ SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample', 'metropolis_step'
               'sample_latent_metropolis')
 
 
+# The SavedModel in the XNNPACK form that the .tflite files are converted from, inside the
+# staging directory and removed before it is moved into place.
+LITERT_SOURCE = 'saved_model_for_litert'
+
+
 class ExportError(ValueError):
   """A run that cannot be exported, with the reason and the fix."""
 
@@ -277,8 +282,12 @@ def stride_two_transpose(dy, kernel, pad_before, out_hw):
 
 
 def _plain_2d(layer):
+  """A stride-2 'same' 2D (transposed) convolution with a square kernel: the kind
+  `stride_two_transpose` writes; every other layer keeps its own op."""
+  kernel = getattr(layer, 'kernel_size', (0, 1))
   return (tuple(layer.strides) == (2, 2) and layer.padding == 'same'
-          and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == 'channels_last')
+          and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == 'channels_last'
+          and kernel[0] == kernel[1] and getattr(layer, 'groups', 1) == 1)
 
 
 def _has_stride_two_convolutions(model):
@@ -302,24 +311,25 @@ def _xnnpack_convolutions():
   transpose_call = keras.layers.Conv2DTranspose.call
 
   def convolution_op(self, inputs, kernel):
-    if not (isinstance(self, keras.layers.Conv2D) and _plain_2d(self)):
-      return conv_op(self, inputs, kernel)
-    kernel = tf.convert_to_tensor(kernel)
     height, width = inputs.shape[1], inputs.shape[2]
+    if not (isinstance(self, keras.layers.Conv2D) and _plain_2d(self) and height and width):
+      return conv_op(self, inputs, kernel)
+    size = kernel.shape[0]
+    pad = _same_pad_before(height, -(-height // 2), size)
+    if pad != _same_pad_before(width, -(-width // 2), size):
+      return conv_op(self, inputs, kernel)  # rows and columns padded unalike
+    kernel = tf.convert_to_tensor(kernel)
 
     @tf.custom_gradient
     def convolve(x):
-      y = tf.nn.conv2d(x, kernel, 2, 'SAME')
-      pad = _same_pad_before(height, y.shape[1], kernel.shape[0])
-      if pad != _same_pad_before(width, y.shape[2], kernel.shape[1]):
-        raise ValueError('stride_two_transpose needs the same padding on both axes')
-      return y, lambda dy: stride_two_transpose(dy, kernel, pad, (height, width))
+      return (tf.nn.conv2d(x, kernel, 2, 'SAME'),
+              lambda dy: stride_two_transpose(dy, kernel, pad, (height, width)))
 
     return convolve(inputs)
 
   def call(self, inputs):
-    if not (_plain_2d(self) and self.output_padding is None
-            and self.kernel.shape[0] == self.kernel.shape[1]):
+    if not (_plain_2d(self) and self.output_padding is None and inputs.shape[1]
+            and inputs.shape[2]):
       return transpose_call(self, inputs)
     size = inputs.shape[1]
     outputs = stride_two_transpose(inputs, tf.convert_to_tensor(self.kernel),
@@ -416,7 +426,7 @@ def _written_by_export(directory, entry):
   path = os.path.join(directory, entry)
   if os.path.islink(path):
     return False
-  if entry == 'saved_model':
+  if entry in ('saved_model', LITERT_SOURCE):
     return os.path.isdir(path)
   return os.path.isfile(path) and (
       entry == 'export.json' or (entry.startswith('model') and entry.endswith('.tflite')))
@@ -640,7 +650,7 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
     bar.update(1, 'SavedModel written')
     litert_source = saved_model
     if frozen_for_litert is not None:  # converted from, then removed
-      litert_source = os.path.join(staging, 'saved_model_for_litert')
+      litert_source = os.path.join(staging, LITERT_SOURCE)
       tf.saved_model.save(tf.Module(), litert_source, signatures=frozen_for_litert,
                           options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     sizes = {}

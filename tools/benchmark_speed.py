@@ -177,12 +177,28 @@ def make_config(dataset, data_dir='', batch_size=None, energy_units=None, metrop
       train_langevin_metropolis=metropolis, **sizes))
 
 
+# Forks the command from a small process and prints its peak resident memory in KiB. Linux
+# carries a process's high-water mark across fork and exec, so a command forked straight
+# from this process (which holds TensorFlow) would report at least this process's size.
+_MEASURE = r'''
+import os, sys
+pid = os.fork()
+if pid == 0:
+  os.execvpe(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+'''
+
+
 def _peak_rss_mib(command, env=None):
-  """Runs `command`; (peak resident memory in MiB, exit status) of that one process tree."""
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-  _, status, usage = os.wait4(process.pid, 0)
-  process.returncode = os.waitstatus_to_exitcode(status)
-  return usage.ru_maxrss / 1024, process.returncode
+  """Runs `command`; (peak resident memory in MiB, exit status, last line of its stderr)."""
+  with tempfile.TemporaryFile('w+') as errors:
+    result = subprocess.run([sys.executable, '-c', _MEASURE, *command], stdout=subprocess.PIPE,
+                            stderr=errors, env=env, text=True, check=False)
+    errors.seek(0)
+    last = (errors.read().strip().splitlines() or [''])[-1]
+  kib, status = (int(v) for v in result.stdout.split()[-2:])
+  return kib / 1024, status, last
 
 
 def memory(args):
@@ -196,8 +212,8 @@ def memory(args):
       if name == 'mnist':
         command.append(f'--data_dir={args.data_dir}')
       start = time.perf_counter()
-      mib, status = _peak_rss_mib(command)
-      rows.append((f'tfganebm {name}.cfg', mib, time.perf_counter() - start, status))
+      measured = _peak_rss_mib(command)
+      rows.append((f'tfganebm {name}.cfg', time.perf_counter() - start, *measured))
     if args.peer:
       env = dict(os.environ, MNIST_DIR=os.path.abspath(args.data_dir or '.'))
       for name, extra in (('moons', ['--batch', '128', '--step_size', '3']),
@@ -206,12 +222,12 @@ def memory(args):
                    str(args.memory_train_steps), '--steps_cnt', '60', '--noise', '0.005',
                    '--out', os.path.join(tmp, 'peer_' + name), *extra]
         start = time.perf_counter()
-        mib, status = _peak_rss_mib(command, env)
-        rows.append((f'peer {name}', mib, time.perf_counter() - start, status))
+        measured = _peak_rss_mib(command, env)
+        rows.append((f'peer {name}', time.perf_counter() - start, *measured))
   print(f'peak resident memory of whole runs ({args.memory_train_steps} training steps, '
         'then each run\'s own evaluation):')
-  for name, mib, seconds, status in rows:
-    note = '' if status == 0 else f'  (exit status {status})'
+  for name, seconds, mib, status, last in rows:
+    note = '' if status == 0 else f'  (failed, exit status {status}: {last})'
     print(f'  {name:26s}{mib:8.0f} MiB{seconds:8.0f} s{note}')
 
 
@@ -294,6 +310,9 @@ def main():
   args = parser.parse_args()
   if args.peer and not os.path.isfile(args.peer):
     sys.exit(f'error: --peer {args.peer} is not a file; give the path of seed_torch.py')
+  if args.summary and not args.peer:
+    sys.exit('error: --summary compares with the peer: give --peer path/to/seed_torch.py '
+             '(and --peer_python, an interpreter with torch)')
   if (args.summary or args.memory or args.dataset == 'mnist') and not args.data_dir:
     sys.exit('error: MNIST needs --data_dir, a folder with the MNIST IDX files')
   if args.summary:
