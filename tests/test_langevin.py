@@ -71,18 +71,6 @@ def test_trajectory_records_every_kth_state():
   np.testing.assert_allclose(trajectory[1], x_10, atol=1e-6)  # same seed, same first 10 steps
 
 
-@pytest.mark.parametrize('metropolis', [False, True])
-def test_trajectory_of_the_first_chains_is_theirs_in_the_whole_run(metropolis):
-  x_init = np.random.default_rng(1).uniform(-1, 1, (8, 2)).astype(np.float32)
-  energy = _gaussian_energy(0.0, 0.5)
-  x_all, all_chains = _run(energy, x_init, 20, 0.05, 0.3, record_every=5, metropolis=metropolis)
-  x, first = _run(energy, x_init, 20, 0.05, 0.3, record_every=5, metropolis=metropolis,
-                  record_chains=3)
-  assert first.shape == (5, 3, 2)
-  np.testing.assert_array_equal(x, x_all)  # recording fewer chains changes no chain
-  np.testing.assert_array_equal(first, all_chains[:, :3])
-
-
 def test_metropolis_adjusted_langevin_is_exact_at_a_large_step():
   # eta = 0.5 on E = |x|^2 / 2: unadjusted Langevin would have variance 1 / (1 - eta / 2) = 4/3;
   # the Metropolis correction removes that bias (and rejects proposals outside the range).

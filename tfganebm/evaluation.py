@@ -25,7 +25,7 @@ GRID_RESOLUTION = 200  # cells per axis of the [-1, 1]^2 density grid
 PROGRESSION_FRAMES = 6  # panels of the Langevin progression figure
 # Chains run in batches of at most this many values (samples x values per sample): a
 # 10,000-image chain in one batch held 8 GB of G's and E's activations for MNIST; in
-# batches of 668 images the draw peaks at 1.4 GB, and runs no slower. 2D chains run in
+# batches of 668 images the draw peaks at 1.1 GB, and runs no slower. 2D chains run in
 # one batch.
 CHAIN_BATCH_VALUES = 2**19
 
@@ -75,7 +75,8 @@ def _count_non_finite(x_gen, x_langevin, refuse, sampler):
 
 
 def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chains=None):
-  """G samples and their refinement by `sampler`.
+  """G samples and their refinement by `sampler`: the chains of `chains_at`, read at the
+  sampler's length (and, for a trajectory, every `record_every` steps on the way).
 
   Args:
     model: a `GanEbm`.
@@ -89,34 +90,17 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chain
     (x_gen, x_langevin, trajectory) as numpy arrays in data space; the last two
     may be None.
   """
-  rng = tf.random.Generator.from_seed(seed, alg='philox')
-  z = rng.normal([num_samples, model.latent_dim])
-  x_gen = generate(model, z)
   if model.energy is None or sampler.steps == 0:
-    return x_gen, None, None
-  batch = chain_batch(x_gen.shape[1:])
-  streams = _chain_streams(rng, num_samples, batch)
-
-  @tf.function(jit_compile=True, autograph=False)
-  def refine(z, record_chains):  # record_chains: a python int, 0: record nothing
-    return sampler_lib.refine(model.energy_of, model.inference_generator, z, rng, sampler,
-                              record_every=record_every if record_chains else 0,
-                              record_chains=record_chains or None)
-
-  x_langevin, trajectories = [], []
-  for i, stream in enumerate(streams):
-    rng.reset(stream)
-    z_batch = z[i * batch:(i + 1) * batch]
-    # Record only the chains asked for, all from the first batches.
-    wanted = len(z_batch) if record_chains is None else record_chains - i * batch
-    if not record_every or wanted <= 0:
-      x_langevin.append(refine(z_batch, 0).numpy())
-      continue
-    x, trajectory = refine(z_batch, min(wanted, len(z_batch)))
-    x_langevin.append(x.numpy())
-    trajectories.append(trajectory.numpy())
-  trajectory = np.concatenate(trajectories, axis=1) if trajectories else None
-  return x_gen, np.concatenate(x_langevin), trajectory
+    rng = tf.random.Generator.from_seed(seed, alg='philox')  # the stream of chains_at(seed)
+    return generate(model, rng.normal([num_samples, model.latent_dim])), None, None
+  frames = set(range(0, sampler.steps + 1, record_every)) if record_every else set()
+  x_gen, x_langevin, trajectory = None, None, []
+  for k, x in chains_at(model, num_samples, seed, sampler, sorted(frames | {0, sampler.steps})):
+    x_gen = x if k == 0 else x_gen
+    x_langevin = x
+    if k in frames:
+      trajectory.append(np.array(x[:record_chains]))  # a copy: not the whole batch
+  return x_gen, x_langevin, np.stack(trajectory) if record_every else None
 
 
 def generate(model, z):

@@ -101,7 +101,7 @@ def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size
 
 
 def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
-             low=-1.0, high=1.0, record_every=0, metropolis=False, record_chains=None):
+             low=-1.0, high=1.0, record_every=0, metropolis=False):
   """Runs `steps` Langevin steps from `x_init` as one tf.while_loop.
 
   Args:
@@ -115,12 +115,10 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
     low, high: the data range the chain is clipped to; None, None: unbounded.
     record_every: if > 0, also return the states after every `record_every` steps.
     metropolis: accept or reject each step (MALA); needs step_size > 0 and noise > 0.
-    record_chains: record only the first this many chains (None: all); a figure of a few
-      chains then holds no copies of a 10,000-image batch.
 
   Returns:
     x [B, ...], the final state; with `record_every`, also the states
-    [steps // record_every + 1, min(B, record_chains), ...], starting with x_init.
+    [steps // record_every + 1, B, ...], starting with x_init.
   """
   x_init = tf.convert_to_tensor(x_init, tf.float32)
   if metropolis:
@@ -128,17 +126,17 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
       raise ValueError(f'Metropolis-adjusted Langevin needs step size > 0 and noise > 0, got '
                        f'{step_size} and {noise}')
     return _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low,
-                             high, record_every, record_chains)
+                             high, record_every)
 
   def step(x):
     eps = rng.normal(tf.shape(x))
     return langevin_step(energy_fn, x, eps, step_size, noise, grad_clip, low, high)
 
-  return _loop(step, x_init, steps, record_every, record_chains=record_chains)
+  return _loop(step, x_init, steps, record_every)
 
 
 def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low, high,
-                      record_every, record_chains):
+                      record_every):
   """`langevin` with MALA steps; the loop state carries E and grad E, one evaluation per step."""
   x_init = _bound(x_init, low, high)
   energy, grad = energy_and_gradient(energy_fn, x_init, grad_clip)
@@ -150,16 +148,14 @@ def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip
         step_size, noise, grad_clip, low, high)
     return x, energy, grad
 
-  result = _loop(step, (x_init, energy, grad), steps, record_every, first=lambda s: s[0],
-                 record_chains=record_chains)
+  result = _loop(step, (x_init, energy, grad), steps, record_every, first=lambda s: s[0])
   if record_every:
     return result[0][0], result[1]
   return result[0]
 
 
-def _loop(step, state, steps, record_every, first=lambda s: s, record_chains=None):
-  """Runs `state = step(state)` `steps` times; with record_every, also stacks the first
-  `record_chains` (None: all) rows of first(state)."""
+def _loop(step, state, steps, record_every, first=lambda s: s):
+  """Runs `state = step(state)` `steps` times; with record_every, also stacks first(state)."""
   if record_every <= 0:
     _, state = tf.while_loop(lambda i, _: i < steps, lambda i, s: (i + 1, step(s)),
                              (tf.constant(0), state), maximum_iterations=steps)
@@ -168,8 +164,6 @@ def _loop(step, state, steps, record_every, first=lambda s: s, record_chains=Non
   if not isinstance(steps, int):
     raise ValueError('recording a trajectory needs a python int number of steps')
   num_records = steps // record_every + 1
-  if record_chains is not None:
-    first = lambda s, whole=first: whole(s)[:record_chains]
   x_init = first(state)
   records = tf.TensorArray(tf.float32, size=num_records, element_shape=x_init.shape)
   records = records.write(0, x_init)

@@ -74,11 +74,10 @@ def start(generator_fn, z, sampler):
 
 
 def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_every=0,
-            step_size=None, noise=None, grad_clip=None, record_chains=None):
+            step_size=None, noise=None, grad_clip=None):
   """Runs `steps` (default: sampler.steps; a python int or an int32 tensor) steps of the
   chain from `state` (see `start`); returns the new state, and with `record_every`
-  also the states every `record_every` steps in *data* space [R, B, ...] (of the first
-  `record_chains` chains only, when given).
+  also the states every `record_every` steps in *data* space [R, B, ...].
 
   `step_size`, `noise`, `grad_clip` (scalar tensors) replace the sampler's, so that one
   traced function serves many values (a sweep); the sampler's `metropolis` and `space`
@@ -94,7 +93,7 @@ def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_eve
   result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
                              pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
                              low=low, high=high, record_every=record_every,
-                             metropolis=sampler.metropolis, record_chains=record_chains)
+                             metropolis=sampler.metropolis)
   if not record_every or sampler.space == 'data':
     return result
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -108,12 +107,11 @@ def to_data(generator_fn, state, sampler):
   return generator_fn(state) if sampler.space == 'latent' else state
 
 
-def refine(energy_fn, generator_fn, z, rng, sampler, record_every=0, record_chains=None):
+def refine(energy_fn, generator_fn, z, rng, sampler, record_every=0):
   """x = G(z) refined by `sampler` in its space; with `record_every` > 0, also the
-  data-space states every `record_every` steps [steps // record_every + 1, B', ...] of
-  the first B' = `record_chains` chains (None: all B)."""
+  data-space states every `record_every` steps [steps // record_every + 1, B, ...]."""
   result = advance(energy_fn, generator_fn, start(generator_fn, z, sampler), rng, sampler,
-                   record_every=record_every, record_chains=record_chains)
+                   record_every=record_every)
   if record_every:
     return to_data(generator_fn, result[0], sampler), result[1]
   return to_data(generator_fn, result, sampler)

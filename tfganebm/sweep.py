@@ -221,7 +221,8 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   num_reference = num_reference or (10000 if kind == 'images' else num_samples)
   averaged = model.averaged_steps
   about = dict(workdir=os.path.abspath(workdir), step=int(model.step.numpy()),
-               averaged_steps=None if averaged is None else [int(s) for s in averaged], dataset=config.data.dataset,
+               averaged_steps=None if averaged is None else [int(s) for s in averaged],
+               dataset=config.data.dataset,
                num_samples=num_samples, seed=seed, num_reference=num_reference,
                scored_against='training data', primary=PRIMARY[kind])
   json_path, csv_path = os.path.join(out, SWEEP_JSON), os.path.join(out, SWEEP_CSV)
