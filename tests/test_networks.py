@@ -77,3 +77,23 @@ def test_flag_choices_match_the_registries():
   assert config.Config().override(dataset='moons').network_names() == ('mlp', 'mlp', 'mlp')
   cifar = config.Config().override(dataset='cifar10', generator_network='dcgan')
   assert cifar.network_names()[0] == 'dcgan'
+
+
+@pytest.mark.parametrize('batch_norm', [True, False])
+def test_batch_norm_settings_reach_every_g_and_d(batch_norm):
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfganebm import config as config_lib, model as model_lib  # pylint: disable=g-import-not-at-top
+  count = lambda net: sum(isinstance(layer, keras.layers.BatchNormalization) for layer in net.layers)
+  for dataset in ('moons', 'mnist'):
+    config = config_lib.Config.from_flat(dict(
+        dataset=dataset, generator_batch_norm=batch_norm, discriminator_batch_norm=not batch_norm,
+        generator_units=(16, 8, 8) if dataset == 'moons' else (8, 4),
+        discriminator_units=(8, 8, 8) if dataset == 'moons' else (4, 8)))
+    model = model_lib.build(config)
+    g, d = count(model.generator), count(model.discriminator)
+    assert (g > 0, d > 0) == (batch_norm, not batch_norm), dataset
+    # Without BatchNorm, G's training-mode output does not depend on the batch it is in.
+    if not batch_norm:
+      z = tf.random.normal([5, config.networks.latent_dim])
+      np.testing.assert_allclose(model.generator(z, training=True)[:2],
+                                 model.generator(z[:2], training=True), atol=1e-5)

@@ -62,6 +62,10 @@ class NetworkConfig(fields.Section):
   energy_units: tuple[int, ...] = setting((64, 64, 64, 64, 64), 'Hidden widths of E (conv: '
                                           'channels, one stride-2 conv each, then Dense(64)).',
                                           fixed=True)
+  generator_batch_norm: bool = setting(True, 'BatchNorm in G (report; mlp: every hidden layer '
+                                       'but the first).', fixed=True)
+  discriminator_batch_norm: bool = setting(True, 'BatchNorm in D (report; every hidden layer '
+                                           'but the first).', fixed=True)
   energy_spectral_norm: bool = setting(False, 'Spectral normalisation on every layer of E.',
                                        fixed=True)
   energy_batch_norm: bool = setting(False, 'BatchNorm after the last two hidden layers of E '

@@ -198,10 +198,12 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
       keras.config.set_dtype_policy('mixed_bfloat16' if mixed else 'float32')
       g_name, d_name, e_name = config.network_names()
       if generator is None:
-        generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units)
+        generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units,
+                                                batch_norm=net.generator_batch_norm)
       else:
         generator = generator()
-      discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units)
+      discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units,
+                                                      batch_norm=net.discriminator_batch_norm)
       energy, buffer = None, None
       if config.use_energy:
         keras.config.set_dtype_policy('float32')  # E and grad E stay float32

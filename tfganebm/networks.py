@@ -47,15 +47,16 @@ def _dense(units, spectral_norm):
   return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
 
 
-def mlp_generator(latent_dim, data_shape, units=(32, 64)):
+def mlp_generator(latent_dim, data_shape, units=(32, 64), batch_norm=True):
   """G: z [B, latent_dim] ~ N(0, I) -> x [B, *data_shape] in [-1, 1] (tanh).
 
-  Dense layers with LeakyReLU(0.2); BatchNorm on every hidden layer but the first (report, 4.4).
+  Dense layers with LeakyReLU(0.2); `batch_norm`: BatchNorm on every hidden layer but the
+  first (report, 4.4).
   """
   layers = [keras.Input((latent_dim,))]
   for i, width in enumerate(units):
     layers.append(keras.layers.Dense(width))
-    if i > 0:
+    if i > 0 and batch_norm:
       layers.append(keras.layers.BatchNormalization())
     layers.append(keras.layers.LeakyReLU(0.2))
   layers += [keras.layers.Dense(math.prod(data_shape), activation='tanh'),
@@ -63,15 +64,16 @@ def mlp_generator(latent_dim, data_shape, units=(32, 64)):
   return keras.Sequential(layers, name='generator')
 
 
-def mlp_discriminator(data_shape, units=(32, 32, 16, 8)):
+def mlp_discriminator(data_shape, units=(32, 32, 16, 8), batch_norm=True):
   """D: x [B, *data_shape] -> logit [B, 1] (real = data-like).
 
-  Dense layers with LeakyReLU(0.2); BatchNorm on every hidden layer but the first.
+  Dense layers with LeakyReLU(0.2); `batch_norm`: BatchNorm on every hidden layer but the
+  first (report, 4.4).
   """
   layers = [keras.Input(data_shape), keras.layers.Flatten()]
   for i, width in enumerate(units):
     layers.append(keras.layers.Dense(width))
-    if i > 0:
+    if i > 0 and batch_norm:
       layers.append(keras.layers.BatchNormalization())
     layers.append(keras.layers.LeakyReLU(0.2))
   layers.append(keras.layers.Dense(1))
@@ -121,12 +123,16 @@ def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_n
   return keras.Sequential(layers, name='energy')
 
 
-def dcgan_generator(latent_dim, data_shape, units=(128, 64)):
+def _batch_norm_or_none(batch_norm):
+  return [keras.layers.BatchNormalization()] if batch_norm else []
+
+
+def dcgan_generator(latent_dim, data_shape, units=(128, 64), batch_norm=True):
   """G for images (DCGAN, Radford et al. 2016): z -> x [B, H, W, C] in [-1, 1] (tanh).
 
   Dense to [H / 2^n, W / 2^n, units[0]], then per width u of `units` (n of them) a
-  Conv2DTranspose(u, 4, stride 2) with BatchNorm and ReLU (the first width is also the
-  one of the dense block), and a final 3x3 Conv2D to C channels. H and W must be
+  Conv2DTranspose(u, 4, stride 2) with BatchNorm (`batch_norm`) and ReLU (the first width is
+  also the one of the dense block), and a final 3x3 Conv2D to C channels. H and W must be
   divisible by 2^n: 28x28 takes 2 widths, 32x32 up to 5.
   """
   height, width, channels = data_shape
@@ -135,27 +141,28 @@ def dcgan_generator(latent_dim, data_shape, units=(128, 64)):
     raise ValueError(f'dcgan G: {height}x{width} images are not divisible by 2^{len(units)}; '
                      'use fewer --generator_units')
   layers = [keras.Input((latent_dim,)),
-            keras.layers.Dense(height // factor * width // factor * units[0], use_bias=False),
-            keras.layers.BatchNormalization(), keras.layers.ReLU(),
+            keras.layers.Dense(height // factor * width // factor * units[0],
+                               use_bias=not batch_norm),
+            *_batch_norm_or_none(batch_norm), keras.layers.ReLU(),
             keras.layers.Reshape((height // factor, width // factor, units[0]))]
   for filters in units:
     layers += [keras.layers.Conv2DTranspose(filters, 4, strides=2, padding='same',
-                                            use_bias=False),
-               keras.layers.BatchNormalization(), keras.layers.ReLU()]
+                                            use_bias=not batch_norm),
+               *_batch_norm_or_none(batch_norm), keras.layers.ReLU()]
   layers.append(keras.layers.Conv2D(channels, 3, padding='same', activation='tanh'))
   return keras.Sequential(layers, name='generator')
 
 
-def dcgan_discriminator(data_shape, units=(64, 128)):
+def dcgan_discriminator(data_shape, units=(64, 128), batch_norm=True):
   """D for images (DCGAN): x [B, H, W, C] -> logit [B, 1].
 
-  Per width u of `units` a Conv2D(u, 4, stride 2) with LeakyReLU(0.2), BatchNorm on all but
-  the first; then Flatten and Dense(1).
+  Per width u of `units` a Conv2D(u, 4, stride 2) with LeakyReLU(0.2), BatchNorm
+  (`batch_norm`) on all but the first; then Flatten and Dense(1).
   """
   layers = [keras.Input(data_shape)]
   for i, filters in enumerate(units):
     layers.append(keras.layers.Conv2D(filters, 4, strides=2, padding='same'))
-    if i > 0:
+    if i > 0 and batch_norm:
       layers.append(keras.layers.BatchNormalization())
     layers.append(keras.layers.LeakyReLU(0.2))
   layers += [keras.layers.Flatten(), keras.layers.Dense(1)]
