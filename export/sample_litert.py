@@ -7,7 +7,9 @@ Draws z ~ N(0, I), runs `generate`, then K Langevin steps with the `langevin_ste
 signature (the loop runs here, as it would in an app), or with the fused `sample`
 signature (--fused). A latent-space sampler (export.json's langevin.space, or
 --langevin_space latent) moves z on E(G(z)) + |z|^2/2 with `latent_step` and then
-runs `generate` (fused: `sample_latent`). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
+runs `generate` (fused: `sample_latent`); with export.json's langevin.proposal `prior` (or
+--langevin_proposal prior) each latent step is independence Metropolis-Hastings from
+z' ~ N(0, I) (`latent_independent_step`, fused `sample_latent_independent`). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
 and, when matplotlib is installed, OUT/samples.png. Settings default to the
 export.json beside the model. Needs: ai-edge-litert, numpy.
 """
@@ -118,7 +120,30 @@ _SIGNATURES = {'data': {False: {False: 'langevin_step', True: 'sample'},
                           True: {False: 'latent_metropolis_step', True: 'sample_latent_metropolis'}}}
 
 
-def _check_model(interpreter, info, model_path, steps, fused, metropolis, space='data'):
+def _proposal(args, info, space, step_size, noise):
+  """The latent chain's proposal (langevin or prior), from the flag or export.json; checked."""
+  proposal = args.langevin_proposal or info.get('langevin', {}).get('proposal', 'langevin')
+  if proposal not in ('langevin', 'prior'):
+    sys.exit(f"error: export.json's langevin.proposal is {proposal!r}, not langevin or prior; "
+             'pass --langevin_proposal')
+  if proposal == 'prior' and space != 'latent':
+    sys.exit('error: --langevin_proposal prior proposes latents z ~ N(0, I): it needs '
+             '--langevin_space latent')
+  if proposal == 'prior' and (step_size <= 0 or noise <= 0):
+    sys.exit('error: --langevin_proposal prior runs at temperature noise^2 / (2 step_size): it '
+             f'needs both above 0 (got {step_size} and {noise}); pass --langevin_step_size and '
+             '--langevin_noise')
+  return proposal
+
+
+def _signature_name(space, metropolis, fused, proposal='langevin'):
+  if proposal == 'prior':
+    return 'sample_latent_independent' if fused else 'latent_independent_step'
+  return _SIGNATURES[space][metropolis][fused]
+
+
+def _check_model(interpreter, info, model_path, steps, fused, metropolis, space='data',
+                 proposal='langevin'):
   """Exits unless the .tflite has the signatures needed, shaped as its export.json says."""
   signatures = interpreter.get_signature_list()
   generate = signatures.get('generate')
@@ -134,7 +159,7 @@ def _check_model(interpreter, info, model_path, steps, fused, metropolis, space=
              f'beside it says latent_dim {info["latent_dim"]} and data_shape {info["data_shape"]}: '
              'the .tflite belongs to another export; keep each .tflite with its own export.json')
   if steps > 0 and 'langevin_step' in signatures:
-    needed = _SIGNATURES[space][metropolis][fused]
+    needed = _signature_name(space, metropolis, fused, proposal)
     if needed not in signatures:
       sys.exit(f'error: {model_path} has no {needed} signature, which these flags need; '
                're-export it with python -m tfganebm.export')
@@ -159,11 +184,13 @@ def _save_atomically(path, write):
 
 
 def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=False,
-           metropolis=False, batch_size=256, space='data'):
+           metropolis=False, batch_size=256, space='data', proposal='langevin'):
   """(x_gen, x) numpy arrays [num_samples, *data_shape]: G samples and their refinement.
 
   metropolis: accept or reject each step (MALA signatures) instead of plain Langevin steps.
   space: 'latent' runs the chains on z (the latent_* signatures), then G.
+  proposal: 'prior' (latent space): independence Metropolis-Hastings steps from N(0, I) at
+    temperature noise^2 / (2 step_size).
   """
   rng = np.random.default_rng(seed)
   shape = tuple(info['data_shape'])
@@ -175,7 +202,9 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
     z = rng.standard_normal((batch, info['latent_dim'])).astype(np.float32)
     x = generate(z=z)['x']
     x_gen.append(x)
-    if has_energy and steps > 0 and space == 'latent':
+    if has_energy and steps > 0 and proposal == 'prior':
+      x = _independent_chain(interpreter, z, rng, steps, noise**2 / (2 * step_size), fused)
+    elif has_energy and steps > 0 and space == 'latent':
       x = _latent_chain(interpreter, z, rng, steps, step_size, noise, fused, metropolis)
     elif has_energy and steps > 0:
       noises = (noise * rng.standard_normal((steps, batch, *shape))).astype(np.float32)
@@ -215,6 +244,20 @@ def _latent_chain(interpreter, z, rng, steps, step_size, noise, fused, metropoli
   for k in range(steps):
     extra = dict(uniform=uniforms[k]) if metropolis else {}
     z = runner(z=z, noise=noises[k], **extra, **scalars)['z']
+  return interpreter.get_signature_runner('generate')(z=z)['x']
+
+
+def _independent_chain(interpreter, z, rng, steps, temperature, fused):
+  """x = G(z) after `steps` independence Metropolis-Hastings steps in z, proposals drawn here."""
+  proposals = rng.standard_normal((steps, *z.shape)).astype(np.float32)
+  uniforms = rng.uniform(size=(steps, len(z))).astype(np.float32)
+  temperature = np.float32(temperature)
+  if fused:
+    return interpreter.get_signature_runner('sample_latent_independent')(
+        z=z, proposal=proposals, uniform=uniforms, temperature=temperature)['x']
+  step = interpreter.get_signature_runner('latent_independent_step')
+  for k in range(steps):
+    z = step(z=z, proposal=proposals[k], uniform=uniforms[k], temperature=temperature)['z']
   return interpreter.get_signature_runner('generate')(z=z)['x']
 
 
@@ -280,6 +323,9 @@ def main(argv=None):
                       help='MALA steps (default: as the run was configured, see export.json)')
   parser.add_argument('--langevin_space', choices=('data', 'latent'), default=None,
                       help="where the chains run (default: export.json's langevin.space)")
+  parser.add_argument('--langevin_proposal', choices=('langevin', 'prior'), default=None,
+                      help="latent steps: langevin, or prior (independence Metropolis-Hastings "
+                      "from N(0, I)); default: export.json's langevin.proposal")
   args = parser.parse_args(argv)
   if args.num_samples <= 0:
     parser.error(f'--num_samples must be positive (got {args.num_samples})')
@@ -295,11 +341,12 @@ def main(argv=None):
              'samples.npy: choose another')
   info = _read_export_info(args.model)
   steps, step_size, noise, metropolis, space = _langevin_settings(args, info)
+  proposal = _proposal(args, info, space, step_size, noise)
   interpreter = _interpreter(args.model, args.threads)
-  _check_model(interpreter, info, args.model, steps, args.fused, metropolis, space)
+  _check_model(interpreter, info, args.model, steps, args.fused, metropolis, space, proposal)
   try:
     x_gen, x = sample(interpreter, info, args.num_samples, steps, step_size, noise, args.seed,
-                      args.fused, metropolis, space=space)
+                      args.fused, metropolis, space=space, proposal=proposal)
   except (ValueError, RuntimeError) as e:
     sys.exit(f'error: LiteRT failed running {args.model} ({_first_line(e)}); re-export it with '
              'python -m tfganebm.export')
@@ -322,7 +369,8 @@ def main(argv=None):
     sys.exit(f'error: cannot write to --out {args.out} ({e.strerror or e}); choose a writable '
              'directory')
   where = ' in z' if space == 'latent' else ''
-  print(f'wrote {len(x)} samples ({steps} {"MALA" if metropolis else "Langevin"} steps{where}) '
+  kind = ('independence MH' if proposal == 'prior' else 'MALA' if metropolis else 'Langevin')
+  print(f'wrote {len(x)} samples ({steps} {kind} steps{where}) '
         f'to {args.out}'
         + (' with samples.png' if drew else ''))
 

@@ -34,6 +34,21 @@ def test_langevin_samples_gaussian_energy(mean, std, step_size, low, high):
   np.testing.assert_allclose(x.var(0), [expected_var] * 2, rtol=4 * np.sqrt(2 / chains))
 
 
+@pytest.mark.parametrize('temperature', [1.0, 0.5])
+def test_independence_chain_samples_a_tilted_prior(temperature):
+  """U(z) = z_1 + |z|^2 / 2 at temperature T is N((-1, 0), T I): the prior terms of the
+  acceptance ratio must be right for T != 1, and the chains forget their start."""
+  chains = 4000
+  potential = lambda z: z[:, 0] + 0.5 * tf.reduce_sum(tf.square(z), axis=1)
+  rng = tf.random.Generator.from_seed(2)
+  z_init = np.full((chains, 2), 3.0, np.float32)
+  run = tf.function(lambda z: langevin.independence_chain(potential, z, rng, 60, temperature))
+  z = run(tf.constant(z_init)).numpy()
+  std = np.sqrt(temperature)
+  np.testing.assert_allclose(z.mean(0), [-1.0, 0.0], atol=5 * std / np.sqrt(chains))
+  np.testing.assert_allclose(z.var(0), [temperature] * 2, rtol=5 * np.sqrt(2 / chains))
+
+
 def test_langevin_is_reproducible_from_seed():
   x_init = np.zeros((16, 2), np.float32)
   energy = _gaussian_energy(0.0, 1.0)
@@ -93,10 +108,13 @@ def test_metropolis_chain_samples_a_cold_narrow_well_inside_the_range():
   np.testing.assert_allclose(x.std(0), [0.1, 0.1], rtol=0.05)
 
 
-@pytest.mark.parametrize('space, metropolis, batch', [
-    ('data', False, None), ('data', True, None), ('latent', False, None),
-    ('latent', True, None), ('data', False, 16), ('latent', True, 16)])
-def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch, monkeypatch):
+@pytest.mark.parametrize('space, metropolis, batch, proposal', [
+    ('data', False, None, 'langevin'), ('data', True, None, 'langevin'),
+    ('latent', False, None, 'langevin'), ('latent', True, None, 'langevin'),
+    ('data', False, 16, 'langevin'), ('latent', True, 16, 'langevin'),
+    ('latent', False, None, 'prior'), ('latent', False, 16, 'prior')])
+def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch, proposal,
+                                                        monkeypatch):
   """evaluation.chains_at runs one chain in segments: its state at k steps is the state of
   one k-step chain from the same seed (draw_samples), in either space, also when the
   chains run in batches (16 of 2 values: 4 batches of the 50 chains)."""
@@ -108,7 +126,7 @@ def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch
     monkeypatch.setattr(evaluation, 'CHAIN_BATCH_VALUES', 2 * batch)
   model = model_lib.build(tiny_config(), (2,), inference=True)
   sampler = SamplerConfig(steps=7, step_size=0.02, noise=0.2, metropolis=metropolis,
-                          space=space)
+                          space=space, proposal=proposal)
   scored = dict(evaluation.chains_at(model, 50, 3, sampler, [7, 0, 3]))
   assert sorted(scored) == [0, 3, 7]
   x_gen, x_7, trajectory = evaluation.draw_samples(model, 50, 3, sampler, record_every=7,

@@ -110,17 +110,19 @@ def generate(model, z):
                          for i in range(0, max(len(z), 1), batch)])
 
 
-_CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space): function}
+_CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space, proposal): ...}
 
 
-def _chain_function(model, metropolis, space):
+def _chain_function(model, metropolis, space, proposal='langevin'):
   """(advance, rng): one XLA-compiled `advance(state, steps, step_size, noise, grad_clip)`
-  per model, kind of chain (ULA or MALA) and space, drawing from its own `rng` (reset it
+  per model, kind of chain (ULA, MALA or independence MH) and space, drawing from its own `rng` (reset it
   to seed a draw). The step count and the scalars are tensors, so every segment of a
   chain and every cell of a sweep reuse one trace."""
   functions = _CHAIN_FUNCTIONS.setdefault(model, {})
-  if (metropolis, space) not in functions:
-    shape = sampler_lib.SamplerConfig(metropolis=metropolis, space=space)
+  key = (metropolis, space, proposal)
+  if key not in functions:
+    shape = sampler_lib.SamplerConfig(metropolis=metropolis, space=space, proposal=proposal,
+                                      step_size=1.0, noise=1.0)
     rng = tf.random.Generator.from_seed(0, alg='philox')
     model_ref = weakref.ref(model)  # the cache must not keep the model alive
 
@@ -130,8 +132,8 @@ def _chain_function(model, metropolis, space):
       return sampler_lib.advance(traced.energy_of, traced.inference_generator, state, rng, shape,
                                  steps, step_size=step_size, noise=noise, grad_clip=grad_clip)
 
-    functions[(metropolis, space)] = (advance, rng)
-  return functions[(metropolis, space)]
+    functions[key] = (advance, rng)
+  return functions[key]
 
 
 def chains_at(model, num_samples, seed, sampler, steps_list):
@@ -143,7 +145,7 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   """
   if model.energy is None and max(steps_list) > 0:
     raise ValueError('a plain GAN has no energy to run chains on; use --langevin_steps=0')
-  advance, rng = _chain_function(model, sampler.metropolis, sampler.space)
+  advance, rng = _chain_function(model, sampler.metropolis, sampler.space, sampler.proposal)
   rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chains' noise
   z = rng.normal([num_samples, model.latent_dim])
   generator_fn = model.inference_generator

@@ -16,6 +16,10 @@ x = generate(z); tfganebm.sampler):
   latent_metropolis_step(z, noise, uniform [B], step_size, noise_std) -> z
   sample_latent(z, noise [K, B, latent], step_size) -> x
   sample_latent_metropolis(z, noise [K, B, latent], uniform [K, B], step_size, noise_std) -> x
+  latent_independent_step(z, proposal [B, latent], uniform [B], temperature) -> z
+  sample_latent_independent(z, proposal [K, B, latent], uniform [K, B], temperature) -> x
+(the last two: independence Metropolis-Hastings, proposal ~ N(0, I) drawn by the caller;
+forward passes only, so they are there for every G)
 
 The batch dimension is dynamic. Weights are frozen into the graphs as
 constants, so the .tflite holds them and runs on a stock LiteRT runtime with
@@ -34,7 +38,7 @@ from absl import logging
 
 SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample', 'metropolis_step',
               'sample_metropolis', 'latent_step', 'latent_metropolis_step', 'sample_latent',
-              'sample_latent_metropolis')
+              'sample_latent_metropolis', 'latent_independent_step', 'sample_latent_independent')
 
 
 # The SavedModel in the XNNPACK form that the .tflite files are converted from, inside the
@@ -101,6 +105,16 @@ def _signature_module(model, data_shape, grad_clip):
   def latent_start(z):
     return (z, *langevin.energy_and_gradient(latent_energy, z, grad_clip))
 
+  # Independence Metropolis-Hastings in z (proposal=prior): forward passes of G and E only,
+  # so every G exports it.
+  def latent_potential(z):
+    return (energy_fn(model.generator(z, training=False))
+            + 0.5 * tf.reduce_sum(tf.square(z), axis=1))
+
+  def independent(state, proposal, uniform, temperature):
+    return langevin.independence_step(latent_potential, *state, proposal, uniform,
+                                      temperature)[:2]
+
   def loop(body, noise, state):
     """state = body(k, state) for k < K, the length of `noise` [K, ...]."""
     return tf.while_loop(lambda i, _: i < tf.shape(noise)[0],
@@ -157,6 +171,16 @@ def _signature_module(model, data_shape, grad_clip):
     def sample_latent_metropolis(self, z, noise, uniform, step_size, noise_std):
       state = loop(lambda i, s: latent_metropolis(s, noise[i], uniform[i], step_size, noise_std),
                    noise, latent_start(z))
+      return model.generator(state[0], training=False)
+
+    @tf.function(input_signature=[z_spec, z_spec, uniform_spec, scalar])
+    def latent_independent_step(self, z, proposal, uniform, temperature):
+      return independent((z, latent_potential(z)), proposal, uniform, temperature)[0]
+
+    @tf.function(input_signature=[z_spec, latent_chain_spec, uniform_chain_spec, scalar])
+    def sample_latent_independent(self, z, proposal, uniform, temperature):
+      state = loop(lambda i, s: independent(s, proposal[i], uniform[i], temperature), proposal,
+                   (z, latent_potential(z)))
       return model.generator(state[0], training=False)
 
   return Signatures()
@@ -385,10 +409,13 @@ INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step
               latent_step=('z', 'noise', 'step_size'),
               latent_metropolis_step=('z', 'noise', 'uniform', 'step_size', 'noise_std'),
               sample_latent=('z', 'noise', 'step_size'),
-              sample_latent_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'))
+              sample_latent_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'),
+              latent_independent_step=('z', 'proposal', 'uniform', 'temperature'),
+              sample_latent_independent=('z', 'proposal', 'uniform', 'temperature'))
 OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x', metropolis_step='x',
                sample_metropolis='x', latent_step='z', latent_metropolis_step='z',
-               sample_latent='x', sample_latent_metropolis='x')
+               sample_latent='x', sample_latent_metropolis='x', latent_independent_step='z',
+               sample_latent_independent='x')
 
 
 def _contains(directory, path):
@@ -615,7 +642,7 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
       LatentPotential(model.generator, None)
     except UnsupportedGenerator as e:
       names = tuple(name for name in names if name not in LATENT_SIGNATURES)
-      if config.sampler.space == 'latent':
+      if config.sampler.space == 'latent' and config.sampler.proposal == 'langevin':
         raise ExportError(f'the latent sampler (--langevin_space=latent) cannot be exported for '
                           f'this G: it has {e}, whose input gradient has no builtin TFLite ops; '
                           'export with --langevin_space=data') from None

@@ -154,6 +154,52 @@ def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip
   return result[0]
 
 
+def independence_step(potential_fn, z, potential, proposal, uniform, temperature):
+  """One independence Metropolis-Hastings step for exp(-U(z) / T) with proposals from N(0, I).
+
+  Args:
+    potential_fn: U, z [B, latent] -> [B] (E(G(z)) + |z|^2 / 2).
+    z, potential: the current states and U(z) [B].
+    proposal: [B, latent] standard normal, independent of z; uniform: [B] in [0, 1).
+
+  Returns:
+    (z, potential, accepted [B] bool) after the step: `proposal` where accepted, with
+    probability min(1, exp((U(z) - U(z')) / T + (|z'|^2 - |z|^2) / 2)) (at T = 1 the prior
+    terms cancel: the ratio of exp(-E(G(.)))).
+  """
+  proposal_potential = potential_fn(proposal)
+  half_norm = lambda v: 0.5 * tf.reduce_sum(tf.square(v), axis=1)
+  log_ratio = (potential - proposal_potential) / temperature + half_norm(proposal) - half_norm(z)
+  accepted = tf.math.log(uniform) < log_ratio
+  return (tf.where(tf.reshape(accepted, [-1, 1]), proposal, z),
+          tf.where(accepted, proposal_potential, potential), accepted)
+
+
+def independence_chain(potential_fn, z_init, rng, steps, temperature, record_every=0):
+  """`steps` of `independence_step` from `z_init` [B, latent], drawing from `rng`.
+
+  Each step proposes a fresh z' ~ N(0, I), independent of z: it costs one forward pass
+  of G and E and no gradient, and a chain jumps between modes in one step, so it never
+  has to cross the flat energy between them.
+
+  Returns:
+    z [B, latent]; with `record_every`, also the states [steps // record_every + 1, B, latent].
+  """
+  z_init = tf.convert_to_tensor(z_init, tf.float32)
+
+  def step(state):
+    z, potential = state
+    z, potential, _ = independence_step(potential_fn, z, potential, rng.normal(tf.shape(z)),
+                                        rng.uniform(tf.shape(potential)), temperature)
+    return z, potential
+
+  result = _loop(step, (z_init, potential_fn(z_init)), steps, record_every,
+                 first=lambda s: s[0])
+  if record_every:
+    return result[0][0], result[1]
+  return result[0]
+
+
 def _loop(step, state, steps, record_every, first=lambda s: s):
   """Runs `state = step(state)` `steps` times; with record_every, also stacks first(state)."""
   if record_every <= 0:

@@ -14,6 +14,13 @@ Two spaces to run a chain in:
   smooth z-space chain possible. Modes G does not reach stay out of reach.
 Temperature is the same in both: T = noise^2 / (2 step_size) scales all of the
 potential (in latent space the prior too).
+
+Two proposals in latent space: `langevin` (a gradient step on U, optionally with
+Metropolis) and `prior`: independence Metropolis-Hastings, each step a fresh
+z' ~ N(0, I) accepted on the ratio of exp(-E(G(.)) / T). G is the proposal itself:
+a step costs a forward pass of G and E and no gradient, and a chain reaches any
+mode G reaches in one step, where a gradient chain would have to cross the flat
+energy between wells.
 """
 
 import dataclasses
@@ -33,15 +40,27 @@ class SamplerConfig(fields.Section):
   metropolis: bool = setting(False, 'Metropolis-adjusted Langevin (MALA) steps.')
   space: str = setting('data', 'Where the chain runs: data (x on E(x), from G(z)) or latent '
                        '(z on E(G(z)) + |z|^2/2, then x = G(z)).', choices=('data', 'latent'))
+  proposal: str = setting('langevin', 'How a step proposes: langevin (a gradient step, MALA with '
+                          'metropolis) or prior (latent space: a fresh z ~ N(0, I) accepted by '
+                          'Metropolis-Hastings on exp(-E(G(z)) / T); no gradient, '
+                          'T = noise^2 / (2 step_size)).', choices=('langevin', 'prior'))
 
   RELATIONS = ((('metropolis', 'step_size', 'noise'),
                 lambda metropolis, step_size, noise: not metropolis or min(step_size, noise) > 0,
-                '{0} needs {1} > 0 and {2} > 0'),)
+                '{0} needs {1} > 0 and {2} > 0'),
+               (('proposal', 'space'), lambda proposal, space: proposal == 'langevin'
+                or space == 'latent', '{0}=prior proposes latents z ~ N(0, I): it needs {1}=latent'),
+               (('proposal', 'step_size', 'noise'), lambda proposal, step_size, noise:
+                proposal == 'langevin' or min(step_size, noise) > 0,
+                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'))
 
   def describe(self):
     """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for
     the latent space."""
     where = ' in z' if self.space == 'latent' else ''
+    if self.proposal == 'prior':
+      return (f'G + {self.steps} independence MH steps{where} '
+              f'(T={self.noise**2 / (2 * self.step_size):g})')
     return (f'G + {self.steps} {"MALA" if self.metropolis else "Langevin"} steps{where} '
             f'(eta={self.step_size:g}, sigma={self.noise:g})')
 
@@ -80,8 +99,8 @@ def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_eve
   also the states every `record_every` steps in *data* space [R, B, ...].
 
   `step_size`, `noise`, `grad_clip` (scalar tensors) replace the sampler's, so that one
-  traced function serves many values (a sweep); the sampler's `metropolis` and `space`
-  shape the graph.
+  traced function serves many values (a sweep); the sampler's `metropolis`, `space`
+  and `proposal` shape the graph.
   """
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top  (TensorFlow)
   steps = sampler.steps if steps is None else steps
@@ -90,10 +109,15 @@ def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_eve
     potential, low, high = latent_energy(energy_fn, generator_fn), None, None
   else:
     potential, low, high = energy_fn, -1.0, 1.0
-  result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
-                             pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
-                             low=low, high=high, record_every=record_every,
-                             metropolis=sampler.metropolis)
+  if sampler.proposal == 'prior':
+    step_size, noise = pick(step_size, sampler.step_size), pick(noise, sampler.noise)
+    result = langevin.independence_chain(potential, state, rng, steps,
+                                         noise**2 / (2.0 * step_size), record_every=record_every)
+  else:
+    result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
+                               pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
+                               low=low, high=high, record_every=record_every,
+                               metropolis=sampler.metropolis)
   if not record_every or sampler.space == 'data':
     return result
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
