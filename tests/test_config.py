@@ -199,3 +199,12 @@ print("policy_after_mixed_build=%s" % keras.config.dtype_policy().name)
   assert lines['log_level'] == 'None'
   assert lines['backend'] == 'svg'
   assert lines['policy'] == lines['policy_after_mixed_build'] == 'float32'
+
+
+def test_pack_and_gan_target_relations_name_their_flags():
+  with pytest.raises(config_lib.ConfigError, match='--batch_size must be a multiple of '
+                     '--discriminator_pack'):
+    config_lib.Config.from_flat(dict(batch_size=130, discriminator_pack=4))
+  with pytest.raises(config_lib.ConfigError, match='--gd_updates > 1 .* --gan_target=chains'):
+    config_lib.Config.from_flat(dict(gd_updates=2, gan_target='data'))
+  config_lib.Config.from_flat(dict(batch_size=128, discriminator_pack=4, gan_target='data'))

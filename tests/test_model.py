@@ -111,3 +111,28 @@ def test_latent_training_chains_start_from_the_prior_and_stay_on_gs_range(tiny):
 def test_latent_training_chains_refuse_the_replay_buffer(tiny):
   with pytest.raises(ValueError, match='train_langevin_space=latent .*buffer_reuse_prob=0'):
     tiny(train_langevin_space='latent')
+
+
+@pytest.mark.parametrize('gan_target', ['chains', 'data'])
+def test_gan_target_is_what_d_sees_as_real(gan_target):
+  """D's real batch: the step's Langevin chains (report), or the data itself; with packs of
+  4, D judges the batch in 32 / 4 packs."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  model = model_lib.build(tiny_config(gan_target=gan_target, discriminator_pack=4))
+  seen = []
+  discriminator = model.discriminator
+
+  class Recording:
+    trainable_variables = discriminator.trainable_variables
+
+    def __call__(self, x, training=False):
+      seen.append(np.array(x))
+      logits = discriminator(x, training=training)
+      assert logits.shape[0] == len(x) // 4
+      return logits
+
+  model.discriminator = Recording()
+  x_real = tf.random.uniform([32, 2], -0.5, 0.5)
+  model.train_step(x_real)
+  is_data = np.allclose(seen[0], x_real.numpy())
+  assert is_data == (gan_target == 'data')

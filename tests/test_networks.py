@@ -97,3 +97,21 @@ def test_batch_norm_settings_reach_every_g_and_d(batch_norm):
       z = tf.random.normal([5, config.networks.latent_dim])
       np.testing.assert_allclose(model.generator(z, training=True)[:2],
                                  model.generator(z[:2], training=True), atol=1e-5)
+
+
+def test_pack_groups_consecutive_samples():
+  flat = tf.reshape(tf.range(8, dtype=tf.float32), [4, 2])
+  np.testing.assert_array_equal(networks.Pack(2)(flat), [[0, 1, 2, 3], [4, 5, 6, 7]])
+  images = tf.random.normal([4, 3, 3, 2])
+  packed = networks.Pack(2)(images).numpy()
+  assert packed.shape == (2, 3, 3, 4)
+  np.testing.assert_array_equal(packed[1, ..., :2], images[2])  # pack 1: samples 2 and 3
+  np.testing.assert_array_equal(packed[1, ..., 2:], images[3])
+  for d in (networks.mlp_discriminator((2,), (8, 8), pack=4),
+            networks.dcgan_discriminator((8, 8, 1), (4, 8), pack=4)):
+    x = tf.random.normal([8, *d.input_shape[1:]])
+    assert d(x).shape == (2, 1)
+    # A pack's logit depends on every sample in it, and only on those.
+    changed = tf.concat([x[:1] + 1.0, x[1:]], 0)
+    logits, changed_logits = d(x).numpy(), d(changed).numpy()
+    assert logits[0] != changed_logits[0] and logits[1] == changed_logits[1]

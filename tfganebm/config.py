@@ -66,6 +66,9 @@ class NetworkConfig(fields.Section):
                                        'but the first).', fixed=True)
   discriminator_batch_norm: bool = setting(True, 'BatchNorm in D (report; every hidden layer '
                                            'but the first).', fixed=True)
+  discriminator_pack: int = setting(1, 'PacGAN: D judges this many samples at once (1: one, '
+                                    'the report); the per-replica batch must be a multiple.',
+                                    low=1, fixed=True)
   energy_spectral_norm: bool = setting(False, 'Spectral normalisation on every layer of E.',
                                        fixed=True)
   energy_batch_norm: bool = setting(False, 'BatchNorm after the last two hidden layers of E '
@@ -104,6 +107,10 @@ class TrainConfig(fields.Section):
   gd_updates: int = setting(1, "G and D updates per training step (gan_ebm). The first takes the "
                             "step's fresh Langevin chains as D's real batch, the others draw it "
                             'from the replay buffer; no extra chains are run.', low=1)
+  gan_target: str = setting('chains', "D's real batch: chains (the Langevin chains on E, "
+                            'report Alg. 3: G learns what E samples) or data (G learns the data '
+                            'as a plain GAN; E learns the correction of G, for latent chains).',
+                            choices=('chains', 'data'))
   energy_learning_rate: float = setting(1e-3, 'Adam lr of E.', above=0.0)
   energy_beta1: float = setting(0.9, 'Adam beta1 of E.', low=0.0, below=1.0,
                                 why='Adam divides by 1 - beta1^t')
@@ -173,6 +180,12 @@ class Config:
       (('gd_updates', 'model'), lambda updates, model: updates == 1 or model == 'gan_ebm',
        "{0} > 1 needs {1}=gan_ebm (the extra updates take D's real batch from the replay "
        'buffer); for the plain GAN, raise --train_steps instead'),
+      (('batch_size', 'discriminator_pack', 'cpu_replicas', 'strategy'),
+       lambda batch, pack, replicas, strategy:
+       batch % (pack * (replicas if strategy == 'mirrored' else 1)) == 0,
+       '{0} must be a multiple of {1} (times {2} with {3}=mirrored): D judges packs of {1}'),
+      (('gd_updates', 'gan_target'), lambda updates, target: updates == 1 or target == 'chains',
+       "{0} > 1 takes D's extra real batches from the replay buffer: it needs {1}=chains"),
       (('num_examples', 'batch_size'), lambda examples, batch: examples == 0 or examples >= batch,
        '{0} must be 0 (all) or at least {1}'),
       (('train_langevin_space', 'buffer_reuse_prob'),

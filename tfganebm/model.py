@@ -22,10 +22,11 @@ class GanEbm(keras.Model):
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
                alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, train_generator=True,
-               **kwargs):
+               gan_target='chains', **kwargs):
     """`sampler`: the training chains' `SamplerConfig` (default: its defaults);
     `train_generator=False` keeps G (a user's pretrained one) and D as they are: only E
-    learns, from chains that start at G's samples and the replay buffer."""
+    learns, from chains that start at G's samples and the replay buffer. `gan_target`:
+    D's real batch, the chains (report) or the data (G a plain GAN, E its correction)."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -42,6 +43,9 @@ class GanEbm(keras.Model):
     if not train_generator and energy is None:
       raise ValueError('a frozen generator needs an energy to train')
     self.train_generator = train_generator
+    if gan_target not in ('chains', 'data'):
+      raise ValueError(f"gan_target must be 'chains' or 'data', got {gan_target!r}")
+    self.gan_target = gan_target
     # One seeded stream for every draw in training; it is checkpointed.
     self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
@@ -133,7 +137,7 @@ class GanEbm(keras.Model):
         x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
         x_ebm = tf.stop_gradient(sampler_lib.run(self.energy_of, x_init, self.rng, self.sampler))
       self.replay_buffer.push_(x_ebm)
-      x_d_real = x_ebm
+      x_d_real = x_ebm if self.gan_target == 'chains' else x_real
     else:
       x_d_real = x_real
 
@@ -202,8 +206,14 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
                                                 batch_norm=net.generator_batch_norm)
       else:
         generator = generator()
+      replicas = strategy.num_replicas_in_sync
+      if net.discriminator_pack > 1 and (train.batch_size // replicas) % net.discriminator_pack:
+        raise ValueError(f'--discriminator_pack={net.discriminator_pack} does not divide the '
+                         f'batch of each of the {replicas} replicas ({train.batch_size} / '
+                         f'{replicas}); choose a --batch_size that it does')
       discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units,
-                                                      batch_norm=net.discriminator_batch_norm)
+                                                      batch_norm=net.discriminator_batch_norm,
+                                                      pack=net.discriminator_pack)
       energy, buffer = None, None
       if config.use_energy:
         keras.config.set_dtype_policy('float32')  # E and grad E stay float32
@@ -216,7 +226,7 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
       model = GanEbm(generator, discriminator, energy, buffer, latent_dim=net.latent_dim,
                      seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
                      gd_updates=train.gd_updates, sampler=config.train_sampler,
-                     train_generator=config.train_generator)
+                     train_generator=config.train_generator, gan_target=train.gan_target)
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
       model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
                     d_optimizer=adam(train.gd_learning_rate, 0.5),

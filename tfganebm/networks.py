@@ -42,6 +42,37 @@ class FourierFeatures(keras.layers.Layer):
     return {**super().get_config(), 'num': self.num, 'scale': self.scale, 'seed': self.seed}
 
 
+@keras.saving.register_keras_serializable('tfganebm')
+class Pack(keras.layers.Layer):
+  """PacGAN packing (Lin et al. 2018): D judges `num` samples at once, so a G that drops
+  modes is told apart by the lack of variety in its packs. [B, d] -> [B / num, num * d];
+  images [B, H, W, C] -> [B / num, H, W, num * C]. B must be a multiple of `num`."""
+
+  def __init__(self, num, **kwargs):
+    super().__init__(**kwargs)
+    self.num = num
+
+  def call(self, x):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if len(x.shape) == 2:
+      return tf.reshape(x, [-1, self.num * x.shape[1]])
+    height, width, channels = x.shape[1:]
+    packs = tf.reshape(x, [-1, self.num, height, width, channels])
+    return tf.reshape(tf.transpose(packs, [0, 2, 3, 1, 4]),
+                      [-1, height, width, self.num * channels])
+
+  def compute_output_shape(self, input_shape):
+    batch = None if input_shape[0] is None else input_shape[0] // self.num
+    return (batch, *input_shape[1:-1], self.num * input_shape[-1])
+
+  def get_config(self):
+    return {**super().get_config(), 'num': self.num}
+
+
+def _pack_or_none(pack):
+  return [Pack(pack)] if pack > 1 else []
+
+
 def _dense(units, spectral_norm):
   layer = keras.layers.Dense(units)
   return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
@@ -64,13 +95,13 @@ def mlp_generator(latent_dim, data_shape, units=(32, 64), batch_norm=True):
   return keras.Sequential(layers, name='generator')
 
 
-def mlp_discriminator(data_shape, units=(32, 32, 16, 8), batch_norm=True):
-  """D: x [B, *data_shape] -> logit [B, 1] (real = data-like).
+def mlp_discriminator(data_shape, units=(32, 32, 16, 8), batch_norm=True, pack=1):
+  """D: x [B, *data_shape] -> logit [B / pack, 1] (real = data-like).
 
   Dense layers with LeakyReLU(0.2); `batch_norm`: BatchNorm on every hidden layer but the
-  first (report, 4.4).
+  first (report, 4.4); `pack` > 1: one logit per `pack` samples (`Pack`).
   """
-  layers = [keras.Input(data_shape), keras.layers.Flatten()]
+  layers = [keras.Input(data_shape), keras.layers.Flatten(), *_pack_or_none(pack)]
   for i, width in enumerate(units):
     layers.append(keras.layers.Dense(width))
     if i > 0 and batch_norm:
@@ -153,13 +184,14 @@ def dcgan_generator(latent_dim, data_shape, units=(128, 64), batch_norm=True):
   return keras.Sequential(layers, name='generator')
 
 
-def dcgan_discriminator(data_shape, units=(64, 128), batch_norm=True):
-  """D for images (DCGAN): x [B, H, W, C] -> logit [B, 1].
+def dcgan_discriminator(data_shape, units=(64, 128), batch_norm=True, pack=1):
+  """D for images (DCGAN): x [B, H, W, C] -> logit [B / pack, 1].
 
   Per width u of `units` a Conv2D(u, 4, stride 2) with LeakyReLU(0.2), BatchNorm
-  (`batch_norm`) on all but the first; then Flatten and Dense(1).
+  (`batch_norm`) on all but the first; then Flatten and Dense(1). `pack` > 1: one logit
+  per `pack` images, stacked along the channels (`Pack`).
   """
-  layers = [keras.Input(data_shape)]
+  layers = [keras.Input(data_shape), *_pack_or_none(pack)]
   for i, filters in enumerate(units):
     layers.append(keras.layers.Conv2D(filters, 4, strides=2, padding='same'))
     if i > 0 and batch_norm:
