@@ -42,7 +42,9 @@ def test_sweep_scores_every_cell_on_training_data_and_writes_best_cfg(run_dir, t
                       f'--out={samples}', f'--num_samples={NUM_SAMPLES}')
   assert result.returncode == 0, result.stderr
   used = json.loads((samples / 'metrics.json').read_text())['langevin']
-  assert used == {name: best[name] for name in sweep.SETTINGS}
+  assert {name: used[name] for name in sweep.SETTINGS} == {
+      name: best[name] for name in sweep.SETTINGS}
+  assert used['proposal'] == 'langevin'  # the run's own: not a sweep axis
   model_x = np.load(samples / ('samples_langevin.npy' if best['steps'] else
                                'samples_generator.npy'))
   from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
