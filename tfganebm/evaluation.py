@@ -115,12 +115,14 @@ _CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space, 
 
 def _chain_function(model, metropolis, space, proposal='langevin'):
   """(advance, rng): one XLA-compiled `advance(state, steps, step_size, noise, grad_clip)`
-  per model, kind of chain (ULA, MALA or independence MH) and space, drawing from its own `rng` (reset it
-  to seed a draw). The step count and the scalars are tensors, so every segment of a
+  per model, kind of chain (ULA, MALA or independence MH) and space, drawing from its own
+  `rng` (reset it to seed a draw). The step count and the scalars are tensors, so every segment of a
   chain and every cell of a sweep reuse one trace."""
   functions = _CHAIN_FUNCTIONS.setdefault(model, {})
   key = (metropolis, space, proposal)
   if key not in functions:
+    # Only the graph-shaping settings matter (the scalars come in as tensors); step size and
+    # noise of 1 pass the checks that a MALA or prior-proposal config makes of them.
     shape = sampler_lib.SamplerConfig(metropolis=metropolis, space=space, proposal=proposal,
                                       step_size=1.0, noise=1.0)
     rng = tf.random.Generator.from_seed(0, alg='philox')

@@ -62,6 +62,7 @@ def _signature_module(model, data_shape, grad_clip):
   """A tf.Module of the SIGNATURES over the model's (variable) weights."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top
+  from tfganebm import sampler as sampler_lib  # pylint: disable=g-import-not-at-top
 
   x_spec = tf.TensorSpec([None, *data_shape], tf.float32)
   z_spec = tf.TensorSpec([None, model.latent_dim], tf.float32)
@@ -107,9 +108,8 @@ def _signature_module(model, data_shape, grad_clip):
 
   # Independence Metropolis-Hastings in z (proposal=prior): forward passes of G and E only,
   # so every G exports it.
-  def latent_potential(z):
-    return (energy_fn(model.generator(z, training=False))
-            + 0.5 * tf.reduce_sum(tf.square(z), axis=1))
+  latent_potential = sampler_lib.latent_energy(energy_fn,
+                                               lambda z: model.generator(z, training=False))
 
   def independent(state, proposal, uniform, temperature):
     return langevin.independence_step(latent_potential, *state, proposal, uniform,

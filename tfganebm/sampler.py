@@ -60,9 +60,14 @@ class SamplerConfig(fields.Section):
     where = ' in z' if self.space == 'latent' else ''
     if self.proposal == 'prior':
       return (f'G + {self.steps} independence MH steps{where} '
-              f'(T={self.noise**2 / (2 * self.step_size):g})')
+              f'(T={temperature(self.step_size, self.noise):g})')
     return (f'G + {self.steps} {"MALA" if self.metropolis else "Langevin"} steps{where} '
             f'(eta={self.step_size:g}, sigma={self.noise:g})')
+
+
+def temperature(step_size, noise):
+  """T = noise^2 / (2 step_size): the chains sample exp(-E / T) (numbers or tensors)."""
+  return noise**2 / (2.0 * step_size)
 
 
 def run(energy_fn, x_init, rng, sampler, record_every=0):
@@ -110,9 +115,10 @@ def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_eve
   else:
     potential, low, high = energy_fn, -1.0, 1.0
   if sampler.proposal == 'prior':
-    step_size, noise = pick(step_size, sampler.step_size), pick(noise, sampler.noise)
-    result = langevin.independence_chain(potential, state, rng, steps,
-                                         noise**2 / (2.0 * step_size), record_every=record_every)
+    result = langevin.independence_chain(
+        potential, state, rng, steps,
+        temperature(pick(step_size, sampler.step_size), pick(noise, sampler.noise)),
+        record_every=record_every)
   else:
     result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
                                pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
