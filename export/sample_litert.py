@@ -8,8 +8,10 @@ signature (the loop runs here, as it would in an app), or with the fused `sample
 signature (--fused). A latent-space sampler (export.json's langevin.space, or
 --langevin_space latent) moves z on E(G(z)) + |z|^2/2 with `latent_step` and then
 runs `generate` (fused: `sample_latent`); with export.json's langevin.proposal `prior` (or
---langevin_proposal prior) each latent step is independence Metropolis-Hastings from
-z' ~ N(0, I) (`latent_independent_step`, fused `sample_latent_independent`). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
+--langevin_proposal prior) each latent step is Metropolis-Hastings with a proposal that
+keeps N(0, I): a fresh z' ~ N(0, I) with probability langevin.jump_prob, else the local
+move z' = sqrt(1 - b^2) z + b eps, b = langevin.local_beta (`latent_prior_step`, fused
+`sample_latent_prior`). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
 and, when matplotlib is installed, OUT/samples.png. Settings default to the
 export.json beside the model. Needs: ai-edge-litert, numpy.
 """
@@ -121,8 +123,10 @@ _SIGNATURES = {'data': {False: {False: 'langevin_step', True: 'sample'},
 
 
 def _proposal(args, info, space, step_size, noise):
-  """The latent chain's proposal (langevin or prior), from the flag or export.json; checked."""
-  proposal = args.langevin_proposal or info.get('langevin', {}).get('proposal', 'langevin')
+  """The latent chain's proposal (langevin or prior) and the prior proposal's jump_prob and
+  local_beta, from the flags or export.json; checked."""
+  settings = info.get('langevin', {})
+  proposal = args.langevin_proposal or settings.get('proposal', 'langevin')
   if proposal not in ('langevin', 'prior'):
     sys.exit(f"error: export.json's langevin.proposal is {proposal!r}, not langevin or prior; "
              'pass --langevin_proposal')
@@ -133,12 +137,19 @@ def _proposal(args, info, space, step_size, noise):
     sys.exit('error: --langevin_proposal prior runs at temperature noise^2 / (2 step_size): it '
              f'needs both above 0 (got {step_size} and {noise}); pass --langevin_step_size and '
              '--langevin_noise')
-  return proposal
+  mix = {}
+  for name, default in (('jump_prob', 1.0), ('local_beta', 0.1)):
+    given = getattr(args, f'langevin_{name}')
+    value = settings.get(name, default) if given is None else given
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+      sys.exit(f'error: the {name} is {value!r}; it must be in (0, 1]: pass --langevin_{name}')
+    mix[name] = float(value)
+  return proposal, mix['jump_prob'], mix['local_beta']
 
 
 def _signature_name(space, metropolis, fused, proposal='langevin'):
   if proposal == 'prior':
-    return 'sample_latent_independent' if fused else 'latent_independent_step'
+    return 'sample_latent_prior' if fused else 'latent_prior_step'
   return _SIGNATURES[space][metropolis][fused]
 
 
@@ -184,13 +195,15 @@ def _save_atomically(path, write):
 
 
 def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=False,
-           metropolis=False, batch_size=256, space='data', proposal='langevin'):
+           metropolis=False, batch_size=256, space='data', proposal='langevin', jump_prob=1.0,
+           local_beta=0.1):
   """(x_gen, x) numpy arrays [num_samples, *data_shape]: G samples and their refinement.
 
   metropolis: accept or reject each step (MALA signatures) instead of plain Langevin steps.
   space: 'latent' runs the chains on z (the latent_* signatures), then G.
-  proposal: 'prior' (latent space): independence Metropolis-Hastings steps from N(0, I) at
-    temperature noise^2 / (2 step_size).
+  proposal: 'prior' (latent space): Metropolis-Hastings steps for N(0, I) exp(-E(G(z)) / T),
+    T = noise^2 / (2 step_size); each proposes a fresh z ~ N(0, I) with probability
+    `jump_prob`, else z' = sqrt(1 - b^2) z + b eps with b = `local_beta`.
   """
   rng = np.random.default_rng(seed)
   shape = tuple(info['data_shape'])
@@ -203,7 +216,8 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
     x = generate(z=z)['x']
     x_gen.append(x)
     if has_energy and steps > 0 and proposal == 'prior':
-      x = _independent_chain(interpreter, z, rng, steps, noise**2 / (2 * step_size), fused)
+      x = _prior_chain(interpreter, z, rng, steps, noise**2 / (2 * step_size), fused,
+                       jump_prob, local_beta)
     elif has_energy and steps > 0 and space == 'latent':
       x = _latent_chain(interpreter, z, rng, steps, step_size, noise, fused, metropolis)
     elif has_energy and steps > 0:
@@ -247,17 +261,20 @@ def _latent_chain(interpreter, z, rng, steps, step_size, noise, fused, metropoli
   return interpreter.get_signature_runner('generate')(z=z)['x']
 
 
-def _independent_chain(interpreter, z, rng, steps, temperature, fused):
-  """x = G(z) after `steps` independence Metropolis-Hastings steps in z, proposals drawn here."""
-  proposals = rng.standard_normal((steps, *z.shape)).astype(np.float32)
+def _prior_chain(interpreter, z, rng, steps, temperature, fused, jump_prob, local_beta):
+  """x = G(z) after `steps` prior-proposal Metropolis-Hastings steps in z, noise drawn here:
+  each chain jumps (beta 1) with probability `jump_prob` at each step, else moves locally."""
+  noises = rng.standard_normal((steps, *z.shape)).astype(np.float32)
   uniforms = rng.uniform(size=(steps, len(z))).astype(np.float32)
-  temperature = np.float32(temperature)
+  betas = np.where(rng.uniform(size=(steps, len(z))) < jump_prob, 1.0, local_beta)
+  betas, temperature = betas.astype(np.float32), np.float32(temperature)
   if fused:
-    return interpreter.get_signature_runner('sample_latent_independent')(
-        z=z, proposal=proposals, uniform=uniforms, temperature=temperature)['x']
-  step = interpreter.get_signature_runner('latent_independent_step')
+    return interpreter.get_signature_runner('sample_latent_prior')(
+        z=z, noise=noises, uniform=uniforms, beta=betas, temperature=temperature)['x']
+  step = interpreter.get_signature_runner('latent_prior_step')
   for k in range(steps):
-    z = step(z=z, proposal=proposals[k], uniform=uniforms[k], temperature=temperature)['z']
+    z = step(z=z, noise=noises[k], uniform=uniforms[k], beta=betas[k],
+             temperature=temperature)['z']
   return interpreter.get_signature_runner('generate')(z=z)['x']
 
 
@@ -324,8 +341,14 @@ def main(argv=None):
   parser.add_argument('--langevin_space', choices=('data', 'latent'), default=None,
                       help="where the chains run (default: export.json's langevin.space)")
   parser.add_argument('--langevin_proposal', choices=('langevin', 'prior'), default=None,
-                      help="latent steps: langevin, or prior (independence Metropolis-Hastings "
-                      "from N(0, I)); default: export.json's langevin.proposal")
+                      help="latent steps: langevin, or prior (Metropolis-Hastings with "
+                      "proposals that keep N(0, I)); default: export.json's langevin.proposal")
+  parser.add_argument('--langevin_jump_prob', type=float, default=None,
+                      help="prior proposal: the chance of a fresh z per step (default: "
+                      "export.json's langevin.jump_prob)")
+  parser.add_argument('--langevin_local_beta', type=float, default=None,
+                      help="prior proposal: b of the local moves z' = sqrt(1 - b^2) z + b eps "
+                      "(default: export.json's langevin.local_beta)")
   args = parser.parse_args(argv)
   if args.num_samples <= 0:
     parser.error(f'--num_samples must be positive (got {args.num_samples})')
@@ -341,12 +364,13 @@ def main(argv=None):
              'samples.npy: choose another')
   info = _read_export_info(args.model)
   steps, step_size, noise, metropolis, space = _langevin_settings(args, info)
-  proposal = _proposal(args, info, space, step_size, noise)
+  proposal, jump_prob, local_beta = _proposal(args, info, space, step_size, noise)
   interpreter = _interpreter(args.model, args.threads)
   _check_model(interpreter, info, args.model, steps, args.fused, metropolis, space, proposal)
   try:
     x_gen, x = sample(interpreter, info, args.num_samples, steps, step_size, noise, args.seed,
-                      args.fused, metropolis, space=space, proposal=proposal)
+                      args.fused, metropolis, space=space, proposal=proposal,
+                      jump_prob=jump_prob, local_beta=local_beta)
   except (ValueError, RuntimeError) as e:
     sys.exit(f'error: LiteRT failed running {args.model} ({_first_line(e)}); re-export it with '
              'python -m tfganebm.export')
@@ -369,7 +393,8 @@ def main(argv=None):
     sys.exit(f'error: cannot write to --out {args.out} ({e.strerror or e}); choose a writable '
              'directory')
   where = ' in z' if space == 'latent' else ''
-  kind = ('independence MH' if proposal == 'prior' else 'MALA' if metropolis else 'Langevin')
+  kind = (('independence MH' if jump_prob >= 1 else 'prior MH') if proposal == 'prior'
+          else 'MALA' if metropolis else 'Langevin')
   print(f'wrote {len(x)} samples ({steps} {kind} steps{where}) '
         f'to {args.out}'
         + (' with samples.png' if drew else ''))

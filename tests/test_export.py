@@ -482,32 +482,34 @@ def test_xnnpack_form_keeps_every_convolutions_gradient_and_restores_keras(kerne
   assert 'convolution_op' not in vars(keras.layers.Conv2D)
 
 
-def test_litert_independent_latent_chain_matches_tensorflow(exported, tmp_path):
-  """proposal=prior: independence Metropolis-Hastings in z, stepped on the device side and
-  fused, against tfganebm.langevin's step fed the same proposals and uniforms; and the
-  device runner's CLI runs it."""
+def test_litert_prior_latent_chain_matches_tensorflow(exported, tmp_path):
+  """proposal=prior: Metropolis-Hastings in z with jumps (beta 1) and local moves (beta < 1)
+  mixed per chain and step, stepped on the device side and fused, against
+  tfganebm.langevin's step fed the same noise, uniforms and betas; and the device
+  runner's CLI runs it."""
   model, out = exported
   rng = np.random.default_rng(5)
   steps, batch, temperature = 12, 32, np.float32(0.02)
   z = rng.standard_normal((batch, model.latent_dim)).astype(np.float32)
-  proposal = rng.standard_normal((steps, batch, model.latent_dim)).astype(np.float32)
+  noise = rng.standard_normal((steps, batch, model.latent_dim)).astype(np.float32)
   uniform = rng.uniform(size=(steps, batch)).astype(np.float32)
-  potential_fn = sampler_lib.latent_energy(model.energy_of,
-                                           lambda z: model.generator(z, training=False))
+  beta = np.where(rng.uniform(size=(steps, batch)) < 0.5, 1.0, 0.3).astype(np.float32)
+  potential_fn = sampler_lib.prior_potential(model.energy_of,
+                                             lambda z: model.generator(z, training=False))
   expected, accepted = tf.constant(z), []
   potential = potential_fn(expected)
   for k in range(steps):
-    expected, potential, ok = langevin.independence_step(
-        potential_fn, expected, potential, proposal[k], uniform[k], temperature)
+    expected, potential, ok = langevin.prior_step(
+        potential_fn, expected, potential, noise[k], uniform[k], temperature, beta[k])
     accepted.append(ok.numpy())
   assert 0.05 < np.mean(accepted) < 0.95  # both branches of the accept/reject are exercised
-  step, looped = _runner(out / 'model.tflite', 'latent_independent_step'), z
+  step, looped = _runner(out / 'model.tflite', 'latent_prior_step'), z
   for k in range(steps):
-    looped = step(z=looped, proposal=proposal[k], uniform=uniform[k],
+    looped = step(z=looped, noise=noise[k], uniform=uniform[k], beta=beta[k],
                   temperature=temperature)['z']
   np.testing.assert_allclose(looped, expected, atol=TOLERANCE)
-  fused = _runner(out / 'model.tflite', 'sample_latent_independent')(
-      z=z, proposal=proposal, uniform=uniform, temperature=temperature)['x']
+  fused = _runner(out / 'model.tflite', 'sample_latent_prior')(
+      z=z, noise=noise, uniform=uniform, beta=beta, temperature=temperature)['x']
   np.testing.assert_allclose(fused, model.generator(expected, training=False), atol=TOLERANCE)
 
   for fused_flag in ([], ['--fused']):
@@ -515,9 +517,10 @@ def test_litert_independent_latent_chain_matches_tensorflow(exported, tmp_path):
         [sys.executable, os.path.join(ROOT, 'export', 'sample_litert.py'),
          str(out / 'model.tflite'), '--num_samples', '40', '--out', str(tmp_path / 'device'),
          '--langevin_steps', '5', '--langevin_space', 'latent', '--langevin_proposal', 'prior',
-         *fused_flag], capture_output=True, text=True, check=False)
+         '--langevin_jump_prob', '0.5', *fused_flag], capture_output=True, text=True,
+        check=False)
     assert result.returncode == 0, result.stderr
-    assert 'independence MH steps in z' in result.stdout
+    assert 'prior MH steps in z' in result.stdout
     assert np.load(tmp_path / 'device' / 'samples.npy').shape == (40, 2)
   refused = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'export', 'sample_litert.py'),
@@ -525,4 +528,12 @@ def test_litert_independent_latent_chain_matches_tensorflow(exported, tmp_path):
        'prior', '--langevin_space', 'data'], capture_output=True, text=True, check=False)
   assert refused.returncode != 0 and refused.stderr.count('\n') == 1
   assert 'needs --langevin_space latent' in refused.stderr
+  assert not (tmp_path / 'other').exists()
+  refused = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'export', 'sample_litert.py'),
+       str(out / 'model.tflite'), '--out', str(tmp_path / 'other'), '--langevin_space', 'latent',
+       '--langevin_proposal', 'prior', '--langevin_local_beta', '0'], capture_output=True,
+      text=True, check=False)
+  assert refused.returncode != 0 and refused.stderr.count('\n') == 1
+  assert 'local_beta' in refused.stderr and 'in (0, 1]' in refused.stderr
   assert not (tmp_path / 'other').exists()

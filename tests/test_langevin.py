@@ -34,19 +34,39 @@ def test_langevin_samples_gaussian_energy(mean, std, step_size, low, high):
   np.testing.assert_allclose(x.var(0), [expected_var] * 2, rtol=4 * np.sqrt(2 / chains))
 
 
-@pytest.mark.parametrize('temperature', [1.0, 0.5])
-def test_independence_chain_samples_a_tilted_prior(temperature):
-  """U(z) = z_1 + |z|^2 / 2 at temperature T is N((-1, 0), T I): the prior terms of the
-  acceptance ratio must be right for T != 1, and the chains forget their start."""
+@pytest.mark.parametrize('temperature, jump_prob, local_beta', [
+    (1.0, 1.0, 1.0), (0.5, 1.0, 1.0),  # independence MH: every step a fresh z
+    (0.5, 0.3, 0.2),                   # mostly local moves, which must keep the target too
+    (0.5, 0.0, 0.5),                   # local moves alone (preconditioned Crank-Nicolson)
+])
+def test_prior_chain_samples_a_tilted_prior(temperature, jump_prob, local_beta):
+  """N(0, I) exp(-V(z) / T) with V(z) = z_1 / 2 is N((-1 / (2 T), 0), I): only V is
+  tempered, the prior stays N(0, I) (its terms cancel from the acceptance ratio only
+  because each proposal keeps it), and the chains forget their start."""
   chains = 4000
-  potential = lambda z: z[:, 0] + 0.5 * tf.reduce_sum(tf.square(z), axis=1)
+  potential = lambda z: 0.5 * z[:, 0]
   rng = tf.random.Generator.from_seed(2)
   z_init = np.full((chains, 2), 3.0, np.float32)
-  run = tf.function(lambda z: langevin.independence_chain(potential, z, rng, 60, temperature))
+  run = tf.function(lambda z: langevin.prior_chain(potential, z, rng, 150, temperature,
+                                                   jump_prob, local_beta))
   z = run(tf.constant(z_init)).numpy()
-  std = np.sqrt(temperature)
-  np.testing.assert_allclose(z.mean(0), [-1.0, 0.0], atol=5 * std / np.sqrt(chains))
-  np.testing.assert_allclose(z.var(0), [temperature] * 2, rtol=5 * np.sqrt(2 / chains))
+  np.testing.assert_allclose(z.mean(0), [-0.5 / temperature, 0.0], atol=5 / np.sqrt(chains))
+  np.testing.assert_allclose(z.var(0), [1.0, 1.0], rtol=5 * np.sqrt(2 / chains))
+
+
+def test_prior_step_local_moves_stay_close():
+  """beta < 1 proposes sqrt(1 - beta^2) z + beta eps: with a flat potential every proposal
+  is taken, and a step moves z by about beta |eps| rather than to a fresh draw."""
+  z = tf.fill([1000, 4], 2.0)
+  noise = tf.random.stateless_normal([1000, 4], [0, 1])
+  flat = lambda v: tf.zeros([tf.shape(v)[0]])
+  moved, _, accepted = langevin.prior_step(flat, z, flat(z), noise, tf.fill([1000], 0.5), 1.0,
+                                           0.1)
+  assert bool(tf.reduce_all(accepted))
+  np.testing.assert_allclose(moved.numpy(), np.sqrt(1 - 0.01) * 2.0 + 0.1 * noise.numpy(),
+                             rtol=1e-6)
+  jumped = langevin.prior_step(flat, z, flat(z), noise, tf.fill([1000], 0.5), 1.0, 1.0)[0]
+  np.testing.assert_allclose(jumped.numpy(), noise.numpy(), rtol=1e-6)
 
 
 def test_langevin_is_reproducible_from_seed():
@@ -108,13 +128,14 @@ def test_metropolis_chain_samples_a_cold_narrow_well_inside_the_range():
   np.testing.assert_allclose(x.std(0), [0.1, 0.1], rtol=0.05)
 
 
-@pytest.mark.parametrize('space, metropolis, batch, proposal', [
-    ('data', False, None, 'langevin'), ('data', True, None, 'langevin'),
-    ('latent', False, None, 'langevin'), ('latent', True, None, 'langevin'),
-    ('data', False, 16, 'langevin'), ('latent', True, 16, 'langevin'),
-    ('latent', False, None, 'prior'), ('latent', False, 16, 'prior')])
+@pytest.mark.parametrize('space, metropolis, batch, proposal, jump_prob', [
+    ('data', False, None, 'langevin', 1.0), ('data', True, None, 'langevin', 1.0),
+    ('latent', False, None, 'langevin', 1.0), ('latent', True, None, 'langevin', 1.0),
+    ('data', False, 16, 'langevin', 1.0), ('latent', True, 16, 'langevin', 1.0),
+    ('latent', False, None, 'prior', 1.0), ('latent', False, 16, 'prior', 1.0),
+    ('latent', False, 16, 'prior', 0.4)])  # jumps and local moves mixed
 def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch, proposal,
-                                                        monkeypatch):
+                                                        jump_prob, monkeypatch):
   """evaluation.chains_at runs one chain in segments: its state at k steps is the state of
   one k-step chain from the same seed (draw_samples), in either space, also when the
   chains run in batches (16 of 2 values: 4 batches of the 50 chains)."""
@@ -126,7 +147,7 @@ def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch
     monkeypatch.setattr(evaluation, 'CHAIN_BATCH_VALUES', 2 * batch)
   model = model_lib.build(tiny_config(), (2,), inference=True)
   sampler = SamplerConfig(steps=7, step_size=0.02, noise=0.2, metropolis=metropolis,
-                          space=space, proposal=proposal)
+                          space=space, proposal=proposal, jump_prob=jump_prob)
   scored = dict(evaluation.chains_at(model, 50, 3, sampler, [7, 0, 3]))
   assert sorted(scored) == [0, 3, 7]
   x_gen, x_7, trajectory = evaluation.draw_samples(model, 50, 3, sampler, record_every=7,

@@ -110,21 +110,25 @@ def generate(model, z):
                          for i in range(0, max(len(z), 1), batch)])
 
 
-_CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(metropolis, space, proposal): ...}
+_CHAIN_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {graph-shaping settings: ...}
 
 
-def _chain_function(model, metropolis, space, proposal='langevin'):
+# The sampler settings a chain's graph holds as constants (the others come in as tensors).
+_GRAPH_SETTINGS = ('metropolis', 'space', 'proposal', 'jump_prob', 'local_beta')
+
+
+def _chain_function(model, sampler):
   """(advance, rng): one XLA-compiled `advance(state, steps, step_size, noise, grad_clip)`
-  per model, kind of chain (ULA, MALA or independence MH) and space, drawing from its own
+  per model and graph-shaping settings of `sampler` (_GRAPH_SETTINGS), drawing from its own
   `rng` (reset it to seed a draw). The step count and the scalars are tensors, so every segment of a
   chain and every cell of a sweep reuse one trace."""
   functions = _CHAIN_FUNCTIONS.setdefault(model, {})
-  key = (metropolis, space, proposal)
+  # Only the graph-shaping settings matter (the scalars come in as tensors); step size and
+  # noise of 1 pass the checks that a MALA or prior-proposal config makes of them.
+  shape = sampler_lib.SamplerConfig(**{name: getattr(sampler, name) for name in _GRAPH_SETTINGS},
+                                    step_size=1.0, noise=1.0)
+  key = tuple(getattr(shape, name) for name in _GRAPH_SETTINGS)
   if key not in functions:
-    # Only the graph-shaping settings matter (the scalars come in as tensors); step size and
-    # noise of 1 pass the checks that a MALA or prior-proposal config makes of them.
-    shape = sampler_lib.SamplerConfig(metropolis=metropolis, space=space, proposal=proposal,
-                                      step_size=1.0, noise=1.0)
     rng = tf.random.Generator.from_seed(0, alg='philox')
     model_ref = weakref.ref(model)  # the cache must not keep the model alive
 
@@ -147,7 +151,7 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   """
   if model.energy is None and max(steps_list) > 0:
     raise ValueError('a plain GAN has no energy to run chains on; use --langevin_steps=0')
-  advance, rng = _chain_function(model, sampler.metropolis, sampler.space, sampler.proposal)
+  advance, rng = _chain_function(model, sampler)
   rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chains' noise
   z = rng.normal([num_samples, model.latent_dim])
   generator_fn = model.inference_generator

@@ -16,10 +16,12 @@ x = generate(z); tfganebm.sampler):
   latent_metropolis_step(z, noise, uniform [B], step_size, noise_std) -> z
   sample_latent(z, noise [K, B, latent], step_size) -> x
   sample_latent_metropolis(z, noise [K, B, latent], uniform [K, B], step_size, noise_std) -> x
-  latent_independent_step(z, proposal [B, latent], uniform [B], temperature) -> z
-  sample_latent_independent(z, proposal [K, B, latent], uniform [K, B], temperature) -> x
-(the last two: independence Metropolis-Hastings, proposal ~ N(0, I) drawn by the caller;
-forward passes only, so they are there for every G)
+  latent_prior_step(z, noise [B, latent], uniform [B], beta [B], temperature) -> z
+  sample_latent_prior(z, noise [K, B, latent], uniform [K, B], beta [K, B], temperature) -> x
+(the last two: Metropolis-Hastings for N(0, I) exp(-E(G(z)) / T) with the proposal
+z' = sqrt(1 - beta^2) z + beta * noise, noise ~ N(0, I) drawn by the caller: beta = 1 a
+jump, beta < 1 a local move (tfganebm.sampler, proposal=prior); forward passes only,
+so they are there for every G)
 
 The batch dimension is dynamic. Weights are frozen into the graphs as
 constants, so the .tflite holds them and runs on a stock LiteRT runtime with
@@ -38,7 +40,7 @@ from absl import logging
 
 SIGNATURES = ('generate', 'energy', 'langevin_step', 'sample', 'metropolis_step',
               'sample_metropolis', 'latent_step', 'latent_metropolis_step', 'sample_latent',
-              'sample_latent_metropolis', 'latent_independent_step', 'sample_latent_independent')
+              'sample_latent_metropolis', 'latent_prior_step', 'sample_latent_prior')
 
 
 # The SavedModel in the XNNPACK form that the .tflite files are converted from, inside the
@@ -106,14 +108,13 @@ def _signature_module(model, data_shape, grad_clip):
   def latent_start(z):
     return (z, *langevin.energy_and_gradient(latent_energy, z, grad_clip))
 
-  # Independence Metropolis-Hastings in z (proposal=prior): forward passes of G and E only,
-  # so every G exports it.
-  latent_potential = sampler_lib.latent_energy(energy_fn,
-                                               lambda z: model.generator(z, training=False))
+  # Metropolis-Hastings in z with proposals that keep the prior (proposal=prior): forward
+  # passes of G and E only, so every G exports it.
+  prior_potential = sampler_lib.prior_potential(energy_fn,
+                                                lambda z: model.generator(z, training=False))
 
-  def independent(state, proposal, uniform, temperature):
-    return langevin.independence_step(latent_potential, *state, proposal, uniform,
-                                      temperature)[:2]
+  def prior(state, noise, uniform, beta, temperature):
+    return langevin.prior_step(prior_potential, *state, noise, uniform, temperature, beta)[:2]
 
   def loop(body, noise, state):
     """state = body(k, state) for k < K, the length of `noise` [K, ...]."""
@@ -173,14 +174,15 @@ def _signature_module(model, data_shape, grad_clip):
                    noise, latent_start(z))
       return model.generator(state[0], training=False)
 
-    @tf.function(input_signature=[z_spec, z_spec, uniform_spec, scalar])
-    def latent_independent_step(self, z, proposal, uniform, temperature):
-      return independent((z, latent_potential(z)), proposal, uniform, temperature)[0]
+    @tf.function(input_signature=[z_spec, z_spec, uniform_spec, uniform_spec, scalar])
+    def latent_prior_step(self, z, noise, uniform, beta, temperature):
+      return prior((z, prior_potential(z)), noise, uniform, beta, temperature)[0]
 
-    @tf.function(input_signature=[z_spec, latent_chain_spec, uniform_chain_spec, scalar])
-    def sample_latent_independent(self, z, proposal, uniform, temperature):
-      state = loop(lambda i, s: independent(s, proposal[i], uniform[i], temperature), proposal,
-                   (z, latent_potential(z)))
+    @tf.function(input_signature=[z_spec, latent_chain_spec, uniform_chain_spec,
+                                  uniform_chain_spec, scalar])
+    def sample_latent_prior(self, z, noise, uniform, beta, temperature):
+      state = loop(lambda i, s: prior(s, noise[i], uniform[i], beta[i], temperature), noise,
+                   (z, prior_potential(z)))
       return model.generator(state[0], training=False)
 
   return Signatures()
@@ -410,12 +412,12 @@ INPUTS = dict(generate=('z',), energy=('x',), langevin_step=('x', 'noise', 'step
               latent_metropolis_step=('z', 'noise', 'uniform', 'step_size', 'noise_std'),
               sample_latent=('z', 'noise', 'step_size'),
               sample_latent_metropolis=('z', 'noise', 'uniform', 'step_size', 'noise_std'),
-              latent_independent_step=('z', 'proposal', 'uniform', 'temperature'),
-              sample_latent_independent=('z', 'proposal', 'uniform', 'temperature'))
+              latent_prior_step=('z', 'noise', 'uniform', 'beta', 'temperature'),
+              sample_latent_prior=('z', 'noise', 'uniform', 'beta', 'temperature'))
 OUTPUTS = dict(generate='x', energy='e', langevin_step='x', sample='x', metropolis_step='x',
                sample_metropolis='x', latent_step='z', latent_metropolis_step='z',
-               sample_latent='x', sample_latent_metropolis='x', latent_independent_step='z',
-               sample_latent_independent='x')
+               sample_latent='x', sample_latent_metropolis='x', latent_prior_step='z',
+               sample_latent_prior='x')
 
 
 def _contains(directory, path):
@@ -709,7 +711,9 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
         notes=('batch dimension is dynamic; every noise input is already multiplied by sigma: '
                'x <- clip(x - step_size * grad E(x) + noise, -1, 1); the metropolis signatures '
                'also take uniform [0, 1) draws and sigma itself (noise_std) and accept or '
-               'reject each proposal for exp(-E / T), T = noise_std^2 / (2 step_size)'),
+               'reject each proposal for exp(-E / T), T = noise_std^2 / (2 step_size); the '
+               'latent prior signatures take standard normal noise and beta (1: a fresh z, < 1: '
+               'z <- sqrt(1 - beta^2) z + beta noise) and accept on exp(-E(G(z)) / T)'),
         tflite_bytes=sizes)
     with open(os.path.join(staging, 'export.json'), 'w') as f:
       json.dump(info, f, indent=2)

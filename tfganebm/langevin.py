@@ -154,33 +154,50 @@ def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip
   return result[0]
 
 
-def independence_step(potential_fn, z, potential, proposal, uniform, temperature):
-  """One independence Metropolis-Hastings step for exp(-U(z) / T) with proposals from N(0, I).
+def prior_step(potential_fn, z, potential, noise, uniform, temperature, beta=1.0):
+  """One Metropolis-Hastings step for N(0, I) exp(-V(z) / T), proposing from the prior.
+
+  The proposal z' = sqrt(1 - beta^2) z + beta * noise leaves N(0, I) invariant (and is
+  reversible for it), so the prior cancels from the acceptance ratio, which is the ratio
+  of exp(-V / T) alone. beta = 1 draws z' ~ N(0, I) independent of z (independence
+  Metropolis-Hastings: a jump to anywhere G reaches); beta < 1 is a local move
+  (preconditioned Crank-Nicolson) that refines a chain within its mode.
 
   Args:
-    potential_fn: U, z [B, latent] -> [B] (E(G(z)) + |z|^2 / 2).
-    z, potential: the current states and U(z) [B].
-    proposal: [B, latent] standard normal, independent of z; uniform: [B] in [0, 1).
+    potential_fn: V, z [B, latent] -> [B] (E(G(z)); the prior is not part of it).
+    z, potential: the current states and V(z) [B].
+    noise: [B, latent] standard normal; uniform: [B] in [0, 1).
+    temperature: T > 0 (a number or scalar tensor).
+    beta: the proposal's step, in (0, 1]: a number, a scalar or a [B] tensor (one per chain).
 
   Returns:
-    (z, potential, accepted [B] bool) after the step: `proposal` where accepted, with
-    probability min(1, exp((U(z) - U(z')) / T + (|z'|^2 - |z|^2) / 2)) (at T = 1 the prior
-    terms cancel: the ratio of exp(-E(G(.)))).
+    (z, potential, accepted [B] bool) after the step; z' is accepted with probability
+    min(1, exp((V(z) - V(z')) / T)).
   """
+  beta = tf.reshape(tf.cast(beta, tf.float32), [-1, 1])  # [1, 1] or [B, 1]
+  proposal = tf.sqrt(tf.maximum(1.0 - tf.square(beta), 0.0)) * z + beta * noise
   proposal_potential = potential_fn(proposal)
-  half_norm = lambda v: 0.5 * tf.reduce_sum(tf.square(v), axis=1)
-  log_ratio = (potential - proposal_potential) / temperature + half_norm(proposal) - half_norm(z)
-  accepted = tf.math.log(uniform) < log_ratio
+  accepted = tf.math.log(uniform) < (potential - proposal_potential) / temperature
   return (tf.where(tf.reshape(accepted, [-1, 1]), proposal, z),
           tf.where(accepted, proposal_potential, potential), accepted)
 
 
-def independence_chain(potential_fn, z_init, rng, steps, temperature, record_every=0):
-  """`steps` of `independence_step` from `z_init` [B, latent], drawing from `rng`.
+def prior_betas(uniform, jump_prob, local_beta):
+  """Each chain's beta for one `prior_step`: 1 (a jump) where uniform < jump_prob, else
+  `local_beta` (a local move); uniform [B] in [0, 1)."""
+  return tf.where(uniform < jump_prob, 1.0, local_beta)
 
-  Each step proposes a fresh z' ~ N(0, I), independent of z: it costs one forward pass
-  of G and E and no gradient, and a chain jumps between modes in one step, so it never
-  has to cross the flat energy between them.
+
+def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, local_beta=1.0,
+                record_every=0):
+  """`steps` of `prior_step` from `z_init` [B, latent], drawing from `rng`.
+
+  At each step each chain jumps (a fresh z' ~ N(0, I)) with probability `jump_prob`
+  and otherwise moves locally with beta = `local_beta`; a mixture of kernels that each
+  keep the target keeps it too. A step costs one forward pass of G and E and no
+  gradient; a jump reaches any mode G reaches, so a chain never has to cross the flat
+  energy between wells, and the local moves pull it into the core of its well, which
+  fresh draws from a blurred G hit rarely.
 
   Returns:
     z [B, latent]; with `record_every`, also the states [steps // record_every + 1, B, latent].
@@ -189,8 +206,9 @@ def independence_chain(potential_fn, z_init, rng, steps, temperature, record_eve
 
   def step(state):
     z, potential = state
-    z, potential, _ = independence_step(potential_fn, z, potential, rng.normal(tf.shape(z)),
-                                        rng.uniform(tf.shape(potential)), temperature)
+    betas = prior_betas(rng.uniform(tf.shape(potential)), jump_prob, local_beta)
+    z, potential, _ = prior_step(potential_fn, z, potential, rng.normal(tf.shape(z)),
+                                 rng.uniform(tf.shape(potential)), temperature, betas)
     return z, potential
 
   result = _loop(step, (z_init, potential_fn(z_init)), steps, record_every,

@@ -31,7 +31,8 @@ from tfganebm import cli
 FLAGS = flags.FLAGS
 # The run's settings this command may override (default: the run's own).
 OVERRIDES = ('langevin_step_size', 'langevin_noise', 'langevin_grad_clip',
-             'langevin_metropolis', 'langevin_space', 'data_dir', 'classifier_dir',
+             'langevin_metropolis', 'langevin_space', 'langevin_proposal',
+             'langevin_jump_prob', 'langevin_local_beta', 'data_dir', 'classifier_dir',
              'average_checkpoints')
 
 

@@ -12,15 +12,19 @@ Two spaces to run a chain in:
   the samples stay on G's manifold, and their density is G's push-forward
   reweighted, not exp(-E(x)): the Jacobian of G is ignored, which is what makes a
   smooth z-space chain possible. Modes G does not reach stay out of reach.
-Temperature is the same in both: T = noise^2 / (2 step_size) scales all of the
-potential (in latent space the prior too).
+Temperature: T = noise^2 / (2 step_size). A Langevin chain samples exp(-E / T) in
+data space and exp(-U / T) in latent space (the prior tempered too).
 
 Two proposals in latent space: `langevin` (a gradient step on U, optionally with
-Metropolis) and `prior`: independence Metropolis-Hastings, each step a fresh
-z' ~ N(0, I) accepted on the ratio of exp(-E(G(.)) / T). G is the proposal itself:
-a step costs a forward pass of G and E and no gradient, and a chain reaches any
+Metropolis) and `prior`: Metropolis-Hastings with proposals that keep the prior
+N(0, I), for N(0, I) exp(-E(G(z)) / T): G's samples reweighted by exp(-E / T), only
+E tempered (at T = 1 the same target as the Langevin chain's). A step is a jump, a
+fresh z' ~ N(0, I) (independence MH: G itself is the proposal, and a chain reaches any
 mode G reaches in one step, where a gradient chain would have to cross the flat
-energy between wells.
+energy between wells), with probability `jump_prob`, and otherwise a local move
+z' = sqrt(1 - b^2) z + b eps with b = `local_beta` (preconditioned Crank-Nicolson),
+which pulls a chain into the core of its well. Either is accepted on the ratio of
+exp(-E(G(.)) / T) alone, and costs a forward pass of G and E, no gradient.
 """
 
 import dataclasses
@@ -41,9 +45,16 @@ class SamplerConfig(fields.Section):
   space: str = setting('data', 'Where the chain runs: data (x on E(x), from G(z)) or latent '
                        '(z on E(G(z)) + |z|^2/2, then x = G(z)).', choices=('data', 'latent'))
   proposal: str = setting('langevin', 'How a step proposes: langevin (a gradient step, MALA with '
-                          'metropolis) or prior (latent space: a fresh z ~ N(0, I) accepted by '
-                          'Metropolis-Hastings on exp(-E(G(z)) / T); no gradient, '
-                          'T = noise^2 / (2 step_size)).', choices=('langevin', 'prior'))
+                          'metropolis) or prior (latent space: Metropolis-Hastings on '
+                          'exp(-E(G(z)) / T) with proposals that keep N(0, I), see jump_prob; '
+                          'no gradient, T = noise^2 / (2 step_size)).',
+                          choices=('langevin', 'prior'))
+  jump_prob: float = setting(1.0, 'proposal=prior: the chance that a step draws a fresh '
+                             'z ~ N(0, I) (a jump between modes); otherwise it moves locally, '
+                             'z\' = sqrt(1 - b^2) z + b eps with b = local_beta. 1: every step '
+                             'jumps (independence Metropolis-Hastings).', above=0.0, high=1.0)
+  local_beta: float = setting(0.1, "proposal=prior: the local move's b (see jump_prob).",
+                              above=0.0, high=1.0)
 
   RELATIONS = ((('metropolis', 'step_size', 'noise'),
                 lambda metropolis, step_size, noise: not metropolis or min(step_size, noise) > 0,
@@ -52,21 +63,24 @@ class SamplerConfig(fields.Section):
                 or space == 'latent', '{0}=prior proposes latents z ~ N(0, I): it needs {1}=latent'),
                (('proposal', 'step_size', 'noise'), lambda proposal, step_size, noise:
                 proposal == 'langevin' or min(step_size, noise) > 0,
-                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'))
+                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'),
+               (('jump_prob', 'proposal'), lambda jump_prob, proposal: jump_prob == 1.0
+                or proposal == 'prior', '{0} < 1 mixes in local moves of {1}=prior: set it'))
 
   def describe(self):
     """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for
     the latent space."""
     where = ' in z' if self.space == 'latent' else ''
     if self.proposal == 'prior':
-      return (f'G + {self.steps} independence MH steps{where} '
-              f'(T={temperature(self.step_size, self.noise):g})')
+      moves = ('independence MH steps' if self.jump_prob >= 1 else
+               f'prior MH steps (jump {self.jump_prob:g}, local {self.local_beta:g})')
+      return f'G + {self.steps} {moves}{where} (T={temperature(self.step_size, self.noise):g})'
     return (f'G + {self.steps} {"MALA" if self.metropolis else "Langevin"} steps{where} '
             f'(eta={self.step_size:g}, sigma={self.noise:g})')
 
 
 def temperature(step_size, noise):
-  """T = noise^2 / (2 step_size): the chains sample exp(-E / T) (numbers or tensors)."""
+  """T = noise^2 / (2 step_size), the chains' temperature (numbers or tensors)."""
   return noise**2 / (2.0 * step_size)
 
 
@@ -87,9 +101,14 @@ def run(energy_fn, x_init, rng, sampler, record_every=0):
 
 
 def latent_energy(energy_fn, generator_fn):
-  """U(z) = E(G(z)) + |z|^2 / 2, the latent chain's potential: z [B, latent] -> [B]."""
+  """U(z) = E(G(z)) + |z|^2 / 2, the latent Langevin chain's potential: z [B, latent] -> [B]."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return lambda z: energy_fn(generator_fn(z)) + 0.5 * tf.reduce_sum(tf.square(z), axis=1)
+
+
+def prior_potential(energy_fn, generator_fn):
+  """V(z) = E(G(z)), the prior proposal's potential (its proposals keep N(0, I) themselves)."""
+  return lambda z: energy_fn(generator_fn(z))
 
 
 def start(generator_fn, z, sampler):
@@ -115,10 +134,10 @@ def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_eve
   else:
     potential, low, high = energy_fn, -1.0, 1.0
   if sampler.proposal == 'prior':
-    result = langevin.independence_chain(
-        potential, state, rng, steps,
+    result = langevin.prior_chain(
+        prior_potential(energy_fn, generator_fn), state, rng, steps,
         temperature(pick(step_size, sampler.step_size), pick(noise, sampler.noise)),
-        record_every=record_every)
+        sampler.jump_prob, sampler.local_beta, record_every=record_every)
   else:
     result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
                                pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
