@@ -138,13 +138,21 @@ def _proposal(args, info, space, step_size, noise):
              f'needs both above 0 (got {step_size} and {noise}); pass --langevin_step_size and '
              '--langevin_noise')
   mix = {}
-  for name, default in (('jump_prob', 1.0), ('local_beta', 0.1)):
+  for name, default, low in (('jump_prob', 1.0, 0.0), ('local_beta', 0.1, None)):
     given = getattr(args, f'langevin_{name}')
+    if proposal != 'prior':
+      if given is not None:
+        sys.exit(f'error: --langevin_{name} sets the prior proposal\'s moves; it needs '
+                 '--langevin_proposal prior')
+      continue
     value = settings.get(name, default) if given is None else given
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
-      sys.exit(f'error: the {name} is {value!r}; it must be in (0, 1]: pass --langevin_{name}')
+    where = (f"export.json's langevin.{name}" if given is None else f'--langevin_{name}')
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+        or not (value >= 0 if low == 0 else value > 0) or not value <= 1):
+      sys.exit(f'error: {where} is {value!r}; it must be in {"[0" if low == 0 else "(0"}, 1]: '
+               f'pass --langevin_{name}')
     mix[name] = float(value)
-  return proposal, mix['jump_prob'], mix['local_beta']
+  return proposal, mix.get('jump_prob', 1.0), mix.get('local_beta', 0.1)
 
 
 def _signature_name(space, metropolis, fused, proposal='langevin'):

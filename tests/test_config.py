@@ -82,6 +82,8 @@ def test_flags_are_generated_from_the_fields_with_their_defaults_and_types():
     (dict(latent_dim=2.5), '--latent_dim must be an integer'),
     (dict(jit_compile='yes'), '--jit_compile must be true or false'),
     (dict(langevin_stepz=3), 'unknown setting'),
+    (dict(langevin_jump_prob=1.5), '--langevin_jump_prob must be in [0, 1]'),
+    (dict(train_langevin_local_beta=0.0), '--train_langevin_local_beta must be > 0'),
 ])
 def test_code_and_flags_refuse_the_same_values_with_the_same_message(changes, message):
   with pytest.raises(config_lib.ConfigError) as raised:

@@ -143,6 +143,31 @@ def test_runner_refuses_negative_langevin_settings(exported, tmp_path, flag, val
   assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.parametrize('flags, export_json, message', [
+    (['--langevin_jump_prob', '1.5'], None, '--langevin_jump_prob is 1.5; it must be in [0, 1]'),
+    (['--langevin_jump_prob', 'nan'], None, '--langevin_jump_prob is nan'),
+    (['--langevin_local_beta', '0'], None, '--langevin_local_beta is 0.0; it must be in (0, 1]'),
+    ([], dict(jump_prob='half'), "export.json's langevin.jump_prob is 'half'"),
+    ([], dict(local_beta=None), "export.json's langevin.local_beta is None"),
+])
+def test_runner_refuses_a_bad_prior_mix(exported, tmp_path, flags, export_json, message):
+  """The prior proposal's jump_prob and local_beta, from the flags or export.json."""
+  info = json.loads((exported[1] / 'export.json').read_text())
+  info['langevin'].update(export_json or {})
+  copy = _export_copy(exported, tmp_path, json.dumps(info))
+  line = _error_line(_run(RUNNER, copy / 'model.tflite', '--out', tmp_path / 'out',
+                          '--langevin_space', 'latent', '--langevin_proposal', 'prior', *flags))
+  assert message in line
+  assert not (tmp_path / 'out').exists()
+
+
+def test_runner_refuses_a_prior_mix_flag_without_the_prior_proposal(exported, tmp_path):
+  line = _error_line(_run(RUNNER, exported[1] / 'model.tflite', '--out', tmp_path / 'out',
+                          '--langevin_jump_prob', '0.5'))
+  assert '--langevin_jump_prob' in line and 'needs --langevin_proposal prior' in line
+  assert not (tmp_path / 'out').exists()
+
+
 def _nan_where_positive(v):
   """v [B, 2] -> NaN where v > 0, else v: some samples non-finite, some not."""
   return tf.sqrt(-v) * -tf.sqrt(-v)

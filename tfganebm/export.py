@@ -29,7 +29,8 @@ _NOT_OFFERED = {
 # The run's settings this command may override: the sampler written to export.json as
 # the device's defaults (its grad clip is built into the graphs), and the averaging.
 OVERRIDES = ('langevin_steps', 'langevin_step_size', 'langevin_noise', 'langevin_grad_clip',
-             'langevin_metropolis', 'langevin_space', 'average_checkpoints')
+             'langevin_metropolis', 'langevin_space', 'langevin_proposal', 'langevin_jump_prob',
+             'langevin_local_beta', 'average_checkpoints')
 
 
 def define_flags():

@@ -168,14 +168,16 @@ def prior_step(potential_fn, z, potential, noise, uniform, temperature, beta=1.0
     z, potential: the current states and V(z) [B].
     noise: [B, latent] standard normal; uniform: [B] in [0, 1).
     temperature: T > 0 (a number or scalar tensor).
-    beta: the proposal's step, in (0, 1]: a number, a scalar or a [B] tensor (one per chain).
+    beta: the proposal's step, in (0, 1] (clipped to [0, 1]): a number, a scalar or a [B]
+      tensor (one per chain).
 
   Returns:
     (z, potential, accepted [B] bool) after the step; z' is accepted with probability
     min(1, exp((V(z) - V(z')) / T)).
   """
-  beta = tf.reshape(tf.cast(beta, tf.float32), [-1, 1])  # [1, 1] or [B, 1]
-  proposal = tf.sqrt(tf.maximum(1.0 - tf.square(beta), 0.0)) * z + beta * noise
+  # Clipped: beta > 1 would not keep N(0, I), and the acceptance below relies on it.
+  beta = tf.clip_by_value(tf.reshape(tf.cast(beta, tf.float32), [-1, 1]), 0.0, 1.0)
+  proposal = tf.sqrt(1.0 - tf.square(beta)) * z + beta * noise
   proposal_potential = potential_fn(proposal)
   accepted = tf.math.log(uniform) < (potential - proposal_potential) / temperature
   return (tf.where(tf.reshape(accepted, [-1, 1]), proposal, z),
@@ -188,12 +190,13 @@ def prior_betas(uniform, jump_prob, local_beta):
   return tf.where(uniform < jump_prob, 1.0, local_beta)
 
 
-def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, local_beta=1.0,
+def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, local_beta=0.1,
                 record_every=0):
   """`steps` of `prior_step` from `z_init` [B, latent], drawing from `rng`.
 
-  At each step each chain jumps (a fresh z' ~ N(0, I)) with probability `jump_prob`
-  and otherwise moves locally with beta = `local_beta`; a mixture of kernels that each
+  At each step each chain jumps (a fresh z' ~ N(0, I)) with probability `jump_prob` (a
+  python number in [0, 1]) and otherwise moves locally with beta = `local_beta`; a mixture
+  of kernels that each
   keep the target keeps it too. A step costs one forward pass of G and E and no
   gradient; a jump reaches any mode G reaches, so a chain never has to cross the flat
   energy between wells, and the local moves pull it into the core of its well, which
@@ -206,7 +209,9 @@ def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, lo
 
   def step(state):
     z, potential = state
-    betas = prior_betas(rng.uniform(tf.shape(potential)), jump_prob, local_beta)
+    # Pure jumps draw no choice: their stream is independence MH's, as before the mix.
+    betas = (1.0 if jump_prob >= 1 else
+             prior_betas(rng.uniform(tf.shape(potential)), jump_prob, local_beta))
     z, potential, _ = prior_step(potential_fn, z, potential, rng.normal(tf.shape(z)),
                                  rng.uniform(tf.shape(potential)), temperature, betas)
     return z, potential

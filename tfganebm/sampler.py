@@ -52,9 +52,10 @@ class SamplerConfig(fields.Section):
   jump_prob: float = setting(1.0, 'proposal=prior: the chance that a step draws a fresh '
                              'z ~ N(0, I) (a jump between modes); otherwise it moves locally, '
                              'z\' = sqrt(1 - b^2) z + b eps with b = local_beta. 1: every step '
-                             'jumps (independence Metropolis-Hastings).', above=0.0, high=1.0)
-  local_beta: float = setting(0.1, "proposal=prior: the local move's b (see jump_prob).",
-                              above=0.0, high=1.0)
+                             'jumps (independence Metropolis-Hastings), 0: local moves only. '
+                             'Ignored by proposal=langevin.', low=0.0, high=1.0)
+  local_beta: float = setting(0.1, "proposal=prior: the local move's b, in (0, 1] (see "
+                              'jump_prob).', above=0.0, high=1.0)
 
   RELATIONS = ((('metropolis', 'step_size', 'noise'),
                 lambda metropolis, step_size, noise: not metropolis or min(step_size, noise) > 0,
@@ -63,9 +64,7 @@ class SamplerConfig(fields.Section):
                 or space == 'latent', '{0}=prior proposes latents z ~ N(0, I): it needs {1}=latent'),
                (('proposal', 'step_size', 'noise'), lambda proposal, step_size, noise:
                 proposal == 'langevin' or min(step_size, noise) > 0,
-                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'),
-               (('jump_prob', 'proposal'), lambda jump_prob, proposal: jump_prob == 1.0
-                or proposal == 'prior', '{0} < 1 mixes in local moves of {1}=prior: set it'))
+                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'))
 
   def describe(self):
     """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for

@@ -224,7 +224,9 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
                averaged_steps=None if averaged is None else [int(s) for s in averaged],
                dataset=config.data.dataset,
                num_samples=num_samples, seed=seed, num_reference=num_reference,
-               scored_against='training data', primary=PRIMARY[kind])
+               scored_against='training data', primary=PRIMARY[kind],
+               proposal=config.sampler.proposal, jump_prob=config.sampler.jump_prob,
+               local_beta=config.sampler.local_beta)
   json_path, csv_path = os.path.join(out, SWEEP_JSON), os.path.join(out, SWEEP_CSV)
   if os.path.exists(json_path):
     import json  # pylint: disable=g-import-not-at-top
