@@ -129,7 +129,7 @@ def quality_against_steps(path, result, metric_names, title=''):
   Args:
     result: `evaluation.quality_against_steps`'s dict (rows, floor, optional baseline, label).
   """
-  fig = figure.Figure(figsize=(4.2 * len(metric_names), 3.6))
+  fig = figure.Figure(figsize=(4.2 * len(metric_names), 3.9))
   axes = np.atleast_1d(fig.subplots(1, len(metric_names)))
   steps = [row['steps'] for row in result['rows']]
   # k = 0 on a log axis: drawn at half the first positive k, labelled 0.
@@ -154,9 +154,12 @@ def quality_against_steps(path, result, metric_names, title=''):
     ax.set_title(CURVE_LABELS.get(name, name), fontsize=10)
     if name in ('sliced_wasserstein', 'mmd2', 'fid', 'kid') and np.nanmin(values) > 0:
       ax.set_yscale('log')
-  axes[0].legend(fontsize=8)
+  # One legend under the panels, where it covers no curve.
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', ncol=len(labels), fontsize=8, frameon=False)
   fig.suptitle(title, fontsize=11)
-  _save(fig, path)
+  fig.tight_layout(rect=(0, 0.08, 1, 1))
+  fig.savefig(path, dpi=90, format='png')
 
 
 def _setting_label(row, names):
