@@ -137,22 +137,24 @@ def _proposal(args, info, space, step_size, noise):
     sys.exit('error: --langevin_proposal prior runs at temperature noise^2 / (2 step_size): it '
              f'needs both above 0 (got {step_size} and {noise}); pass --langevin_step_size and '
              '--langevin_noise')
-  mix = {}
-  for name, default, low in (('jump_prob', 1.0, 0.0), ('local_beta', 0.1, None)):
+  # (name, default, its range, the check): the prior proposal's mix, as SamplerConfig's.
+  mix = [('jump_prob', 1.0, '[0, 1]', lambda v: 0 <= v <= 1),
+         ('local_beta', 0.1, '(0, 1]', lambda v: 0 < v <= 1)]
+  values = []
+  for name, default, bounds, valid in mix:
     given = getattr(args, f'langevin_{name}')
     if proposal != 'prior':
       if given is not None:
         sys.exit(f'error: --langevin_{name} sets the prior proposal\'s moves; it needs '
                  '--langevin_proposal prior')
+      values.append(default)
       continue
     value = settings.get(name, default) if given is None else given
-    where = (f"export.json's langevin.{name}" if given is None else f'--langevin_{name}')
-    if (not isinstance(value, (int, float)) or isinstance(value, bool)
-        or not (value >= 0 if low == 0 else value > 0) or not value <= 1):
-      sys.exit(f'error: {where} is {value!r}; it must be in {"[0" if low == 0 else "(0"}, 1]: '
-               f'pass --langevin_{name}')
-    mix[name] = float(value)
-  return proposal, mix.get('jump_prob', 1.0), mix.get('local_beta', 0.1)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not valid(value):
+      where = f"export.json's langevin.{name}" if given is None else f'--langevin_{name}'
+      sys.exit(f'error: {where} is {value!r}; it must be in {bounds}: pass --langevin_{name}')
+    values.append(float(value))
+  return (proposal, *values)
 
 
 def _signature_name(space, metropolis, fused, proposal='langevin'):

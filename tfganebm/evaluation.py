@@ -123,12 +123,12 @@ def _chain_function(model, sampler):
   `rng` (reset it to seed a draw). The step count and the scalars are tensors, so every segment of a
   chain and every cell of a sweep reuse one trace."""
   functions = _CHAIN_FUNCTIONS.setdefault(model, {})
-  # Only the graph-shaping settings matter (the scalars come in as tensors); step size and
-  # noise of 1 pass the checks that a MALA or prior-proposal config makes of them.
-  shape = sampler_lib.SamplerConfig(**{name: getattr(sampler, name) for name in _GRAPH_SETTINGS},
-                                    step_size=1.0, noise=1.0)
-  key = tuple(getattr(shape, name) for name in _GRAPH_SETTINGS)
+  key = tuple(getattr(sampler, name) for name in _GRAPH_SETTINGS)
   if key not in functions:
+    # Only the graph-shaping settings matter (the scalars come in as tensors); step size and
+    # noise of 1 pass the checks that a MALA or prior-proposal config makes of them.
+    shape = sampler_lib.SamplerConfig(**dict(zip(_GRAPH_SETTINGS, key)), step_size=1.0,
+                                      noise=1.0)
     rng = tf.random.Generator.from_seed(0, alg='philox')
     model_ref = weakref.ref(model)  # the cache must not keep the model alive
 

@@ -196,9 +196,8 @@ def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, lo
 
   At each step each chain jumps (a fresh z' ~ N(0, I)) with probability `jump_prob` (a
   python number in [0, 1]) and otherwise moves locally with beta = `local_beta`; a mixture
-  of kernels that each
-  keep the target keeps it too. A step costs one forward pass of G and E and no
-  gradient; a jump reaches any mode G reaches, so a chain never has to cross the flat
+  of kernels that each keep the target keeps it too. A step costs one forward pass of G
+  and E and no gradient; a jump reaches any mode G reaches, so a chain never has to cross the flat
   energy between wells, and the local moves pull it into the core of its well, which
   fresh draws from a blurred G hit rarely.
 

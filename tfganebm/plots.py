@@ -20,9 +20,9 @@ def _scatter(ax, x, title, color):
   ax.set_aspect('equal')
 
 
-def _save(fig, path):
-  """Saves to a path or a binary file object, as PNG."""
-  fig.tight_layout()
+def _save(fig, path, rect=(0, 0, 1, 1)):
+  """Saves to a path or a binary file object, as PNG; the panels laid out inside `rect`."""
+  fig.tight_layout(rect=rect)
   fig.savefig(path, dpi=90, format='png')
 
 
@@ -158,8 +158,7 @@ def quality_against_steps(path, result, metric_names, title=''):
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='lower center', ncol=len(labels), fontsize=8, frameon=False)
   fig.suptitle(title, fontsize=11)
-  fig.tight_layout(rect=(0, 0.08, 1, 1))
-  fig.savefig(path, dpi=90, format='png')
+  _save(fig, path, rect=(0, 0.08, 1, 1))  # the bottom strip holds the legend
 
 
 def _setting_label(row, names):

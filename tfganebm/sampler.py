@@ -128,16 +128,16 @@ def advance(energy_fn, generator_fn, state, rng, sampler, steps=None, record_eve
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top  (TensorFlow)
   steps = sampler.steps if steps is None else steps
   pick = lambda given, own: own if given is None else given
-  if sampler.space == 'latent':
-    potential, low, high = latent_energy(energy_fn, generator_fn), None, None
-  else:
-    potential, low, high = energy_fn, -1.0, 1.0
   if sampler.proposal == 'prior':
     result = langevin.prior_chain(
         prior_potential(energy_fn, generator_fn), state, rng, steps,
         temperature(pick(step_size, sampler.step_size), pick(noise, sampler.noise)),
         sampler.jump_prob, sampler.local_beta, record_every=record_every)
   else:
+    if sampler.space == 'latent':
+      potential, low, high = latent_energy(energy_fn, generator_fn), None, None
+    else:
+      potential, low, high = energy_fn, -1.0, 1.0
     result = langevin.langevin(potential, state, rng, steps, pick(step_size, sampler.step_size),
                                pick(noise, sampler.noise), pick(grad_clip, sampler.grad_clip),
                                low=low, high=high, record_every=record_every,
