@@ -122,7 +122,8 @@ def _signature_module(model, data_shape, grad_clip):
     return tf.while_loop(lambda i, _: i < tf.shape(noise)[0],
                          lambda i, s: (i + 1, body(i, s)), (0, state))[1]
 
-  # Every loop is an explicit tf.while_loop: no autograph (it was half of the export's time).
+  # Every loop is an explicit tf.while_loop: no autograph (converting the Keras calls took
+  # 1.5 s of a 10 s export).
   signature = functools.partial(tf.function, autograph=False)
 
   class Signatures(tf.Module):
