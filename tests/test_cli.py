@@ -106,6 +106,43 @@ def test_export_refuses_a_directory_that_is_not_a_run(tmp_path):
   assert not (tmp_path / 'out').exists()
 
 
+def _run_noting_tensorflow(module, *args):
+  """`python -m module args`, its stderr ending with whether TensorFlow was imported."""
+  code = ('import atexit, runpy, sys\n'
+          'atexit.register(lambda: print("tensorflow imported:", "tensorflow" in sys.modules, '
+          'file=sys.stderr))\n'
+          f'sys.argv = [{module!r}, *{list(args)!r}]\n'
+          f'runpy.run_module({module!r}, run_name="__main__", alter_sys=True)\n')
+  return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                        timeout=600, check=False)
+
+
+@pytest.mark.parametrize('module, args, says', [
+    ('tfganebm.sample', ['--workdir={d}/missing', '--out={d}/out'], 'flags.txt'),
+    ('tfganebm.sample', ['--workdir={d}/run', '--out={d}/run'], 'write over the run'),
+    ('tfganebm.sample', ['--workdir={d}/run', '--out={d}/out', '--langevin_steps=3'],
+     'no checkpoint'),
+    ('tfganebm.export', ['--workdir={d}/run', '--out={d}/run/flags.txt'], 'existing file'),
+    ('tfganebm.export', ['--workdir={d}/missing', '--out={d}/out'], 'flags.txt'),
+    ('tfganebm.train', ['--workdir={d}/run/flags.txt'], 'is a file'),
+    ('tfganebm.train', ['--workdir={d}/locked'], 'in use'),
+])
+def test_a_bad_workdir_or_out_is_refused_before_tensorflow_loads(tmp_path, module, args, says):
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  run = tmp_path / 'run'  # a run's config without a checkpoint
+  run.mkdir()
+  workdir_lib.write_config(str(run), config_lib.Config())
+  (run / 'flags.txt').write_text('--dataset=moons\n')
+  (tmp_path / 'locked').mkdir()
+  with workdir_lib.Lock(str(tmp_path / 'locked')):
+    result = _run_noting_tensorflow(module, *(a.format(d=tmp_path) for a in args))
+  lines = _error_lines(result)
+  assert result.returncode != 0 and lines[-1] == 'tensorflow imported: False', result.stderr
+  assert lines[-2].startswith('error:') and says in lines[-2], lines
+  assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.parametrize('value, says', [('int4', 'takes none'),
                                          ('float16', 'not offered'),
                                          ('none,dynamic_range', 'not offered')])

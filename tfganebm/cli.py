@@ -192,10 +192,18 @@ def train_main(argv):
   import json  # pylint: disable=g-import-not-at-top
   import logging as std_logging  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after flag checks)
+  from tfganebm import distribute  # pylint: disable=g-import-not-at-top
+  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  config = config_from_flags(flags.FLAGS)
+  try:  # refused before TensorFlow's import; `training.train` checks both again
+    workdir_lib.check_writable(config.run.workdir)
+    if distribute.is_chief():  # the other workers of a multi-worker run take no lock
+      workdir_lib.check_free(config.run.workdir)
+  except workdir_lib.WorkdirError as e:
+    sys.exit(f'error: {e}')
+  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after these checks)
   # tf.distribute logs every collective it sets up at INFO; keep the progress lines readable.
   std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
-  config = config_from_flags(flags.FLAGS)
   try:
     result = training.train(config)
   except training.Interrupted as e:

@@ -59,9 +59,11 @@ def main(argv):
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
   from tfganebm import exporting  # pylint: disable=g-import-not-at-top
   from tfganebm import workdir  # pylint: disable=g-import-not-at-top
+  overrides = cli.overrides(OVERRIDES)
   try:
+    exporting.preflight(FLAGS.workdir, FLAGS.out, FLAGS.overwrite, overrides)
     info = exporting.export_run(FLAGS.workdir, FLAGS.out, FLAGS.quantize, FLAGS.overwrite,
-                                cli.overrides(OVERRIDES))
+                                overrides)
   except (workdir.LoadError, exporting.ExportError) as e:
     sys.exit(f'error: {e}')
   logging.info('exported %s to %s: %s', FLAGS.workdir, FLAGS.out, info['tflite_bytes'])

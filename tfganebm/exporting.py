@@ -734,6 +734,20 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
   return info
 
 
+def preflight(run_dir, out, overwrite=False, overrides=None):
+  """The checks of `export_run` that need no TensorFlow (the workdir's config and
+  checkpoint files, --out), in its order: the command refuses a bad --workdir or --out
+  before importing TensorFlow. `export_run` makes them all again.
+
+  Raises:
+    workdir.LoadError, ExportError.
+  """
+  from tfganebm import workdir  # pylint: disable=g-import-not-at-top
+  workdir.check_output(run_dir, out)
+  workdir.preflight(run_dir, overrides)
+  _check_out(out, overwrite, run_dir)
+
+
 def export_run(run_dir, out, quantize=('none',), overwrite=False, overrides=None):
   """What `python -m tfganebm.export` does: exports the trained run in `run_dir` (G and E,
   averaged as its config or `overrides` say) to `out`; see `export`.

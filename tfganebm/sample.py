@@ -61,8 +61,6 @@ def _valid_steps(values):
 def main(argv):
   if len(argv) > 1:
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
-  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
-  from tfganebm import images  # pylint: disable=g-import-not-at-top
   from tfganebm import workdir  # pylint: disable=g-import-not-at-top
   overrides = cli.overrides(OVERRIDES)
   steps = sorted({int(v) for v in FLAGS.langevin_steps or ()})
@@ -71,6 +69,15 @@ def main(argv):
   if FLAGS.baseline and len(steps) < 2:
     sys.exit('error: --baseline is drawn in the quality-against-steps plot; give it with a '
              'list of --langevin_steps, e.g. 0,5,10,20,50,100')
+  try:  # what can be refused without TensorFlow, before its import
+    workdir.check_output(FLAGS.workdir, FLAGS.out)
+    workdir.preflight(FLAGS.workdir, overrides)
+    if FLAGS.baseline:
+      workdir.preflight(FLAGS.baseline)
+  except workdir.LoadError as e:
+    sys.exit(f'error: {e}')
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  from tfganebm import images  # pylint: disable=g-import-not-at-top
   try:
     result = evaluation.sample_run(FLAGS.workdir, FLAGS.out, FLAGS.num_samples, FLAGS.seed,
                                    overrides, steps_list=steps if len(steps) > 1 else None,

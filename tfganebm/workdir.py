@@ -76,9 +76,7 @@ class Lock:
           raise
         if time.monotonic() > deadline:
           os.close(self._fd)
-          raise WorkdirError(f'{workdir} is in use by another tfganebm process (PID '
-                             f'{_read_pid(self.path)}); wait for it to finish or use another '
-                             '--workdir') from None
+          raise WorkdirError(_in_use(workdir, _read_pid(self.path))) from None
         time.sleep(0.05)
     os.ftruncate(self._fd, 0)
     os.write(self._fd, f'{os.getpid()}\n'.encode())
@@ -94,6 +92,19 @@ class Lock:
 
   def __exit__(self, *unused):
     self.release()
+
+
+def _in_use(workdir, pid):
+  return (f'{workdir} is in use by another tfganebm process (PID {pid}); wait for it to '
+          'finish or use another --workdir')
+
+
+def check_free(workdir):
+  """Raises WorkdirError when another process holds `workdir`'s lock (a probe: `Lock`
+  takes it for real)."""
+  pid = holder(workdir)
+  if pid is not None:
+    raise WorkdirError(_in_use(workdir, pid))
 
 
 def _read_pid(path):
@@ -324,6 +335,35 @@ def check_output(workdir, out):
                       'choose an --out outside the workdir')
 
 
+def _no_checkpoint(workdir):
+  return f'no checkpoint in {checkpoint_dir(workdir)}; train first (python -m tfganebm.train ...)'
+
+
+def preflight(workdir, overrides=None):
+  """The checks of `load_run` that need no TensorFlow: its config, the overrides, and
+  checkpoint files at all. The commands run them before importing TensorFlow, so a bad
+  --workdir is refused in a fraction of a second rather than after its import.
+
+  Returns:
+    The run's config with `overrides`.
+
+  Raises:
+    LoadError: no config, an unreadable one, a bad override, or no checkpoint files.
+  """
+  try:
+    config = read_config(workdir)
+    if config is None:
+      raise LoadError(f'no {CONFIG_FILE} or {FLAGS_FILE} in {workdir}; --workdir must be a '
+                      'directory written by tfganebm.train')
+    config = config.override(**(overrides or {}))
+  except ValueError as e:  # WorkdirError, ConfigError
+    raise LoadError(str(e)) from e
+  directory = checkpoint_dir(workdir)
+  if not checkpoint_steps(workdir) and not os.path.exists(os.path.join(directory, 'checkpoint')):
+    raise LoadError(_no_checkpoint(workdir))  # nothing that `latest_checkpoint` could find
+  return config
+
+
 def load_run(workdir, overrides=None):
   """The model of `workdir` for inference, and its config.
 
@@ -344,19 +384,14 @@ def load_run(workdir, overrides=None):
     LoadError: no config, an unreadable one, a bad override, no checkpoint, or a
       checkpoint that does not fit the networks of the config.
   """
+  config = preflight(workdir, overrides)
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
   try:
-    config = read_config(workdir)
-    if config is None:
-      raise LoadError(f'no {CONFIG_FILE} or {FLAGS_FILE} in {workdir}; --workdir must be a '
-                      'directory written by tfganebm.train')
-    config = config.override(**(overrides or {}))
     latest = latest_checkpoint(workdir)
-  except ValueError as e:  # WorkdirError, ConfigError
+  except WorkdirError as e:
     raise LoadError(str(e)) from e
   if latest is None:
-    raise LoadError(f'no checkpoint in {checkpoint_dir(workdir)}; '
-                    'train first (python -m tfganebm.train ...)')
+    raise LoadError(_no_checkpoint(workdir))
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   generator = None
   if config.pretrained.generator:  # G from the copy the run keeps of the user's file
