@@ -132,3 +132,14 @@ def test_silu_and_its_gradient_are_tensorflows():
           if isinstance(layer, keras.layers.Activation)] == [networks.silu] * 3
   clone = keras.Sequential.from_config(energy.get_config())  # and it serializes
   assert clone.layers[1].activation is networks.silu
+
+
+def test_portable_energy_has_tensorflows_silu_and_the_same_values():
+  energy = networks.mlp_energy((2,), units=(8, 8))
+  x = tf.random.stateless_uniform([16, 2], [1, 2], -1, 1)
+  copy = networks.portable(energy)
+  assert copy is not energy and networks.silu not in [getattr(layer, 'activation', None)
+                                                      for layer in copy.layers]
+  np.testing.assert_allclose(copy(x), energy(x), rtol=1e-6)
+  generator = networks.mlp_generator(4, (2,))
+  assert networks.portable(generator) is generator  # nothing to replace

@@ -85,6 +85,24 @@ class Pack(keras.layers.Layer):
     return {**super().get_config(), 'num': self.num}
 
 
+def portable(network):
+  """`network` with TensorFlow's SiLU in place of `silu` (the same values; its gradient
+  computes the sigmoid again) and the same weights, for a .keras file that Keras opens
+  without tfganebm; `network` itself when it has no `silu`."""
+  if not any(getattr(layer, 'activation', None) is silu for layer in network.layers):
+    return network
+
+  def clone(layer):
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.Activation) and layer.activation is silu:
+      config['activation'] = 'silu'
+    return layer.__class__.from_config(config)
+
+  copy = keras.models.clone_model(network, clone_function=clone)
+  copy.set_weights(network.get_weights())
+  return copy
+
+
 def _pack_or_none(pack):
   return [Pack(pack)] if pack > 1 else []
 
