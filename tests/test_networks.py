@@ -1,6 +1,5 @@
 """Network builders: shapes, ranges and the constraints their options promise."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -117,29 +116,3 @@ def test_pack_groups_consecutive_samples():
     changed = tf.concat([x[:1] + 1.0, x[1:]], 0)
     logits, changed_logits = d(x).numpy(), d(changed).numpy()
     assert logits[0] != changed_logits[0] and logits[1] == changed_logits[1]
-
-
-def test_silu_and_its_gradient_are_tensorflows():
-  x = tf.constant(np.concatenate([np.linspace(-30, 30, 601), [-88.0, 88.0]]), tf.float32)
-  with tf.GradientTape(persistent=True) as tape:
-    tape.watch(x)
-    ours, theirs = networks.silu(x), tf.nn.silu(x)
-  np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(tape.gradient(ours, x), tape.gradient(theirs, x), rtol=1e-5,
-                             atol=1e-6)
-  energy = networks.conv_energy((8, 8, 1), units=(4, 4))  # E's builders use it
-  assert [layer.activation for layer in energy.layers
-          if isinstance(layer, keras.layers.Activation)] == [networks.silu] * 3
-  clone = keras.Sequential.from_config(energy.get_config())  # and it serializes
-  assert clone.layers[1].activation is networks.silu
-
-
-def test_portable_energy_has_tensorflows_silu_and_the_same_values():
-  energy = networks.mlp_energy((2,), units=(8, 8))
-  x = tf.random.stateless_uniform([16, 2], [1, 2], -1, 1)
-  copy = networks.portable(energy)
-  assert copy is not energy and networks.silu not in [getattr(layer, 'activation', None)
-                                                      for layer in copy.layers]
-  np.testing.assert_allclose(copy(x), energy(x), rtol=1e-6)
-  generator = networks.mlp_generator(4, (2,))
-  assert networks.portable(generator) is generator  # nothing to replace

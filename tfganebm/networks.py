@@ -10,22 +10,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
-
-
-@tf.custom_gradient
-def _silu(x):
-  sigmoid = tf.sigmoid(x)
-  y = x * sigmoid
-  return y, lambda dy: dy * (sigmoid + y * (1.0 - sigmoid))
-
-
-@keras.saving.register_keras_serializable('tfganebm')
-def silu(x):
-  """x * sigmoid(x), E's activation. Its gradient reuses the forward pass's sigmoid,
-  which TensorFlow's SiLU computes again: E's input gradient runs at every Langevin step
-  (tools/benchmark_speed.py: the report's MNIST chain about 15 % faster)."""
-  return _silu(x)
 
 
 @keras.saving.register_keras_serializable('tfganebm')
@@ -85,24 +69,6 @@ class Pack(keras.layers.Layer):
     return {**super().get_config(), 'num': self.num}
 
 
-def portable(network):
-  """`network` with TensorFlow's SiLU in place of `silu` (the same values; its gradient
-  computes the sigmoid again) and the same weights, for a .keras file that Keras opens
-  without tfganebm; `network` itself when it has no `silu`."""
-  if not any(getattr(layer, 'activation', None) is silu for layer in network.layers):
-    return network
-
-  def clone(layer):
-    config = layer.get_config()
-    if isinstance(layer, keras.layers.Activation) and layer.activation is silu:
-      config['activation'] = 'silu'
-    return layer.__class__.from_config(config)
-
-  copy = keras.models.clone_model(network, clone_function=clone)
-  copy.set_weights(network.get_weights())
-  return copy
-
-
 def _pack_or_none(pack):
   return [Pack(pack)] if pack > 1 else []
 
@@ -146,7 +112,7 @@ def mlp_discriminator(data_shape, units=(32, 32, 16, 8), batch_norm=True, pack=1
 
 
 def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batch_norm=False,
-               fourier_features=0, fourier_scale=4.0, activation=silu):
+               fourier_features=0, fourier_scale=4.0):
   """E: x [B, *data_shape] -> energy [B, 1] (low = likely).
 
   Report, 4.4: 6 Dense layers with SiLU. `batch_norm` adds BatchNorm after the
@@ -155,7 +121,6 @@ def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batc
   batch statistics, and BatchNorm's input gradient does not export to builtin
   TFLite ops. SiLU keeps grad_x E smooth, which Langevin needs.
   `fourier_features` > 0 prepends `FourierFeatures(fourier_features, fourier_scale)`.
-  `activation`: SiLU (`silu`); another only to measure against it.
   """
   layers = [keras.Input(data_shape), keras.layers.Flatten()]
   if fourier_features:
@@ -164,18 +129,17 @@ def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batc
     layers.append(_dense(width, spectral_norm))
     if batch_norm and i >= len(units) - 2:
       layers.append(keras.layers.BatchNormalization())
-    layers.append(keras.layers.Activation(activation))
+    layers.append(keras.layers.Activation('silu'))
   layers.append(_dense(1, spectral_norm))
   return keras.Sequential(layers, name='energy')
 
 
 def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_norm=False,
-                fourier_features=0, fourier_scale=None, dense_units=64, activation=silu):
+                fourier_features=0, fourier_scale=None, dense_units=64):
   """E for images: x [B, H, W, C] in [-1, 1] -> energy [B, 1].
 
   Report, 4.4: 4 conv layers and 2 dense layers with SiLU: Conv2D(units[0], 5, stride 2),
-  then Conv2D(u, 3, stride 2) for the rest, Dense(dense_units), Dense(1). `activation`:
-  SiLU (`silu`); another only to measure against it.
+  then Conv2D(u, 3, stride 2) for the rest, Dense(dense_units), Dense(1).
   """
   del fourier_scale
   if fourier_features or batch_norm:
@@ -184,9 +148,9 @@ def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_n
   for i, filters in enumerate(units):
     conv = keras.layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding='same')
     layers += [keras.layers.SpectralNormalization(conv) if spectral_norm else conv,
-               keras.layers.Activation(activation)]
+               keras.layers.Activation('silu')]
   layers += [keras.layers.Flatten(), _dense(dense_units, spectral_norm),
-             keras.layers.Activation(activation), _dense(1, spectral_norm)]
+             keras.layers.Activation('silu'), _dense(1, spectral_norm)]
   return keras.Sequential(layers, name='energy')
 
 

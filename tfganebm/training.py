@@ -14,7 +14,6 @@ from tfganebm import distribute
 from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
-from tfganebm import networks
 from tfganebm import pretrained
 from tfganebm import workdir as workdir_lib
 
@@ -398,6 +397,6 @@ def _save_keras(model, workdir):
       continue  # a user's SavedModel G: its copy in the workdir is the file to use
     try:
       with files.atomic_path(os.path.join(workdir, f'{name}.keras')) as path:
-        networks.portable(network).save(path)  # opened by Keras alone
+        network.save(path)
     except (OSError, ValueError, TypeError, NotImplementedError) as e:  # a layer Keras cannot save
       logging.warning('%s.keras not written: %s', name, str(e).splitlines()[0] if str(e) else e)

@@ -43,7 +43,6 @@ from tfganebm import config as config_lib
 from tfganebm import data
 from tfganebm import langevin
 from tfganebm import model as model_lib
-from tfganebm import networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,37 +103,6 @@ def matmul_peak(n=2048, repeats=10):
   a = tf.random.normal([n, n])
   multiply = tf.function(lambda a: tf.matmul(a, a))
   return 2.0 * n**3 * _median_rate(lambda: multiply(a).numpy(), 1, repeats)
-
-
-def silu_gain(config, steps=20, repeats=15):
-  """Chain steps/s of the report's image E with our SiLU (its gradient reuses the forward's
-  sigmoid) over the same E with TensorFlow's (which computes the sigmoid again), same
-  weights and batch, graph mode, the two timed alternately so that both see the same load."""
-  shape = data.shape_of(config.data.dataset)
-  energies = [networks.conv_energy(shape, config.networks.energy_units, activation=activation)
-              for activation in (networks.silu, 'silu')]
-  energies[1].set_weights(energies[0].get_weights())
-  x = tf.random.uniform([config.train.batch_size, *shape], -1.0, 1.0)
-  sampler = config.train_sampler
-
-  def chain(energy):
-    body = lambda i, y: (i + 1, langevin.langevin_step(
-        lambda v: energy(v, training=False), y, tf.random.normal(tf.shape(y)),
-        sampler.step_size, sampler.noise))
-    compiled = tf.function(lambda y: tf.while_loop(lambda i, _: i < steps, body, (0, y))[1],
-                           autograph=False)
-    return lambda: compiled(x).numpy()
-
-  ours_chain, theirs_chain = (chain(energy) for energy in energies)
-  ours_chain(), theirs_chain()
-  ratios = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    ours_chain()
-    middle = time.perf_counter()
-    theirs_chain()
-    ratios.append((time.perf_counter() - middle) / (middle - start))
-  return statistics.median(ratios)
 
 
 def ours(config, modes=('xla', 'graph', 'eager'), steps_per_block=20, repeats=15):
@@ -313,8 +281,6 @@ def summary(args):
   achieved = chain_rate * 64 * flops
   print(f'MNIST chain: {flops / 1e6:.2f} MFLOP per sample and step x 64 x {chain_rate:.0f} '
         f'steps/s = {achieved / 1e9:.1f} GFLOP/s')
-  print(f'MNIST chain with our SiLU over TensorFlow\'s (same E, alternating): '
-        f'x{silu_gain(make_config("mnist", data_dir=args.data_dir)):.2f}')
   if args.memory:
     memory(args)
   print(f'load average at the end {os.getloadavg()[0]:.2f}')
