@@ -743,8 +743,7 @@ def preflight(run_dir, out, overwrite=False, overrides=None):
     workdir.LoadError, ExportError.
   """
   from tfganebm import workdir  # pylint: disable=g-import-not-at-top
-  workdir.check_output(run_dir, out)
-  workdir.preflight(run_dir, overrides)
+  workdir.preflight(run_dir, overrides, out=out)
   _check_out(out, overwrite, run_dir)
 
 

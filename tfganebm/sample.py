@@ -70,8 +70,7 @@ def main(argv):
     sys.exit('error: --baseline is drawn in the quality-against-steps plot; give it with a '
              'list of --langevin_steps, e.g. 0,5,10,20,50,100')
   try:  # what can be refused without TensorFlow, before its import
-    workdir.check_output(FLAGS.workdir, FLAGS.out)
-    workdir.preflight(FLAGS.workdir, overrides)
+    workdir.preflight(FLAGS.workdir, overrides, out=FLAGS.out)
     if FLAGS.baseline:
       workdir.preflight(FLAGS.baseline)
   except workdir.LoadError as e:

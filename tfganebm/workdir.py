@@ -339,17 +339,21 @@ def _no_checkpoint(workdir):
   return f'no checkpoint in {checkpoint_dir(workdir)}; train first (python -m tfganebm.train ...)'
 
 
-def preflight(workdir, overrides=None):
+def preflight(workdir, overrides=None, out=None):
   """The checks of `load_run` that need no TensorFlow: its config, the overrides, and
-  checkpoint files at all. The commands run them before importing TensorFlow, so a bad
-  --workdir is refused in a fraction of a second rather than after its import.
+  checkpoint files at all; with `out`, `check_output` first. The commands run them before
+  importing TensorFlow, so a bad --workdir or --out is refused in a fraction of a second
+  rather than after its import.
 
   Returns:
     The run's config with `overrides`.
 
   Raises:
-    LoadError: no config, an unreadable one, a bad override, or no checkpoint files.
+    LoadError: `out` refused, no config, an unreadable one, a bad override, or no
+      checkpoint files.
   """
+  if out is not None:
+    check_output(workdir, out)
   try:
     config = read_config(workdir)
     if config is None:
