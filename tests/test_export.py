@@ -410,21 +410,6 @@ def test_export_refuses_non_finite_weights_before_writing(exported, tmp_path, ne
   assert not os.listdir(tmp_path)
 
 
-@pytest.mark.parametrize('size, kernel_size', [(28, 5), (14, 3), (7, 3), (4, 3), (9, 4)])
-def test_stride_two_transpose_is_the_input_gradient_of_a_strided_convolution(size, kernel_size):
-  rng = np.random.default_rng(size)
-  x = tf.constant(rng.standard_normal((3, size, size, 2)), tf.float32)
-  kernel = tf.constant(rng.standard_normal((kernel_size, kernel_size, 2, 5)), tf.float32)
-  y = tf.nn.conv2d(x, kernel, 2, 'SAME')
-  dy = tf.constant(rng.standard_normal(y.shape), tf.float32)
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    total = tf.reduce_sum(tf.nn.conv2d(x, kernel, 2, 'SAME') * dy)
-  pad = (max((y.shape[1] - 1) * 2 + kernel_size - size, 0)) // 2
-  np.testing.assert_allclose(exporting.stride_two_transpose(dy, kernel, pad, (size, size)),
-                             tape.gradient(total, x), atol=1e-4)
-
-
 def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_model(tmp_path,
                                                                                    capsys):
   """DCGAN G and the conv E: LiteRT's file has no TRANSPOSE_CONV (whose dynamic output shape

@@ -150,6 +150,11 @@ class RunConfig(fields.Section):
   tpu: str = setting('', 'TPU address or name for --strategy=tpu.')
   cpu_replicas: int = setting(1, 'With --strategy=mirrored and no GPU: logical CPU replicas.',
                               low=1)
+  chain_groups: int = setting(0, "Training's Langevin chains run their batch as this many "
+                              'groups side by side, one CPU core each (TF then runs each op on '
+                              'one thread); the result is the same up to float rounding. 0: '
+                              'the number of cores for a run on CPU without XLA '
+                              '(--nojit_compile) and the default strategy, else 1.', low=0)
   deterministic: bool = setting(False, 'tf.config.experimental.enable_op_determinism(): '
                                 'bit-identical reruns (the step then runs without XLA).')
   mixed_precision: bool = setting(False, 'mixed_bfloat16 for G and D (GPU/TPU); E and Langevin '

@@ -271,62 +271,13 @@ class LatentPotential:
     return energy + 0.5 * tf.reduce_sum(tf.square(z), axis=1), grad + z
 
 
-def _same_pad_before(in_size, out_size, kernel_size):
-  """Rows of zeros a stride-2 'same' convolution pads before its input."""
-  return max((out_size - 1) * 2 + kernel_size - in_size, 0) // 2
-
-
-def stride_two_transpose(dy, kernel, pad_before, out_hw):
-  """The transpose of a stride-2 2D convolution, as a stride-1 convolution and depth_to_space.
-
-  For y = conv2d(x, kernel [K, K, C_in, C_out], stride 2, `pad_before` rows and columns of
-  zeros before x [B, H, W, C_in]), returns the transposed convolution of dy [B, n, n, C_out]
-  (its gradient with respect to x) as [B, H, W, C_in]. Each of the 4 output phases
-  (row and column parity) sums a few input taps, so one stride-1 convolution with 4 C_in
-  channels computes all of them, and depth_to_space interleaves them. The result is
-  exact. Unlike TRANSPOSE_CONV, whose output shape follows the dynamic batch, these ops run
-  under LiteRT's XNNPACK CPU kernels on every thread.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  size, _, channels_in, channels_out = kernel.shape
-  taps = {}  # (phase, offset of the dy row) -> kernel row
-  for phase in (0, 1):
-    for k in range(size):
-      if (k - phase - pad_before) % 2 == 0:
-        taps[(phase, -(k - phase - pad_before) // 2)] = k
-  low, high = min(d for _, d in taps), max(d for _, d in taps)
-  zeros = tf.zeros([channels_out, channels_in], kernel.dtype)
-  rows = []
-  for dh in range(low, high + 1):
-    row = []
-    for dw in range(low, high + 1):
-      phases = []
-      for a in (0, 1):
-        for b in (0, 1):
-          kh, kw = taps.get((a, dh)), taps.get((b, dw))
-          phases.append(zeros if kh is None or kw is None else tf.transpose(kernel[kh, kw]))
-      row.append(tf.concat(phases, axis=1))  # [C_out, 4 C_in], depth_to_space's order
-    rows.append(tf.stack(row))
-  padded = tf.pad(dy, [[0, 0], [-low, high], [-low, high], [0, 0]])
-  y = tf.nn.depth_to_space(tf.nn.conv2d(padded, tf.stack(rows), 1, 'VALID'), 2)
-  return y[:, :out_hw[0], :out_hw[1], :]
-
-
-def _plain_2d(layer):
-  """A stride-2 'same' 2D (transposed) convolution with a square kernel: the kind
-  `stride_two_transpose` writes; every other layer keeps its own op."""
-  kernel = getattr(layer, 'kernel_size', (0, 1))
-  return (tuple(layer.strides) == (2, 2) and layer.padding == 'same'
-          and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == 'channels_last'
-          and kernel[0] == kernel[1] and getattr(layer, 'groups', 1) == 1)
-
-
 def _has_stride_two_convolutions(model):
   import keras  # pylint: disable=g-import-not-at-top
+  from tfganebm import chain_energy  # pylint: disable=g-import-not-at-top  (TensorFlow)
   networks = [model.generator] + ([model.energy] if model.energy is not None else [])
   return any(isinstance(getattr(layer, 'layer', layer), (keras.layers.Conv2D,
                                                           keras.layers.Conv2DTranspose))
-             and _plain_2d(getattr(layer, 'layer', layer))
+             and chain_energy.plain_2d(getattr(layer, 'layer', layer))
              for network in networks for layer in getattr(network, 'layers', []))
 
 
@@ -338,34 +289,37 @@ def _xnnpack_convolutions():
   XNNPACK, on one thread: at batch 64 it made LiteRT slower than TensorFlow."""
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfganebm import chain_energy  # pylint: disable=g-import-not-at-top
   conv_op = keras.layers.Conv2D.convolution_op
   transpose_call = keras.layers.Conv2DTranspose.call
 
   def convolution_op(self, inputs, kernel):
     height, width = inputs.shape[1], inputs.shape[2]
-    if not (isinstance(self, keras.layers.Conv2D) and _plain_2d(self) and height and width):
+    if not (isinstance(self, keras.layers.Conv2D) and chain_energy.plain_2d(self) and height
+            and width):
       return conv_op(self, inputs, kernel)
     size = kernel.shape[0]
-    pad = _same_pad_before(height, -(-height // 2), size)
-    if pad != _same_pad_before(width, -(-width // 2), size):
+    pad = chain_energy.same_pad_before(height, -(-height // 2), size)
+    if pad != chain_energy.same_pad_before(width, -(-width // 2), size):
       return conv_op(self, inputs, kernel)  # rows and columns padded unalike
     kernel = tf.convert_to_tensor(kernel)
 
     @tf.custom_gradient
     def convolve(x):
       return (tf.nn.conv2d(x, kernel, 2, 'SAME'),
-              lambda dy: stride_two_transpose(dy, kernel, pad, (height, width)))
+              lambda dy: chain_energy.stride_two_transpose(dy, kernel, pad, (height, width)))
 
     return convolve(inputs)
 
   def call(self, inputs):
-    if not (_plain_2d(self) and self.output_padding is None and inputs.shape[1]
+    if not (chain_energy.plain_2d(self) and self.output_padding is None and inputs.shape[1]
             and inputs.shape[2]):
       return transpose_call(self, inputs)
     size = inputs.shape[1]
-    outputs = stride_two_transpose(inputs, tf.convert_to_tensor(self.kernel),
-                                   _same_pad_before(2 * size, size, self.kernel.shape[0]),
-                                   (2 * size, 2 * inputs.shape[2]))
+    outputs = chain_energy.stride_two_transpose(
+        inputs, tf.convert_to_tensor(self.kernel),
+        chain_energy.same_pad_before(2 * size, size, self.kernel.shape[0]),
+        (2 * size, 2 * inputs.shape[2]))
     if self.use_bias:
       outputs = outputs + self.bias
     return self.activation(outputs) if self.activation is not None else outputs

@@ -121,6 +121,9 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
     [steps // record_every + 1, B, ...], starting with x_init.
   """
   x_init = tf.convert_to_tensor(x_init, tf.float32)
+  prepared = getattr(energy_fn, 'prepared', None)
+  if prepared is not None:  # a chain_energy.ChainEnergy: its loop-invariant work, once
+    energy_fn = prepared()
   if metropolis:
     if any(isinstance(v, (int, float)) and v <= 0 for v in (step_size, noise)):
       raise ValueError(f'Metropolis-adjusted Langevin needs step size > 0 and noise > 0, got '

@@ -8,6 +8,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from tfganebm import chain_energy
 from tfganebm import config as config_lib
 from tfganebm import data
 from tfganebm import distribute
@@ -138,6 +139,14 @@ def _boundaries(start, end, *periods):
   return sorted(s for s in stops if start < s <= end)
 
 
+def uses_xla(run):
+  """Whether the train step of a run (`RunConfig`) is XLA-compiled: --jit_compile on one device
+  (a step whose variables live on several devices cannot be compiled, and MirroredStrategy
+  on one GPU calls a compiled step without its replica context: the buffer's writes then
+  fail in merge_call), and not --deterministic (op determinism does not cover XLA)."""
+  return run.jit_compile and run.strategy in ('default', 'one_device') and not run.deterministic
+
+
 def train(config):
   """Trains (or resumes) the run of `config` in `config.run.workdir`, then evaluates it.
 
@@ -152,6 +161,12 @@ def train(config):
     Interrupted: Ctrl-C during training (a RunError that says where it stopped).
   """
   workdir = config.run.workdir
+  # Before TF runs an op: the threads that let the chains' groups run side by side.
+  groups = chain_energy.resolve_groups(config.run, uses_xla(config.run))
+  if not chain_energy.configure_threads(groups):
+    logging.warning('TensorFlow ran before train(): its intra-op threads stay as they were, '
+                    'so the %d chain groups do not run side by side (--chain_groups=1 turns '
+                    'them off)', groups)
   chief = distribute.is_chief()
   try:
     workdir_lib.check_writable(workdir)
@@ -236,14 +251,12 @@ def _train_locked(config, dataset, chief, source=None):
   strategy = distribute.make_strategy(run.strategy, run.tpu, run.cpu_replicas)
   if run.deterministic:
     tf.config.experimental.enable_op_determinism()
-  # XLA only on one device: a step whose variables live on several devices cannot be
-  # compiled, and MirroredStrategy on one GPU calls a compiled step without its replica
-  # context (the buffer's writes then fail in merge_call). Op determinism does not cover XLA.
-  jit_compile = (run.jit_compile and run.strategy in ('default', 'one_device')
-                 and not run.deterministic)
-  logging.info('training with %d replicas (--strategy=%s%s%s)', strategy.num_replicas_in_sync,
+  jit_compile = uses_xla(run)
+  groups = chain_energy.resolve_groups(run, jit_compile) if config.use_energy else 1
+  logging.info('training with %d replicas (--strategy=%s%s%s%s)', strategy.num_replicas_in_sync,
                run.strategy, ', mixed precision' if run.mixed_precision else '',
-               ', XLA' if jit_compile else '')
+               ', XLA' if jit_compile else '',
+               f', chains in {groups} groups' if groups > 1 else '')
   generator = None
   if source is not None:
     generator = lambda: pretrained.load(source, data_shape, config.pretrained.generator_range,

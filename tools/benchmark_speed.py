@@ -39,6 +39,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np
 import tensorflow as tf
 
+from tfganebm import chain_energy
 from tfganebm import config as config_lib
 from tfganebm import data
 from tfganebm import langevin
@@ -106,14 +107,25 @@ def matmul_peak(n=2048, repeats=10):
 
 
 def ours(config, modes=('xla', 'graph', 'eager'), steps_per_block=20, repeats=15):
-  """({mode: (train steps/s, Langevin steps/s)}, chain FLOPs per sample)."""
+  """({mode: (train steps/s, Langevin steps/s)}, chain FLOPs per sample).
+
+  'graph' runs the chains in one group (`--chain_groups=1`), with this process's threads;
+  'groups' is the graph step as a CPU run makes it by default: the chains in one group
+  per core, with TF's intra-op threads set to 1 (`chain_energy`), measured in a child
+  process, whose threads can still be set.
+  """
   loaded = data.load(config.data.dataset, config.data.num_examples, None, config.run.seed,
                      config.data.data_dir, download=False)
   x_real = tf.constant(data.to_unit_range(loaded.train[:config.train.batch_size]))
   results = {}
   flops = None
   for mode in modes:
-    model = model_lib.build(config.override(jit_compile=mode == 'xla'), loaded.shape)
+    if mode == 'groups':
+      results[mode] = _ours_in_child(config, chain_energy.cpu_cores(), repeats)
+      continue
+    model = model_lib.build(config.override(jit_compile=mode == 'xla',
+                                            chain_groups=config.run.chain_groups or 1),
+                            loaded.shape)
     flops = chain_flops_per_sample(model.energy)
     x = model.generator(tf.random.normal([config.train.batch_size, config.networks.latent_dim]))
     kwargs = dict(steps=steps_per_block, step_size=config.train_sampler.step_size,
@@ -129,8 +141,8 @@ def ours(config, modes=('xla', 'graph', 'eager'), steps_per_block=20, repeats=15
         return y.numpy()
       train_rate = float('nan')  # an eager train step runs 60 chained eager gradients: skipped
     else:
-      compiled = tf.function(lambda y: langevin.langevin(model.energy_of, y, model.rng, **kwargs,
-                                                         metropolis=metropolis),
+      compiled = tf.function(lambda y: langevin.langevin(model.chain_energy, y, model.rng,
+                                                         **kwargs, metropolis=metropolis),
                              jit_compile=mode == 'xla')
       chain = lambda: compiled(x).numpy()
       train_step = tf.function(model.train_step, jit_compile=mode == 'xla')
@@ -142,6 +154,28 @@ def ours(config, modes=('xla', 'graph', 'eager'), steps_per_block=20, repeats=15
       train_rate = _median_rate(train_block, 10, repeats)
     results[mode] = (train_rate, _median_rate(chain, steps_per_block, repeats))
   return results, flops
+
+
+def _ours_in_child(config, groups, repeats):
+  """(train steps/s, Langevin steps/s) of the graph step with `groups` chain groups, in a
+  child process that sets TF's threads for them before its first op."""
+  result = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), '--child_groups', str(groups),
+       '--child_config', json.dumps(config.to_dict()), '--child_repeats', str(repeats)],
+      capture_output=True, text=True, check=False)
+  if result.returncode != 0:
+    last = (result.stderr.strip().splitlines() or ['no output'])[-1]
+    sys.exit(f'error: the {groups}-group measurement failed: {last}')
+  return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _child(args):
+  if not chain_energy.configure_threads(args.child_groups):
+    sys.exit('error: TensorFlow ran before the threads were set')
+  config = config_lib.Config.from_dict(json.loads(args.child_config))
+  results, _ = ours(config.override(chain_groups=args.child_groups), modes=('graph',),
+                    repeats=args.child_repeats)
+  print(json.dumps(results['graph']))
 
 
 def peer(path, python, config, threads, iters=200):
@@ -241,7 +275,8 @@ def _print_rows(rows):
 def _best(rows):
   """Our fastest compiled mode by training speed: XLA for the 2D MLPs; on CPU, TF's oneDNN
   graph kernels beat XLA's for the conv E of images."""
-  return max((name for name in rows if name in ('tfganebm xla', 'tfganebm graph')),
+  return max((name for name in rows
+              if name in ('tfganebm xla', 'tfganebm graph', 'tfganebm groups')),
              key=lambda name: rows[name][0])
 
 
@@ -274,7 +309,7 @@ def summary(args):
   moons, _ = benchmark(make_config('moons', energy_units='16,32,64,64,64'), args,
                        modes=('xla', 'graph'), peer_threads=(2,))
   mnist, flops = benchmark(make_config('mnist', data_dir=args.data_dir), args,
-                           modes=('xla', 'graph'), peer_threads=(2,))
+                           modes=('xla', 'graph', 'groups'), peer_threads=(2,))
   peer_name = 'peer torch eager, 2 thread(s)'
   ratio = lambda rows: rows[_best(rows)][0] / rows[peer_name][0]
   chain_rate = mnist[_best(mnist)][1]
@@ -307,7 +342,13 @@ def main():
                       help='also the peak resident memory of whole moons and MNIST runs')
   parser.add_argument('--memory_train_steps', type=int, default=1000,
                       help='training steps of the --memory runs (default 1000)')
+  parser.add_argument('--child_groups', type=int, default=0, help=argparse.SUPPRESS)
+  parser.add_argument('--child_config', default='', help=argparse.SUPPRESS)
+  parser.add_argument('--child_repeats', type=int, default=15, help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.child_groups:
+    _child(args)
+    return
   if args.peer and not os.path.isfile(args.peer):
     sys.exit(f'error: --peer {args.peer} is not a file; give the path of seed_torch.py')
   if args.summary and not args.peer:
@@ -318,8 +359,10 @@ def main():
   if args.summary:
     summary(args)
   else:
-    benchmark(make_config(args.dataset, args.data_dir, args.batch_size, args.energy_units,
-                          args.metropolis), args)
+    config = make_config(args.dataset, args.data_dir, args.batch_size, args.energy_units,
+                         args.metropolis)
+    benchmark(config, args, modes=('xla', 'graph', 'eager') + (
+        ('groups',) if chain_energy.resolve_groups(config.run, False) > 1 else ()))
     if args.memory:
       memory(args)
     print(f'load average at the end {os.getloadavg()[0]:.2f}')

@@ -1,0 +1,100 @@
+"""E and grad_x E for the chains: stride-2 input gradients as stride-1 convolutions, groups."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfganebm import chain_energy
+from tfganebm import data
+from tfganebm import model as model_lib
+from tfganebm import networks
+
+
+@pytest.mark.parametrize('size, kernel_size', [(28, 5), (14, 3), (7, 3), (4, 3), (9, 4)])
+def test_stride_two_transpose_is_the_input_gradient_of_a_strided_convolution(size, kernel_size):
+  rng = np.random.default_rng(size)
+  x = tf.constant(rng.standard_normal((3, size, size, 2)), tf.float32)
+  kernel = tf.constant(rng.standard_normal((kernel_size, kernel_size, 2, 5)), tf.float32)
+  y = tf.nn.conv2d(x, kernel, 2, 'SAME')
+  dy = tf.constant(rng.standard_normal(y.shape), tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    total = tf.reduce_sum(tf.nn.conv2d(x, kernel, 2, 'SAME') * dy)
+  expected = tape.gradient(total, x)
+  pad = chain_energy.same_pad_before(size, y.shape[1], kernel_size)
+  np.testing.assert_allclose(chain_energy.stride_two_transpose(dy, kernel, pad, (size, size)),
+                             expected, atol=1e-4)
+  phases = chain_energy.phase_kernel(kernel, pad)  # made once, used for many calls
+  np.testing.assert_allclose(
+      chain_energy.stride_two_transpose(dy, kernel, pad, (size, size), phases), expected,
+      atol=1e-4)
+
+
+def _tape(energy, x):
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    values = tf.reshape(energy(x, training=False), [-1])
+    total = tf.reduce_sum(values)
+  return values, tape.gradient(total, x)
+
+
+@pytest.mark.parametrize('groups', [1, 2, 3])
+@pytest.mark.parametrize('image', [True, False])
+def test_chain_energy_is_e_and_its_input_gradient(groups, image):
+  """Prepared (the first convolution's input gradient as stride_two_transpose) or not, in
+  groups that do not divide the batch: the same energies and gradients as a tape on E."""
+  tf.random.set_seed(0)
+  if image:
+    energy = networks.conv_energy((28, 28, 1), units=(8, 16))
+    x = tf.random.uniform([7, 28, 28, 1], -1, 1)
+  else:
+    energy = networks.mlp_energy((2,), units=(16, 16))
+    x = tf.random.uniform([7, 2], -1, 1)
+  expected = _tape(energy, x)
+  chain = chain_energy.ChainEnergy(energy, groups)
+  prepared = chain.prepared()
+  assert len(prepared._phases) == (1 if image else 0)  # pylint: disable=protected-access
+  for fn in (chain, prepared):
+    values, grad = fn.value_and_gradient(x)
+    np.testing.assert_allclose(values, expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, expected[1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fn(x), expected[0], rtol=1e-5, atol=1e-6)
+  compiled = tf.function(lambda x: prepared.value_and_gradient(x)[1])  # graph mode
+  np.testing.assert_allclose(compiled(x), expected[1], rtol=1e-4, atol=1e-6)
+
+
+def test_chain_energy_leaves_a_wrapped_convolution_its_own_op():
+  energy = networks.conv_energy((28, 28, 1), units=(4, 8), spectral_norm=True)
+  assert not chain_energy.ChainEnergy(energy).prepared()._phases  # pylint: disable=protected-access
+
+
+def test_a_train_step_in_chain_groups_is_the_step_in_one(tiny):
+  """The step's chains in 3 groups (batch 32: 11, 11, 10) update the networks as in one."""
+  train, _ = data.load_points('moons', 256, None, 0)
+  x_real = tf.constant(train.x[:32])
+  weights = []
+  for groups in (1, 3):
+    model = model_lib.build(tiny(chain_groups=groups), (2,))
+    assert model.chain_energy.groups == groups
+    model.train_step(x_real)
+    weights.append([w.numpy() for n in (model.generator, model.discriminator, model.energy)
+                    for w in n.weights])
+  for one, three in zip(*weights):
+    np.testing.assert_allclose(three, one, rtol=1e-4, atol=1e-5)
+
+
+def test_groups_default_to_the_cores_for_a_graph_step_on_cpu(tiny):
+  cores = chain_energy.cpu_cores()
+  assert chain_energy.resolve_groups(tiny().run, jit_compile=False) == cores
+  assert chain_energy.resolve_groups(tiny().run, jit_compile=True) == 1
+  assert chain_energy.resolve_groups(tiny(strategy='mirrored').run, jit_compile=False) == 1
+  assert chain_energy.resolve_groups(tiny(chain_groups=3).run, jit_compile=True) == 3
+
+
+def test_threads_set_too_late_are_reported(monkeypatch):
+  def refuse(_):
+    raise RuntimeError('Intra op parallelism cannot be modified after initialization.')
+  monkeypatch.setattr(tf.config.threading, 'get_intra_op_parallelism_threads', lambda: 0)
+  monkeypatch.setattr(tf.config.threading, 'set_intra_op_parallelism_threads', refuse)
+  assert not chain_energy.configure_threads(2)
+  assert chain_energy.configure_threads(1)  # one group needs nothing

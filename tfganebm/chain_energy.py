@@ -1,0 +1,194 @@
+"""E as the Langevin chains use it: E(x) and grad_x E(x), computed faster than autodiff does.
+
+Two changes to how the gradient is computed, neither to what it is:
+
+- **Stride-2 convolutions' input gradients as stride-1 convolutions.** The input gradient
+  of a stride-2 'same' Conv2D is a stride-2 transposed convolution. CPU kernels run it
+  slowly when its output has few channels: for the conv E's first layer (1 -> 16 channels,
+  5 x 5) TF's oneDNN `Conv2DBackpropInput` took 0.41 ms at batch 32 on one core, a third of
+  the chain's time. `stride_two_transpose` writes it as one stride-1 convolution over the
+  four output phases and a `depth_to_space` (0.14 ms). The export writes the same form
+  for LiteRT.
+- **Groups of chains that run concurrently.** On a CPU, the chain's small convolutions
+  gain little from splitting each op across cores (2 cores: x1.1). With `groups` > 1 the
+  batch is cut into that many groups whose E and gradient are separate ops; with TF's
+  intra-op threads set to 1 (`configure_threads`), the inter-op pool runs the groups side
+  by side, one core each. Each sample's gradient depends on that sample alone, so the
+  result is the same as for one group, up to float rounding.
+"""
+
+import os
+
+import tensorflow as tf
+import keras
+
+
+def same_pad_before(in_size, out_size, kernel_size):
+  """Rows of zeros a stride-2 'same' convolution pads before its input."""
+  return max((out_size - 1) * 2 + kernel_size - in_size, 0) // 2
+
+
+def plain_2d(layer):
+  """A stride-2 'same' 2D (transposed) convolution with a square kernel: the kind
+  `stride_two_transpose` writes; every other layer keeps its own op."""
+  kernel = getattr(layer, 'kernel_size', (0, 1))
+  return (tuple(layer.strides) == (2, 2) and layer.padding == 'same'
+          and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == 'channels_last'
+          and kernel[0] == kernel[1] and getattr(layer, 'groups', 1) == 1)
+
+
+def phase_kernel(kernel, pad_before):
+  """`stride_two_transpose`'s stride-1 kernel for `kernel` [K, K, C_in, C_out]: (the kernel
+  [n, n, C_out, 4 C_in], the first and last offsets of the dy rows it reads)."""
+  size, _, channels_in, channels_out = kernel.shape
+  taps = {}  # (phase, offset of the dy row) -> kernel row
+  for phase in (0, 1):
+    for k in range(size):
+      if (k - phase - pad_before) % 2 == 0:
+        taps[(phase, -(k - phase - pad_before) // 2)] = k
+  low, high = min(d for _, d in taps), max(d for _, d in taps)
+  zeros = tf.zeros([channels_out, channels_in], kernel.dtype)
+  rows = []
+  for dh in range(low, high + 1):
+    row = []
+    for dw in range(low, high + 1):
+      phases = []
+      for a in (0, 1):
+        for b in (0, 1):
+          kh, kw = taps.get((a, dh)), taps.get((b, dw))
+          phases.append(zeros if kh is None or kw is None else tf.transpose(kernel[kh, kw]))
+      row.append(tf.concat(phases, axis=1))  # [C_out, 4 C_in], depth_to_space's order
+    rows.append(tf.stack(row))
+  return tf.stack(rows), low, high
+
+
+def stride_two_transpose(dy, kernel, pad_before, out_hw, phases=None):
+  """The transpose of a stride-2 2D convolution, as a stride-1 convolution and depth_to_space.
+
+  For y = conv2d(x, kernel [K, K, C_in, C_out], stride 2, `pad_before` rows and columns of
+  zeros before x [B, H, W, C_in]), returns the transposed convolution of dy [B, n, n, C_out]
+  (its gradient with respect to x) as [B, H, W, C_in]. Each of the 4 output phases
+  (row and column parity) sums a few input taps, so one stride-1 convolution with 4 C_in
+  channels computes all of them, and depth_to_space interleaves them. The result is
+  exact. Unlike TRANSPOSE_CONV, whose output shape follows the dynamic batch, these ops run
+  under LiteRT's XNNPACK CPU kernels on every thread; on TF's CPU kernels they are faster
+  than `Conv2DBackpropInput` when C_in is small. `phases`: `phase_kernel(kernel,
+  pad_before)`, when the caller made it once for many calls.
+  """
+  stacked, low, high = phases or phase_kernel(kernel, pad_before)
+  padded = tf.pad(dy, [[0, 0], [-low, high], [-low, high], [0, 0]])
+  y = tf.nn.depth_to_space(tf.nn.conv2d(padded, stacked, 1, 'VALID'), 2)
+  return y[:, :out_hw[0], :out_hw[1], :]
+
+
+# Input channels up to which a chain writes a stride-2 convolution's input gradient as
+# `stride_two_transpose`: measured at batch 32 on one core (oneDNN), 1 -> 16 channels 5 x 5:
+# 0.14 ms against 0.41; 16 -> 32 and wider 3 x 3: no faster.
+PHASE_MAX_CHANNELS = 4
+
+
+class ChainEnergy:
+  """E for the chains: `chain_energy(x)` -> E(x) [B]; `value_and_gradient(x)` -> (E(x) [B],
+  grad_x E(x)), in `groups` concurrent groups of the batch. Inference mode (E's BatchNorm,
+  if any, uses its moving statistics). Only for gradients with respect to x: E's weights
+  get none.
+
+  `prepared()`, called where the chain starts (inside its tf.function, before its loop),
+  reads the weights the chain holds fixed and writes the stride-2 convolutions with few
+  input channels (an image E's first layer) so that their input gradient is
+  `stride_two_transpose` with the kernel made there, once per chain.
+  """
+
+  def __init__(self, energy, groups=1, phases=None):
+    self.energy = energy
+    self.groups = max(int(groups), 1)
+    self._layers = list(energy.layers) if isinstance(energy, keras.Sequential) else None
+    self._phases = phases or {}  # layer index -> (kernel, pad, phase_kernel(kernel, pad))
+
+  def prepared(self):
+    phases = {}
+    for index, layer in enumerate(self._layers or []):
+      if not (type(layer) is keras.layers.Conv2D and plain_2d(layer)):  # pylint: disable=unidiomatic-typecheck
+        continue
+      _, height, width, channels = layer.input.shape
+      size = layer.kernel.shape[0]
+      pad = same_pad_before(height, -(-height // 2), size)
+      if channels <= PHASE_MAX_CHANNELS and pad == same_pad_before(width, -(-width // 2), size):
+        kernel = tf.convert_to_tensor(layer.kernel)
+        phases[index] = (kernel, pad, phase_kernel(kernel, pad))
+    return ChainEnergy(self.energy, self.groups, phases)
+
+  def _forward(self, x):
+    if self._layers is None:
+      return tf.reshape(self.energy(x, training=False), [-1])
+    h = x
+    for index, layer in enumerate(self._layers):
+      if index not in self._phases:
+        h = layer(h, training=False)
+        continue
+      kernel, pad, phases = self._phases[index]
+      out_hw = h.shape[1:3]
+
+      @tf.custom_gradient
+      def convolve(x, kernel=kernel, pad=pad, phases=phases, out_hw=out_hw):
+        return (tf.nn.conv2d(x, kernel, 2, 'SAME'),
+                lambda dy: stride_two_transpose(dy, kernel, pad, out_hw, phases))
+
+      h = convolve(h)
+      if layer.use_bias:
+        h = h + layer.bias
+      if layer.activation is not None:
+        h = layer.activation(h)
+    return tf.reshape(h, [-1])
+
+  def __call__(self, x):
+    return self._forward(x)
+
+  def _value_and_gradient(self, x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      energy = self._forward(x)
+      total = tf.reduce_sum(energy)
+    return energy, tape.gradient(total, x)
+
+  def value_and_gradient(self, x):
+    if self.groups == 1:
+      return self._value_and_gradient(x)
+    size = tf.shape(x)[0]
+    # Sizes differing by at most one, summing to the batch (Hermite's identity).
+    sizes = tf.stack([(size + i) // self.groups for i in range(self.groups)])
+    parts = [self._value_and_gradient(part) for part in tf.split(x, sizes, num=self.groups)]
+    return (tf.concat([energy for energy, _ in parts], 0),
+            tf.concat([grad for _, grad in parts], 0))
+
+
+def cpu_cores():
+  """Cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def resolve_groups(run, jit_compile):
+  """The chain groups of a run (`RunConfig`): --chain_groups, or for 0, the cores on a
+  CPU-only machine when the step runs as a graph (not XLA, whose one compiled cluster runs
+  its ops in order) under the default strategy; else 1."""
+  if run.chain_groups:
+    return run.chain_groups
+  if jit_compile or run.strategy != 'default' or tf.config.list_physical_devices('GPU'):
+    return 1
+  return cpu_cores()
+
+
+def configure_threads(groups):
+  """With groups > 1: TF's intra-op threads 1, so that the inter-op pool (one thread per
+  core) runs the groups side by side, one core each. Takes effect only before TF runs its
+  first op in the process; returns False when it came too late (the groups then still
+  give the same result, only without the speed)."""
+  if groups > 1 and tf.config.threading.get_intra_op_parallelism_threads() != 1:
+    try:
+      tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError:  # TF already ran ops in this process (a library caller, tests)
+      return False
+  return True
