@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfganebm import chain_energy
 from tfganebm import data
+from tfganebm import langevin
 from tfganebm import model as model_lib
 from tfganebm import networks
 
@@ -83,12 +84,35 @@ def test_a_train_step_in_chain_groups_is_the_step_in_one(tiny):
     np.testing.assert_allclose(three, one, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(bool(tf.config.list_physical_devices('GPU')), reason='CPU rule')
 def test_groups_default_to_the_cores_for_a_graph_step_on_cpu(tiny):
   cores = chain_energy.cpu_cores()
-  assert chain_energy.resolve_groups(tiny().run, jit_compile=False) == cores
-  assert chain_energy.resolve_groups(tiny().run, jit_compile=True) == 1
-  assert chain_energy.resolve_groups(tiny(strategy='mirrored').run, jit_compile=False) == 1
-  assert chain_energy.resolve_groups(tiny(chain_groups=3).run, jit_compile=True) == 3
+  assert chain_energy.resolve_groups(tiny(), jit_compile=False) == min(cores, 32 // 8)
+  assert chain_energy.resolve_groups(tiny(batch_size=8), jit_compile=False) == 1
+  assert chain_energy.resolve_groups(tiny(), jit_compile=True) == 1
+  assert chain_energy.resolve_groups(tiny(strategy='mirrored'), jit_compile=False) == 1
+  assert chain_energy.resolve_groups(tiny(chain_groups=3), jit_compile=True) == 3
+  assert chain_energy.resolve_groups(tiny(chain_groups=50), jit_compile=True) == 32  # the batch
+  assert chain_energy.resolve_groups(tiny(model='gan'), jit_compile=False) == 1  # no chains
+  assert chain_energy.resolve_groups(tiny(train_langevin_space='latent', buffer_reuse_prob=0.0),
+                                     jit_compile=False) == 1  # chains in z, not on E alone
+
+
+def test_a_conv_chain_in_more_groups_than_samples_is_the_plain_chain():
+  """langevin.langevin prepares the ChainEnergy before its loop (the first convolution's
+  phase gradient) and never makes an empty group: 4 groups for 3 chains, in a tf.function,
+  give the chain that a tape on E gives, on the same noise."""
+  tf.random.set_seed(1)
+  energy = networks.conv_energy((28, 28, 1), units=(8, 16))
+  x = tf.random.uniform([3, 28, 28, 1], -1, 1)
+  energy_of = lambda x: tf.reshape(energy(x, training=False), [-1])
+
+  def chain(fn):
+    rng = tf.random.Generator.from_seed(5, alg='philox')
+    return tf.function(lambda x: langevin.langevin(fn, x, rng, 4, 1.0, 0.01, grad_clip=1.0))(x)
+
+  np.testing.assert_allclose(chain(chain_energy.ChainEnergy(energy, 4)), chain(energy_of),
+                             atol=1e-5)
 
 
 def test_threads_set_too_late_are_reported(monkeypatch):
@@ -96,5 +120,8 @@ def test_threads_set_too_late_are_reported(monkeypatch):
     raise RuntimeError('Intra op parallelism cannot be modified after initialization.')
   monkeypatch.setattr(tf.config.threading, 'get_intra_op_parallelism_threads', lambda: 0)
   monkeypatch.setattr(tf.config.threading, 'set_intra_op_parallelism_threads', refuse)
+  monkeypatch.setenv('TF_NUM_INTRAOP_THREADS', '2')
   assert not chain_energy.configure_threads(2)
+  monkeypatch.setenv('TF_NUM_INTRAOP_THREADS', '1')  # one thread per op already
+  assert chain_energy.configure_threads(2)
   assert chain_energy.configure_threads(1)  # one group needs nothing

@@ -152,12 +152,13 @@ class ChainEnergy:
     return energy, tape.gradient(total, x)
 
   def value_and_gradient(self, x):
-    if self.groups == 1:
+    groups = min(self.groups, x.shape[0] or self.groups)  # no empty group (a replica's batch)
+    if groups == 1:
       return self._value_and_gradient(x)
     size = tf.shape(x)[0]
     # Sizes differing by at most one, summing to the batch (Hermite's identity).
-    sizes = tf.stack([(size + i) // self.groups for i in range(self.groups)])
-    parts = [self._value_and_gradient(part) for part in tf.split(x, sizes, num=self.groups)]
+    sizes = tf.stack([(size + i) // groups for i in range(groups)])
+    parts = [self._value_and_gradient(part) for part in tf.split(x, sizes, num=groups)]
     return (tf.concat([energy for energy, _ in parts], 0),
             tf.concat([grad for _, grad in parts], 0))
 
@@ -170,15 +171,23 @@ def cpu_cores():
     return os.cpu_count() or 1
 
 
-def resolve_groups(run, jit_compile):
-  """The chain groups of a run (`RunConfig`): --chain_groups, or for 0, the cores on a
-  CPU-only machine when the step runs as a graph (not XLA, whose one compiled cluster runs
-  its ops in order) under the default strategy; else 1."""
+# The fewest samples a group gets by default: smaller groups gain nothing on a many-core CPU.
+MIN_GROUP = 8
+
+
+def resolve_groups(config, jit_compile):
+  """The chain groups of a run's training chains: 1 without data-space chains (no E, or
+  latent chains); --chain_groups, at most the batch; for 0, one per core (at least
+  `MIN_GROUP` samples each) on a CPU-only machine when the step runs as a graph (not XLA,
+  whose one compiled cluster runs its ops in order) under the default strategy; else 1."""
+  run, batch = config.run, config.train.batch_size
+  if not config.use_energy or config.train_sampler.space != 'data':
+    return 1
   if run.chain_groups:
-    return run.chain_groups
+    return min(run.chain_groups, batch)
   if jit_compile or run.strategy != 'default' or tf.config.list_physical_devices('GPU'):
     return 1
-  return cpu_cores()
+  return max(1, min(cpu_cores(), batch // MIN_GROUP))
 
 
 def configure_threads(groups):
@@ -186,7 +195,9 @@ def configure_threads(groups):
   core) runs the groups side by side, one core each. Takes effect only before TF runs its
   first op in the process; returns False when it came too late (the groups then still
   give the same result, only without the speed)."""
-  if groups > 1 and tf.config.threading.get_intra_op_parallelism_threads() != 1:
+  current = (tf.config.threading.get_intra_op_parallelism_threads()
+              or int(os.environ.get('TF_NUM_INTRAOP_THREADS') or 0))
+  if groups > 1 and current != 1:
     try:
       tf.config.threading.set_intra_op_parallelism_threads(1)
     except RuntimeError:  # TF already ran ops in this process (a library caller, tests)

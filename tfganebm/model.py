@@ -234,8 +234,7 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
                      seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
                      gd_updates=train.gd_updates, sampler=config.train_sampler,
                      train_generator=config.train_generator, gan_target=train.gan_target,
-                     chain_groups=chain_energy.resolve_groups(config.run,
-                                                              config.run.jit_compile))
+                     chain_groups=chain_energy.resolve_groups(config, config.run.jit_compile))
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
       model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
                     d_optimizer=adam(train.gd_learning_rate, 0.5),

@@ -162,11 +162,13 @@ def train(config):
   """
   workdir = config.run.workdir
   # Before TF runs an op: the threads that let the chains' groups run side by side.
-  groups = chain_energy.resolve_groups(config.run, uses_xla(config.run))
+  groups = chain_energy.resolve_groups(config, uses_xla(config.run))
   if not chain_energy.configure_threads(groups):
-    logging.warning('TensorFlow ran before train(): its intra-op threads stay as they were, '
-                    'so the %d chain groups do not run side by side (--chain_groups=1 turns '
-                    'them off)', groups)
+    if not config.run.chain_groups:
+      groups = 1  # groups that share every core for each op would only be slower
+    logging.warning('TensorFlow ran before train() (or TF_NUM_INTRAOP_THREADS is set): its '
+                    'intra-op threads stay as they were, so the training chains run in %d '
+                    'group(s) that do not run side by side', groups)
   chief = distribute.is_chief()
   try:
     workdir_lib.check_writable(workdir)
@@ -191,7 +193,7 @@ def train(config):
   except workdir_lib.WorkdirError as e:
     raise RunError(str(e)) from None
   try:
-    return _train_locked(config, dataset, chief, source)
+    return _train_locked(config, dataset, chief, source, groups)
   finally:
     if lock is not None:
       lock.release()
@@ -220,7 +222,7 @@ def _pretrained(config, data_shape):
   return config.override(latent_dim=generator.input_shape[-1]), source
 
 
-def _train_locked(config, dataset, chief, source=None):
+def _train_locked(config, dataset, chief, source=None, groups=1):
   workdir = config.run.workdir
   try:
     if chief:
@@ -252,7 +254,6 @@ def _train_locked(config, dataset, chief, source=None):
   if run.deterministic:
     tf.config.experimental.enable_op_determinism()
   jit_compile = uses_xla(run)
-  groups = chain_energy.resolve_groups(run, jit_compile) if config.use_energy else 1
   logging.info('training with %d replicas (--strategy=%s%s%s%s)', strategy.num_replicas_in_sync,
                run.strategy, ', mixed precision' if run.mixed_precision else '',
                ', XLA' if jit_compile else '',
@@ -262,8 +263,8 @@ def _train_locked(config, dataset, chief, source=None):
     generator = lambda: pretrained.load(source, data_shape, config.pretrained.generator_range,
                                         trainable=config.pretrained.finetune_generator,
                                         check=False)
-  model = model_lib.build(config.override(jit_compile=jit_compile), data_shape, strategy,
-                          generator=generator)
+  model = model_lib.build(config.override(jit_compile=jit_compile, chain_groups=groups),
+                          data_shape, strategy, generator=generator)
   checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
   if latest is not None:
     try:

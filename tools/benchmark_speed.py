@@ -362,7 +362,7 @@ def main():
     config = make_config(args.dataset, args.data_dir, args.batch_size, args.energy_units,
                          args.metropolis)
     benchmark(config, args, modes=('xla', 'graph', 'eager') + (
-        ('groups',) if chain_energy.resolve_groups(config.run, False) > 1 else ()))
+        ('groups',) if chain_energy.resolve_groups(config, False) > 1 else ()))
     if args.memory:
       memory(args)
     print(f'load average at the end {os.getloadavg()[0]:.2f}')
