@@ -302,14 +302,7 @@ def _xnnpack_convolutions():
     pad = chain_energy.same_pad_before(height, -(-height // 2), size)
     if pad != chain_energy.same_pad_before(width, -(-width // 2), size):
       return conv_op(self, inputs, kernel)  # rows and columns padded unalike
-    kernel = tf.convert_to_tensor(kernel)
-
-    @tf.custom_gradient
-    def convolve(x):
-      return (tf.nn.conv2d(x, kernel, 2, 'SAME'),
-              lambda dy: chain_energy.stride_two_transpose(dy, kernel, pad, (height, width)))
-
-    return convolve(inputs)
+    return chain_energy.phase_gradient_conv(inputs, tf.convert_to_tensor(kernel), pad)
 
   def call(self, inputs):
     if not (chain_energy.plain_2d(self) and self.output_padding is None and inputs.shape[1]
