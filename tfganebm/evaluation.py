@@ -118,10 +118,14 @@ _GRAPH_SETTINGS = ('metropolis', 'space', 'proposal', 'jump_prob', 'local_beta')
 
 
 def _chain_function(model, sampler):
-  """(advance, rng): one XLA-compiled `advance(state, steps, step_size, noise, grad_clip)`
+  """(advance, rng): one compiled `advance(state, steps, step_size, noise, grad_clip)`
   per model and graph-shaping settings of `sampler` (_GRAPH_SETTINGS), drawing from its own
   `rng` (reset it to seed a draw). The step count and the scalars are tensors, so every segment of a
-  chain and every cell of a sweep reuse one trace."""
+  chain and every cell of a sweep reuse one trace. XLA, except for the data-space Langevin
+  chains of a model whose chains run in groups (a graph-mode CPU run: `chain_energy`),
+  which run as a graph on its `chain_energy`, as in training (XLA runs a conv E's chain at
+  half the speed of TF's graph kernels on CPU, and one thread per op where training set
+  TF's intra-op threads to 1)."""
   functions = _CHAIN_FUNCTIONS.setdefault(model, {})
   key = tuple(getattr(sampler, name) for name in _GRAPH_SETTINGS)
   if key not in functions:
@@ -131,11 +135,14 @@ def _chain_function(model, sampler):
                                       noise=1.0)
     rng = tf.random.Generator.from_seed(0, alg='philox')
     model_ref = weakref.ref(model)  # the cache must not keep the model alive
+    grouped = (getattr(model, 'chain_energy', None) is not None and model.chain_energy.groups > 1
+               and shape.space == 'data' and shape.proposal == 'langevin')
 
-    @tf.function(jit_compile=True, autograph=False)
+    @tf.function(jit_compile=not grouped, autograph=False)
     def advance(state, steps, step_size, noise, grad_clip):
       traced = model_ref()
-      return sampler_lib.advance(traced.energy_of, traced.inference_generator, state, rng, shape,
+      energy_fn = traced.chain_energy if grouped else traced.energy_of
+      return sampler_lib.advance(energy_fn, traced.inference_generator, state, rng, shape,
                                  steps, step_size=step_size, noise=noise, grad_clip=grad_clip)
 
     functions[key] = (advance, rng)
