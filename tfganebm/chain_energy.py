@@ -28,6 +28,13 @@ def same_pad_before(in_size, out_size, kernel_size):
   return max((out_size - 1) * 2 + kernel_size - in_size, 0) // 2
 
 
+def stride_two_pad(height, width, kernel_size):
+  """The rows and columns of zeros a stride-2 'same' convolution pads before an H x W input;
+  None when it pads rows and columns unalike (`stride_two_transpose` takes one for both)."""
+  pad = same_pad_before(height, -(-height // 2), kernel_size)
+  return pad if pad == same_pad_before(width, -(-width // 2), kernel_size) else None
+
+
 def plain_2d(layer):
   """A stride-2 'same' 2D (transposed) convolution with a square kernel: the kind
   `stride_two_transpose` writes; every other layer keeps its own op."""
@@ -125,9 +132,8 @@ class ChainEnergy:
       if not (type(layer) is keras.layers.Conv2D and plain_2d(layer)):  # pylint: disable=unidiomatic-typecheck
         continue
       _, height, width, channels = layer.input.shape
-      size = layer.kernel.shape[0]
-      pad = same_pad_before(height, -(-height // 2), size)
-      if channels <= PHASE_MAX_CHANNELS and pad == same_pad_before(width, -(-width // 2), size):
+      pad = stride_two_pad(height, width, layer.kernel.shape[0])
+      if channels <= PHASE_MAX_CHANNELS and pad is not None:
         kernel = tf.convert_to_tensor(layer.kernel)
         phases[index] = (kernel, pad, phase_kernel(kernel, pad))
     return ChainEnergy(self.energy, self.groups, phases)

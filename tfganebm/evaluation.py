@@ -135,7 +135,7 @@ def _chain_function(model, sampler):
                                       noise=1.0)
     rng = tf.random.Generator.from_seed(0, alg='philox')
     model_ref = weakref.ref(model)  # the cache must not keep the model alive
-    grouped = (getattr(model, 'chain_energy', None) is not None and model.chain_energy.groups > 1
+    grouped = (model.chain_energy is not None and model.chain_energy.groups > 1
                and shape.space == 'data' and shape.proposal == 'langevin')
 
     @tf.function(jit_compile=not grouped, autograph=False)

@@ -298,10 +298,9 @@ def _xnnpack_convolutions():
     if not (isinstance(self, keras.layers.Conv2D) and chain_energy.plain_2d(self) and height
             and width):
       return conv_op(self, inputs, kernel)
-    size = kernel.shape[0]
-    pad = chain_energy.same_pad_before(height, -(-height // 2), size)
-    if pad != chain_energy.same_pad_before(width, -(-width // 2), size):
-      return conv_op(self, inputs, kernel)  # rows and columns padded unalike
+    pad = chain_energy.stride_two_pad(height, width, kernel.shape[0])
+    if pad is None:
+      return conv_op(self, inputs, kernel)
     return chain_energy.phase_gradient_conv(inputs, tf.convert_to_tensor(kernel), pad)
 
   def call(self, inputs):

@@ -121,7 +121,8 @@ def ours(config, modes=('xla', 'graph', 'eager'), steps_per_block=20, repeats=15
   flops = None
   for mode in modes:
     if mode == 'groups':
-      results[mode] = _ours_in_child(config, chain_energy.cpu_cores(), repeats)
+      results[mode] = _ours_in_child(config, chain_energy.resolve_groups(config, False),
+                                     repeats)
       continue
     model = model_lib.build(config.override(jit_compile=mode == 'xla',
                                             chain_groups=config.run.chain_groups or 1),
@@ -280,6 +281,11 @@ def _best(rows):
              key=lambda name: rows[name][0])
 
 
+def _modes(config, modes):
+  """`modes`, and 'groups' where a graph-mode run of `config` would group its chains."""
+  return modes + (('groups',) if chain_energy.resolve_groups(config, False) > 1 else ())
+
+
 def benchmark(config, args, modes=('xla', 'graph', 'eager'), peer_threads=(1, 2)):
   """Measures and prints one setting; returns (rows, chain FLOPs per sample)."""
   print(f'{config.data.dataset}, batch {config.train.batch_size}, K={config.train_sampler.steps} '
@@ -308,8 +314,9 @@ def summary(args):
   print(f'float32 matmul 2048 x 2048: {peak / 1e9:.0f} GFLOP/s\n', flush=True)
   moons, _ = benchmark(make_config('moons', energy_units='16,32,64,64,64'), args,
                        modes=('xla', 'graph'), peer_threads=(2,))
-  mnist, flops = benchmark(make_config('mnist', data_dir=args.data_dir), args,
-                           modes=('xla', 'graph', 'groups'), peer_threads=(2,))
+  config = make_config('mnist', data_dir=args.data_dir)
+  mnist, flops = benchmark(config, args, modes=_modes(config, ('xla', 'graph')),
+                           peer_threads=(2,))
   peer_name = 'peer torch eager, 2 thread(s)'
   ratio = lambda rows: rows[_best(rows)][0] / rows[peer_name][0]
   chain_rate = mnist[_best(mnist)][1]
@@ -361,8 +368,7 @@ def main():
   else:
     config = make_config(args.dataset, args.data_dir, args.batch_size, args.energy_units,
                          args.metropolis)
-    benchmark(config, args, modes=('xla', 'graph', 'eager') + (
-        ('groups',) if chain_energy.resolve_groups(config, False) > 1 else ()))
+    benchmark(config, args, modes=_modes(config, ('xla', 'graph', 'eager')))
     if args.memory:
       memory(args)
     print(f'load average at the end {os.getloadavg()[0]:.2f}')
