@@ -103,6 +103,37 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
     np.testing.assert_array_equal(weight, latest)
 
 
+def test_ema_decay_gives_sampling_the_moving_average_of_g_and_e(tiny, tmp_path):
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  config = tiny(tmp_path, train_steps=3, checkpoint_every=1, log_every=1, ema_decay=0.5)
+  initial = model_lib.build(config, (2,))  # the same seed: the weights training starts from
+  training.train(config)
+  state = tf.train.get_checkpoint_state(os.path.join(tmp_path, workdir_lib.CHECKPOINT_DIR))
+  saved = []
+  for path in state.all_model_checkpoint_paths:  # steps 1, 2, 3
+    model = model_lib.build(config, (2,))
+    tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial()
+    saved.append(model)
+  assert [int(m.step.numpy()) for m in saved] == [1, 2, 3]
+  assert any(n.startswith('energy_average/') for n in _variables(tmp_path))
+
+  loaded, _ = workdir_lib.load_run(str(tmp_path))
+
+  for name in ('generator', 'energy'):
+    expected = getattr(initial, name).get_weights()
+    for t, model in enumerate(saved):  # the warm-up: decay min(0.5, (1 + t) / (10 + t))
+      decay = min(0.5, (1 + t) / (10 + t))
+      expected = [e - (1 - decay) * (e - w) for e, w in zip(expected, getattr(model, name)
+                                                                .get_weights())]
+    weights = getattr(loaded, name).get_weights()
+    latest = getattr(saved[-1], name).get_weights()
+    assert not all(np.allclose(w, l) for w, l in zip(weights, latest))  # not the latest
+    for weight, want in zip(weights, expected):
+      np.testing.assert_allclose(weight, want, rtol=1e-5, atol=1e-6)
+  with pytest.raises(training.RunError, match='ema_decay'):  # the checkpoint holds them
+    training.train(tiny(tmp_path, train_steps=4, ema_decay=0.0))
+
+
 def _pictures(workdir):
   """{tag: [(step, (width, height, PNG bytes))]} of the image summaries in a run's events."""
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top

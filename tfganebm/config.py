@@ -120,6 +120,11 @@ class TrainConfig(fields.Section):
   buffer_capacity: int = setting(10000, 'Replay buffer slots.', low=1, fixed=True)
   buffer_reuse_prob: float = setting(0.95, 'Probability that a chain starts from the buffer '
                                      'rather than G(z).', low=0.0, high=1.0)
+  ema_decay: float = setting(0.0, "Keep an exponential moving average of G's and E's weights "
+                            '(BatchNorm statistics too) with this decay, e.g. 0.999 (0: none); '
+                            'evaluation, sampling and export then use it. It warms up as '
+                            'min(decay, (1 + t) / (10 + t)) at step t.', low=0.0, below=1.0,
+                            fixed=True)
 
   RELATIONS = ((('buffer_capacity', 'batch_size'), lambda capacity, batch: capacity >= batch,
                 '{0} must be at least {1}'),)
@@ -134,7 +139,8 @@ class RunConfig(fields.Section):
   checkpoint_every: int = setting(1000, 'Steps between checkpoints.', low=1)
   average_checkpoints: int = setting(1, "Evaluation, sampling and export use the mean of G's and "
                                      "E's weights over the last N checkpoints (Polyak averaging; "
-                                     '1: the latest only). Training keeps max(3, N) '
+                                     '1: the latest only; with --ema_decay, the mean of '
+                                     'the moving averages). Training keeps max(3, N) '
                                      'checkpoints.', low=1)
   log_every: int = setting(100, 'Steps between TensorBoard scalars.', low=1)
   image_every: int = setting(1000, 'Steps between TensorBoard images (G and G + chain; 2D: '

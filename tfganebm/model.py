@@ -15,6 +15,36 @@ from tfganebm import replay
 from tfganebm import sampler as sampler_lib
 
 
+class WeightAverage(tf.Module):
+  """The exponential moving average of a network's weights, BatchNorm's statistics too
+  (`--ema_decay`). After training step t it moves towards the network by
+  1 - min(decay, (1 + t) / (10 + t)), so a short run's average does not stay near the
+  initial weights. Checkpointed with the run; sampling, evaluation and export read it."""
+
+  def __init__(self, network, decay, name):
+    super().__init__(name=name)
+    self.decay = float(decay)
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA  # every replica holds the same weights
+    self.averages = [tf.Variable(weight.numpy().astype('float32'), trainable=False,
+                                 aggregation=first, name=f'average_{i}')
+                     for i, weight in enumerate(network.weights)]
+
+  def update(self, network, step):
+    t = tf.cast(step, tf.float32)
+    decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
+    for average, weight in zip(self.averages, network.weights):
+      average.assign_sub((1.0 - decay) * (average - tf.cast(weight, tf.float32)))
+
+  def copy_to(self, network):
+    """Gives `network` the averaged weights."""
+    weights = network.weights
+    if len(weights) != len(self.averages):
+      raise ValueError(f'{len(self.averages)} averaged weights for a network with '
+                       f'{len(weights)}')
+    for weight, average in zip(weights, self.averages):
+      weight.assign(tf.cast(average, weight.dtype))
+
+
 class GanEbm(keras.Model):
   """G proposes, Langevin on E refines, D tells refined (real) from proposed (fake).
 
@@ -23,13 +53,15 @@ class GanEbm(keras.Model):
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
                alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, train_generator=True,
-               gan_target='chains', chain_groups=1, **kwargs):
+               gan_target='chains', chain_groups=1, ema_decay=0.0, **kwargs):
     """`sampler`: the training chains' `SamplerConfig` (default: its defaults);
     `train_generator=False` keeps G (a user's pretrained one) and D as they are: only E
     learns, from chains that start at G's samples and the replay buffer. `gan_target`:
     D's real batch, the chains (report) or the data (G a plain GAN, E its correction).
     `chain_groups`: the data-space training chains' batch runs as this many concurrent
-    groups (`chain_energy.ChainEnergy`)."""
+    groups (`chain_energy.ChainEnergy`). `ema_decay` > 0: keep a `WeightAverage` of each
+    network that learns, G and E (`averages`, checkpointed as `generator_average` and
+    `energy_average`)."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -57,6 +89,12 @@ class GanEbm(keras.Model):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     # Steps of the checkpoints whose mean weights G and E hold (training.average_weights).
     self.averaged_steps = None
+    self.averages = {}
+    if ema_decay > 0:
+      for name, network in (('generator', generator if train_generator else None),
+                            ('energy', energy)):
+        if network is not None:
+          self.averages[name] = WeightAverage(network, ema_decay, f'{name}_average')
     names = ['d_loss', 'g_loss'] if train_generator else []
     if energy is not None:
       names += ['e_loss', 'energy_real', 'energy_ebm', 'buffer_reuse']
@@ -168,6 +206,8 @@ class GanEbm(keras.Model):
       self.trackers['energy_real'].update_state(tf.reduce_mean(energy_real))
       self.trackers['energy_ebm'].update_state(tf.reduce_mean(energy_ebm))
       self.trackers['buffer_reuse'].update_state(tf.reduce_mean(tf.cast(reused, tf.float32)))
+    for name, average in self.averages.items():
+      average.update(getattr(self, name), self.step)
     self.step.assign_add(1)
     logs = {name: tracker.result() for name, tracker in self.trackers.items()}
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
@@ -183,7 +223,22 @@ class GanEbm(keras.Model):
     if self.energy is not None:
       items.update(energy=self.energy, e_optimizer=self.e_optimizer,
                    replay_buffer=self.replay_buffer)
+    items.update((f'{name}_average', average) for name, average in self.averages.items())
     return items
+
+  def inference_items(self):
+    """The trackables sampling restores: G, E, their averages when the run keeps them, and
+    the step; `use_averages` then puts the averages into G and E."""
+    items = dict(generator=self.generator, step=self.step)
+    if self.energy is not None:
+      items['energy'] = self.energy
+    items.update((f'{name}_average', average) for name, average in self.averages.items())
+    return items
+
+  def use_averages(self):
+    """G and E take their moving averages' weights (nothing when the run keeps none)."""
+    for name, average in self.averages.items():
+      average.copy_to(getattr(self, name))
 
 
 def build(config, data_shape=None, strategy=None, inference=False, generator=None):
@@ -234,7 +289,8 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
                      seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
                      gd_updates=train.gd_updates, sampler=config.train_sampler,
                      train_generator=config.train_generator, gan_target=train.gan_target,
-                     chain_groups=chain_energy.resolve_groups(config, config.run.jit_compile))
+                     chain_groups=chain_energy.resolve_groups(config, config.run.jit_compile),
+                     ema_decay=train.ema_decay)
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
       model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
                     d_optimizer=adam(train.gd_learning_rate, 0.5),

@@ -247,10 +247,9 @@ def restore_networks(model, path):
   run trained with (the replay buffer, D and the optimizers are not read).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  items = dict(generator=model.generator, step=model.step)
-  if model.energy is not None:
-    items['energy'] = model.energy
-  tf.train.Checkpoint(**items).restore(path).expect_partial().assert_existing_objects_matched()
+  checkpoint = tf.train.Checkpoint(**model.inference_items())
+  checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+  model.use_averages()
 
 
 def average_weights(model, workdir, count):
@@ -265,7 +264,7 @@ def average_weights(model, workdir, count):
   networks = dict(generator=model.generator)
   if model.energy is not None:
     networks['energy'] = model.energy
-  partial = tf.train.Checkpoint(**networks)
+  partial = tf.train.Checkpoint(**model.inference_items())
   try:
     state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
   except Exception:  # pylint: disable=broad-except  (a garbled index: the files decide)
@@ -278,6 +277,7 @@ def average_weights(model, workdir, count):
   snapshots = []
   for path in paths:
     partial.restore(path).expect_partial()
+    model.use_averages()
     snapshots.append([network.get_weights() for network in networks.values()])
   if snapshots:
     for i, network in enumerate(networks.values()):
