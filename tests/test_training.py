@@ -103,9 +103,12 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
     np.testing.assert_array_equal(weight, latest)
 
 
-def test_ema_decay_gives_sampling_the_moving_average_of_g_and_e(tiny, tmp_path):
+@pytest.mark.parametrize('model', ['gan_ebm', 'gan'])
+def test_ema_decay_gives_sampling_the_moving_average_of_g_and_e(tiny, tmp_path, model):
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
-  config = tiny(tmp_path, train_steps=3, checkpoint_every=1, log_every=1, ema_decay=0.5)
+  config = tiny(tmp_path, train_steps=3, checkpoint_every=1, log_every=1, ema_decay=0.5,
+                model=model)
+  names = ('generator', 'energy') if model == 'gan_ebm' else ('generator',)
   initial = model_lib.build(config, (2,))  # the same seed: the weights training starts from
   training.train(config)
   state = tf.train.get_checkpoint_state(os.path.join(tmp_path, workdir_lib.CHECKPOINT_DIR))
@@ -115,11 +118,13 @@ def test_ema_decay_gives_sampling_the_moving_average_of_g_and_e(tiny, tmp_path):
     tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial()
     saved.append(model)
   assert [int(m.step.numpy()) for m in saved] == [1, 2, 3]
-  assert any(n.startswith('energy_average/') for n in _variables(tmp_path))
+  assert {n.split('/')[0] for n in _variables(tmp_path) if '_average' in n.split('/')[0]} == {
+      f'{name}_average' for name in names}
 
   loaded, _ = workdir_lib.load_run(str(tmp_path))
 
-  for name in ('generator', 'energy'):
+  assert sorted(loaded.averages) == sorted(names)
+  for name in names:
     expected = getattr(initial, name).get_weights()
     for t, model in enumerate(saved):  # the warm-up: decay min(0.5, (1 + t) / (10 + t))
       decay = min(0.5, (1 + t) / (10 + t))

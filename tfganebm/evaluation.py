@@ -298,7 +298,7 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   bar.update(1, f'drew G and {sampler.describe()}')
   non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, sampler)
   result = dict(dataset=config.data.dataset, model=config.networks.model, step=step,
-                averaged_steps=model.averaged_steps, ema_decay=config.train.ema_decay,
+                averaged_steps=model.averaged_steps, moving_averages=sorted(model.averages),
                 seed=seed, num_samples=num_samples,
                 langevin=dataclasses.asdict(sampler), **evaluator.info,
                 real_data=evaluator(evaluator.floor))
@@ -320,8 +320,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   title = f'{config.data.dataset}, {config.networks.model}, step {step}'
   if model.averaged_steps:
     title += f' (mean of {len(model.averaged_steps)} checkpoints)'
-  if config.train.ema_decay:
-    title += f' (moving average {config.train.ema_decay:g})'
+  if model.averages:
+    title += f" ({' and '.join(model.averages)}: moving averages)"
   evaluator.figures(out_dir, x_gen, x_langevin, trajectory, record_every, title,
                     sampler.describe())
   bar.update(1, 'figures written')

@@ -24,7 +24,9 @@ class WeightAverage(tf.Module):
   def __init__(self, network, decay, name):
     super().__init__(name=name)
     self.decay = float(decay)
-    first = tf.VariableAggregation.ONLY_FIRST_REPLICA  # every replica holds the same weights
+    # The first replica's: trained weights are the same on every replica (BatchNorm's
+    # statistics are each replica's own; the checkpoint keeps the first's too).
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
     self.averages = [tf.Variable(weight.numpy().astype('float32'), trainable=False,
                                  aggregation=first, name=f'average_{i}')
                      for i, weight in enumerate(network.weights)]

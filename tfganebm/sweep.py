@@ -222,6 +222,7 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   averaged = model.averaged_steps
   about = dict(workdir=os.path.abspath(workdir), step=int(model.step.numpy()),
                averaged_steps=None if averaged is None else [int(s) for s in averaged],
+               moving_averages=sorted(model.averages),
                dataset=config.data.dataset,
                num_samples=num_samples, seed=seed, num_reference=num_reference,
                scored_against='training data', primary=PRIMARY[kind],

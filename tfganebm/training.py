@@ -394,8 +394,9 @@ def evaluate_run(config, dataset=None):
   if model.averaged_steps:
     logging.info('evaluating G and E averaged over the checkpoints of steps %s',
                  model.averaged_steps)
-  if config.train.ema_decay:
-    logging.info("evaluating G's and E's moving averages (decay %g)", config.train.ema_decay)
+  if model.averages:
+    logging.info('evaluating the moving averages of %s (decay %g)', ' and '.join(model.averages),
+                 config.train.ema_decay)
   _save_keras(model, config.run.workdir)
   result, _, _ = evaluation.evaluate(model, config, config.run.workdir,
                                      config.run.eval_num_samples, config.run.seed,
