@@ -225,7 +225,7 @@ class GanEbm(keras.Model):
     if self.energy is not None:
       items.update(energy=self.energy, e_optimizer=self.e_optimizer,
                    replay_buffer=self.replay_buffer)
-    items.update((f'{name}_average', average) for name, average in self.averages.items())
+    items.update(self._average_items())
     return items
 
   def inference_items(self):
@@ -234,8 +234,11 @@ class GanEbm(keras.Model):
     items = dict(generator=self.generator, step=self.step)
     if self.energy is not None:
       items['energy'] = self.energy
-    items.update((f'{name}_average', average) for name, average in self.averages.items())
+    items.update(self._average_items())
     return items
+
+  def _average_items(self):
+    return {f'{name}_average': average for name, average in self.averages.items()}
 
   def use_averages(self):
     """G and E take their moving averages' weights (nothing when the run keeps none)."""

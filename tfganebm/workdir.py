@@ -241,7 +241,8 @@ def write_architecture(workdir, record):
 
 
 def restore_networks(model, path):
-  """Restores only G, E (when the model has one) and the step from checkpoint `path`.
+  """Restores only G, E (when the model has one) and the step from checkpoint `path`; G and
+  E take their moving averages where the run keeps them (`--ema_decay`).
 
   What inference needs: it works whatever replica count, strategy and precision the
   run trained with (the replay buffer, D and the optimizers are not read).
