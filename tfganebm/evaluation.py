@@ -298,8 +298,7 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   bar.update(1, f'drew G and {sampler.describe()}')
   non_finite = _count_non_finite(x_gen, x_langevin, refuse_non_finite, sampler)
   result = dict(dataset=config.data.dataset, model=config.networks.model, step=step,
-                averaged_steps=model.averaged_steps, moving_averages=sorted(model.averages),
-                seed=seed, num_samples=num_samples,
+                **model.averaging(), seed=seed, num_samples=num_samples,
                 langevin=dataclasses.asdict(sampler), **evaluator.info,
                 real_data=evaluator(evaluator.floor))
   bar.update(1, 'scored the real-data floor')

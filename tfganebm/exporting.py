@@ -655,8 +655,7 @@ def export(model, config, data_shape, out, quantize=('none',), overwrite=False, 
     bar.close()
     info = dict(
         dataset=config.data.dataset, model=config.networks.model, step=step,
-        averaged_steps=model.averaged_steps, moving_averages=sorted(model.averages),
-        latent_dim=config.networks.latent_dim,
+        **model.averaging(), latent_dim=config.networks.latent_dim,
         data_shape=list(data_shape), data_range=[-1.0, 1.0],
         langevin=dataclasses.asdict(config.sampler),
         signatures={n: dict(inputs=list(INPUTS[n]), outputs=[OUTPUTS[n]]) for n in names},

@@ -237,6 +237,12 @@ class GanEbm(keras.Model):
     items.update(self._average_items())
     return items
 
+  def averaging(self):
+    """What G's and E's weights are, for the JSON records of evaluation, export and sweep:
+    {'averaged_steps': the checkpoints' steps or None, 'moving_averages': the networks that
+    hold their moving averages}."""
+    return dict(averaged_steps=self.averaged_steps, moving_averages=sorted(self.averages))
+
   def _average_items(self):
     return {f'{name}_average': average for name, average in self.averages.items()}
 

@@ -219,10 +219,8 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   kind = data.kind(config.data.dataset)
   num_samples = num_samples or (2000 if kind == 'images' else 10000)
   num_reference = num_reference or (10000 if kind == 'images' else num_samples)
-  averaged = model.averaged_steps
   about = dict(workdir=os.path.abspath(workdir), step=int(model.step.numpy()),
-               averaged_steps=None if averaged is None else [int(s) for s in averaged],
-               moving_averages=sorted(model.averages),
+               **model.averaging(),
                dataset=config.data.dataset,
                num_samples=num_samples, seed=seed, num_reference=num_reference,
                scored_against='training data', primary=PRIMARY[kind],
