@@ -159,15 +159,42 @@ def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch
   np.testing.assert_allclose(trajectory[-1], x_7[:20], atol=1e-5)
 
 
-def test_each_batch_of_chains_has_its_own_noise_stream():
+def test_each_batch_of_chains_has_its_own_noise_seed():
   from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
   rng = tf.random.Generator.from_seed(5)
-  one = evaluation._chain_streams(rng, 10, 16)  # pylint: disable=protected-access
-  np.testing.assert_array_equal(one[0], rng.state.numpy())  # one batch: the stream goes on
-  streams = evaluation._chain_streams(rng, 50, 16)  # pylint: disable=protected-access
-  assert len(streams) == 4
-  draws = []
-  for state in streams:
-    rng.reset(state)
-    draws.append(rng.normal([8]).numpy())
-  assert len({tuple(d) for d in draws}) == 4
+  state = rng.state.numpy()
+  one = evaluation._chain_seeds(rng, 10, 16)  # pylint: disable=protected-access
+  rng.reset(state)  # one batch: the seed that one unbatched chain draws from the stream
+  np.testing.assert_array_equal(one[0], langevin.NoiseStream.of(rng).seed)
+  seeds = evaluation._chain_seeds(rng, 50, 16)  # pylint: disable=protected-access
+  assert len({tuple(seed.numpy()) for seed in seeds}) == 4
+
+
+@pytest.mark.parametrize('shape', [(64, 28, 28, 1), (7, 3), (1,)])
+def test_standard_normal_is_standard_normal_in_any_shape(shape):
+  """Box-Muller over stateless uniforms: the shape asked for (odd sizes too), mean 0,
+  variance 1, a normal's tails, no two steps alike, the same draw from the same seed."""
+  like = tf.zeros(shape)
+  draws = np.concatenate([langevin.standard_normal(like, [3, i]).numpy().ravel()
+                          for i in range(2000 // int(np.prod(shape)) + 40)])
+  assert langevin.standard_normal(like, [3, 0]).shape == shape
+  assert abs(draws.mean()) < 5 / np.sqrt(draws.size)
+  assert abs(draws.var() - 1) < 5 * np.sqrt(2 / draws.size)
+  assert abs(np.mean(np.abs(draws) > 1.96) - 0.05) < 5 * np.sqrt(0.05 * 0.95 / draws.size)
+  np.testing.assert_array_equal(langevin.standard_normal(like, [3, 1]),
+                                langevin.standard_normal(like, [3, 1]))
+  assert not np.allclose(langevin.standard_normal(like, [3, 1]),
+                         langevin.standard_normal(like, [3, 2]))
+
+
+@pytest.mark.parametrize('metropolis', [False, True])
+def test_a_chain_in_segments_is_one_chain(metropolis):
+  """NoiseStream(seed, first_step): 3 steps and then 4 more draw what 7 steps draw."""
+  energy_fn = _gaussian_energy(0.2, 0.3)
+  x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (16, 2)), tf.float32)
+  run = lambda x, first, steps: langevin.langevin(
+      energy_fn, x, langevin.NoiseStream(tf.constant([4, 5], tf.int64), first), steps, 0.01,
+      0.1, metropolis=metropolis)
+  whole = run(x, 0, 7)
+  np.testing.assert_allclose(run(run(x, 0, 3), 3, 4), whole, atol=1e-6)
+  assert not np.allclose(run(run(x, 0, 3), 0, 4), whole, atol=1e-3)

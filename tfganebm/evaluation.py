@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfganebm import classifier
 from tfganebm import data
 from tfganebm import files
+from tfganebm import langevin
 from tfganebm import metrics
 from tfganebm import plots
 from tfganebm import progress
@@ -35,16 +36,14 @@ def chain_batch(data_shape):
   return max(1, CHAIN_BATCH_VALUES // int(np.prod(data_shape)))
 
 
-def _chain_streams(rng, num_samples, batch):
-  """The RNG states the chains of each batch start from, after z was drawn from `rng`.
+def _chain_seeds(rng, num_samples, batch):
+  """The noise seeds [2] of each batch's chains, drawn from `rng` after z.
 
-  One batch continues `rng`'s stream (as one unbatched chain would); more batches take
-  independent streams split from it, so every batch's noise is its own whatever the order
-  in which batches and segments of chains run.
+  One batch draws the seed one unbatched chain would draw from `rng`
+  (`langevin.NoiseStream.of`); more batches draw one each, so every batch's noise is its
+  own whatever the order in which batches and segments of chains run.
   """
-  if num_samples <= batch:
-    return [rng.state.numpy()]
-  return [child.state.numpy() for child in rng.split(-(-num_samples // batch))]
+  return tf.unstack(rng.make_seeds(-(-num_samples // batch)), axis=1)
 
 
 class NonFiniteSamples(ValueError):
@@ -118,14 +117,14 @@ _GRAPH_SETTINGS = ('metropolis', 'space', 'proposal', 'jump_prob', 'local_beta')
 
 
 def _chain_function(model, sampler):
-  """(advance, rng): one compiled `advance(state, steps, step_size, noise, grad_clip)`
-  per model and graph-shaping settings of `sampler` (_GRAPH_SETTINGS), drawing from its own
-  `rng` (reset it to seed a draw). The step count and the scalars are tensors, so every segment of a
-  chain and every cell of a sweep reuse one trace. XLA, except for the data-space Langevin
-  chains of a model whose chains run in groups (a graph-mode CPU run: `chain_energy`),
-  which run as a graph on its `chain_energy`, as in training (XLA runs a conv E's chain at
-  half the speed of TF's graph kernels on CPU, and one thread per op where training set
-  TF's intra-op threads to 1)."""
+  """One compiled `advance(state, seed, first_step, steps, step_size, noise, grad_clip)` per
+  model and graph-shaping settings of `sampler` (_GRAPH_SETTINGS): the chain's noise is
+  `langevin.NoiseStream(seed, first_step)`. The seed, step counts and scalars are tensors,
+  so every segment of a chain and every cell of a sweep reuse one trace. XLA, except for the
+  data-space Langevin chains of a model whose chains run in groups (a graph-mode CPU run:
+  `chain_energy`), which run as a graph on its `chain_energy`, as in training (XLA runs a
+  conv E's chain at half the speed of TF's graph kernels on CPU, and one thread per op
+  where training set TF's intra-op threads to 1)."""
   functions = _CHAIN_FUNCTIONS.setdefault(model, {})
   key = tuple(getattr(sampler, name) for name in _GRAPH_SETTINGS)
   if key not in functions:
@@ -133,19 +132,19 @@ def _chain_function(model, sampler):
     # noise of 1 pass the checks that a MALA or prior-proposal config makes of them.
     shape = sampler_lib.SamplerConfig(**dict(zip(_GRAPH_SETTINGS, key)), step_size=1.0,
                                       noise=1.0)
-    rng = tf.random.Generator.from_seed(0, alg='philox')
     model_ref = weakref.ref(model)  # the cache must not keep the model alive
     grouped = (model.chain_energy is not None and model.chain_energy.groups > 1
                and shape.space == 'data' and shape.proposal == 'langevin')
 
     @tf.function(jit_compile=not grouped, autograph=False)
-    def advance(state, steps, step_size, noise, grad_clip):
+    def advance(state, seed, first_step, steps, step_size, noise, grad_clip):
       traced = model_ref()
       energy_fn = traced.chain_energy if grouped else traced.energy_of
-      return sampler_lib.advance(energy_fn, traced.inference_generator, state, rng, shape,
-                                 steps, step_size=step_size, noise=noise, grad_clip=grad_clip)
+      return sampler_lib.advance(energy_fn, traced.inference_generator, state,
+                                 langevin.NoiseStream(seed, first_step), shape, steps,
+                                 step_size=step_size, noise=noise, grad_clip=grad_clip)
 
-    functions[key] = (advance, rng)
+    functions[key] = advance
   return functions[key]
 
 
@@ -158,14 +157,14 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   """
   if model.energy is None and max(steps_list) > 0:
     raise ValueError('a plain GAN has no energy to run chains on; use --langevin_steps=0')
-  advance, rng = _chain_function(model, sampler)
-  rng.reset_from_seed(seed)  # the stream of draw_samples(seed): z, then the chains' noise
+  advance = _chain_function(model, sampler)
+  rng = tf.random.Generator.from_seed(seed, alg='philox')  # z, then the chains' noise seeds
   z = rng.normal([num_samples, model.latent_dim])
   generator_fn = model.inference_generator
   scalars = [tf.constant(v, tf.float32) for v in (sampler.step_size, sampler.noise,
                                                     sampler.grad_clip)]
   batch = chain_batch(model.data_shape)
-  streams = _chain_streams(rng, num_samples, batch)
+  seeds = _chain_seeds(rng, num_samples, batch)
   states = [sampler_lib.start(generator_fn, z[i:i + batch], sampler)
             for i in range(0, num_samples, batch)]
   done = 0
@@ -173,10 +172,9 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
     if k == 0:
       yield k, generate(model, z)
       continue
-    for i, stream in enumerate(streams):  # each batch of chains continues its own stream
-      rng.reset(stream)
-      states[i] = advance(states[i], tf.constant(k - done, tf.int32), *scalars)
-      streams[i] = rng.state.numpy()
+    for i, seed in enumerate(seeds):  # each batch of chains goes on from step `done`
+      states[i] = advance(states[i], seed, tf.constant(done, tf.int32),
+                          tf.constant(k - done, tf.int32), *scalars)
     done = k
     yield k, np.concatenate([sampler_lib.to_data(generator_fn, state, sampler).numpy()
                              for state in states])

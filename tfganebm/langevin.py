@@ -15,6 +15,8 @@ steps can be large enough to cross flat regions of E without being thrown out
 of its narrow wells.
 """
 
+import math
+
 import tensorflow as tf
 
 
@@ -100,6 +102,60 @@ def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size
           tf.where(mask, proposal_grad, grad), accepted)
 
 
+def standard_normal(like, seed):
+  """Standard normal noise shaped as `like`, from the stateless `seed` [2] (int).
+
+  Box-Muller over `tf.random.stateless_uniform` (TF's uniform kernel with Eigen's
+  vectorised log, sqrt, cos and sin): about 2.2x cheaper than TF's normal kernel on a CPU
+  (MNIST chain batch 64, one thread: 132 against 294 us). Unlike `Generator.normal`, a
+  stateless op carries no ordering edge to the chain's other stateful ops, so the scheduler
+  draws a step's noise while the gradients run. Uniforms in [0, 1) bound |eps| by
+  sqrt(2 * 23 ln 2) = 5.65 (a tail of 1.6e-8), as TF's own Box-Muller does.
+  """
+  size = tf.size(like)
+  half = (size + 1) // 2
+  uniform = tf.random.stateless_uniform(tf.stack([2, half]), seed)
+  radius = tf.sqrt(-2.0 * tf.math.log1p(-uniform[0]))
+  angle = (2.0 * math.pi) * uniform[1]
+  eps = tf.reshape(tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)[:size],
+                   tf.shape(like))
+  eps.set_shape(like.shape)
+  return eps
+
+
+class NoiseStream:
+  """A chain's random draws: step i's come from the stateless seed
+  `stateless_fold_in(seed, DRAWS * (first_step + i) + draw)`, so a chain run in segments
+  (`first_step` = the steps already run) draws what one chain would, and the draws carry no
+  ordering edge to the chain's other ops (see `standard_normal`)."""
+
+  DRAWS = 4  # the most draws a step takes
+
+  def __init__(self, seed, first_step=0):
+    self.seed = seed
+    self.first_step = first_step
+
+  @classmethod
+  def of(cls, source):
+    """`source` itself, or for a tf.random.Generator a stream seeded by one draw from it
+    (so a chain's noise follows from the generator's state: seeded runs, exact resume)."""
+    return source if isinstance(source, cls) else cls(source.make_seeds(1)[:, 0])
+
+  def _seed(self, i, draw):
+    # One fold_in per draw: two nested ones ran XLA's moons chain at half its speed (each
+    # is a small Philox call of its own).
+    step = tf.cast(self.first_step, tf.int64) + tf.cast(i, tf.int64)
+    return tf.random.experimental.stateless_fold_in(self.seed, step * self.DRAWS + draw)
+
+  def normal(self, like, i):
+    """Standard normal noise shaped as `like` for step i."""
+    return standard_normal(like, self._seed(i, 0))
+
+  def uniform(self, shape, i, draw=1):
+    """Uniforms in [0, 1) of `shape` for step i (`draw`: which of the step's draws)."""
+    return tf.random.stateless_uniform(shape, self._seed(i, draw))
+
+
 def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
              low=-1.0, high=1.0, record_every=0, metropolis=False):
   """Runs `steps` Langevin steps from `x_init` as one tf.while_loop.
@@ -107,7 +163,7 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
   Args:
     energy_fn: x [B, ...] -> energies [B]; called in inference mode by the caller's choice.
     x_init: [B, ...] float32 chain starts.
-    rng: tf.random.Generator for the noise.
+    rng: a tf.random.Generator (the chain draws one seed from it) or a `NoiseStream`.
     steps: int (a python int gives a static trip count) or scalar int32 tensor.
     step_size: eta, float >= 0.
     noise: sigma, float >= 0.
@@ -131,8 +187,10 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
     return _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low,
                              high, record_every)
 
-  def step(x):
-    eps = rng.normal(tf.shape(x))
+  draws = NoiseStream.of(rng)
+
+  def step(i, x):
+    eps = draws.normal(x, i)
     return langevin_step(energy_fn, x, eps, step_size, noise, grad_clip, low, high)
 
   return _loop(step, x_init, steps, record_every)
@@ -143,11 +201,12 @@ def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip
   """`langevin` with MALA steps; the loop state carries E and grad E, one evaluation per step."""
   x_init = _bound(x_init, low, high)
   energy, grad = energy_and_gradient(energy_fn, x_init, grad_clip)
+  draws = NoiseStream.of(rng)
 
-  def step(state):
+  def step(i, state):
     x, energy, grad = state
     x, energy, grad, _ = metropolis_step(
-        energy_fn, x, energy, grad, rng.normal(tf.shape(x)), rng.uniform(tf.shape(energy)),
+        energy_fn, x, energy, grad, draws.normal(x, i), draws.uniform(tf.shape(energy), i),
         step_size, noise, grad_clip, low, high)
     return x, energy, grad
 
@@ -208,14 +267,14 @@ def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, lo
     z [B, latent]; with `record_every`, also the states [steps // record_every + 1, B, latent].
   """
   z_init = tf.convert_to_tensor(z_init, tf.float32)
+  draws = NoiseStream.of(rng)
 
-  def step(state):
+  def step(i, state):
     z, potential = state
-    # Pure jumps draw no choice: their stream is independence MH's, as before the mix.
     betas = (1.0 if jump_prob >= 1 else
-             prior_betas(rng.uniform(tf.shape(potential)), jump_prob, local_beta))
-    z, potential, _ = prior_step(potential_fn, z, potential, rng.normal(tf.shape(z)),
-                                 rng.uniform(tf.shape(potential)), temperature, betas)
+             prior_betas(draws.uniform(tf.shape(potential), i, 2), jump_prob, local_beta))
+    z, potential, _ = prior_step(potential_fn, z, potential, draws.normal(z, i),
+                                 draws.uniform(tf.shape(potential), i), temperature, betas)
     return z, potential
 
   result = _loop(step, (z_init, potential_fn(z_init)), steps, record_every,
@@ -226,9 +285,10 @@ def prior_chain(potential_fn, z_init, rng, steps, temperature, jump_prob=1.0, lo
 
 
 def _loop(step, state, steps, record_every, first=lambda s: s):
-  """Runs `state = step(state)` `steps` times; with record_every, also stacks first(state)."""
+  """Runs `state = step(i, state)` for i = 0 .. `steps` - 1; with record_every, also
+  stacks first(state)."""
   if record_every <= 0:
-    _, state = tf.while_loop(lambda i, _: i < steps, lambda i, s: (i + 1, step(s)),
+    _, state = tf.while_loop(lambda i, _: i < steps, lambda i, s: (i + 1, step(i, s)),
                              (tf.constant(0), state), maximum_iterations=steps)
     return state
 
@@ -240,7 +300,7 @@ def _loop(step, state, steps, record_every, first=lambda s: s):
   records = records.write(0, x_init)
 
   def body(i, state, records):
-    state = step(state)
+    state = step(i, state)
     i += 1
     records = tf.cond(i % record_every == 0,
                       lambda: records.write(i // record_every, first(state)), lambda: records)
