@@ -39,11 +39,10 @@ def _tape(energy, x):
   return values, tape.gradient(total, x)
 
 
-@pytest.mark.parametrize('groups', [1, 2, 3])
 @pytest.mark.parametrize('image', [True, False])
-def test_chain_energy_is_e_and_its_input_gradient(groups, image):
-  """Prepared (the first convolution's input gradient as stride_two_transpose) or not, in
-  groups that do not divide the batch: the same energies and gradients as a tape on E."""
+def test_chain_energy_is_e_and_its_input_gradient(image):
+  """Prepared (the first convolution's input gradient as stride_two_transpose) or not: the
+  same energies and gradients as a tape on E."""
   tf.random.set_seed(0)
   if image:
     energy = networks.conv_energy((28, 28, 1), units=(8, 16))
@@ -52,7 +51,7 @@ def test_chain_energy_is_e_and_its_input_gradient(groups, image):
     energy = networks.mlp_energy((2,), units=(16, 16))
     x = tf.random.uniform([7, 2], -1, 1)
   expected = _tape(energy, x)
-  chain = chain_energy.ChainEnergy(energy, groups)
+  chain = chain_energy.ChainEnergy(energy)
   prepared = chain.prepared()
   assert len(prepared._phases) == (1 if image else 0)  # pylint: disable=protected-access
   for fn in (chain, prepared):
@@ -64,18 +63,38 @@ def test_chain_energy_is_e_and_its_input_gradient(groups, image):
   np.testing.assert_allclose(compiled(x), expected[1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize('metropolis, record_every', [(False, 0), (True, 0), (False, 2)])
+def test_chain_groups_are_chains_of_their_own(metropolis, record_every):
+  """3 groups of 7 chains (2, 2, 3): each group is the one-group chain of its samples on its
+  own noise stream, so the groups draw different noise (no group repeats another's)."""
+  energy = networks.mlp_energy((2,), units=(16, 16))
+  x = tf.random.uniform([7, 2], -1, 1, seed=3)
+  stream = langevin.NoiseStream(tf.constant([5, 6], tf.int64))
+  run = lambda fn, x, draws: langevin.langevin(fn, x, draws, 6, 0.05, 0.1,
+                                              metropolis=metropolis, record_every=record_every)
+  grouped = run(chain_energy.ChainEnergy(energy, 3), x, stream)
+  one = chain_energy.ChainEnergy(energy)
+  parts = [run(one, part, stream.group(g)) for g, part in enumerate((x[:2], x[2:4], x[4:]))]
+  if record_every:
+    np.testing.assert_allclose(grouped[1], tf.concat([p[1] for p in parts], 1), atol=1e-6)
+    grouped, parts = grouped[0], [p[0] for p in parts]
+  np.testing.assert_allclose(grouped, tf.concat(parts, 0), atol=1e-6)
+  assert not np.allclose(grouped, run(one, x, stream)[0] if record_every else run(one, x, stream))
+
+
 def test_chain_energy_leaves_a_wrapped_convolution_its_own_op():
   energy = networks.conv_energy((28, 28, 1), units=(4, 8), spectral_norm=True)
   assert not chain_energy.ChainEnergy(energy).prepared()._phases  # pylint: disable=protected-access
 
 
 def test_a_train_step_in_chain_groups_is_the_step_in_one(tiny):
-  """The step's chains in 3 groups (batch 32: 11, 11, 10) update the networks as in one."""
+  """The step's chains in 3 groups (batch 32: 11, 11, 10), without noise (which the groups
+  draw from their own streams), update the networks as in one."""
   train, _ = data.load_points('moons', 256, None, 0)
   x_real = tf.constant(train.x[:32])
   weights = []
   for groups in (1, 3):
-    model = model_lib.build(tiny(chain_groups=groups), (2,))
+    model = model_lib.build(tiny(chain_groups=groups, train_langevin_noise=0.0), (2,))
     assert model.chain_energy.groups == groups
     model.train_step(x_real)
     weights.append([w.numpy() for n in (model.generator, model.discriminator, model.energy)
@@ -101,7 +120,8 @@ def test_groups_default_to_the_cores_for_a_graph_step_on_cpu(tiny):
 def test_a_conv_chain_in_more_groups_than_samples_is_the_plain_chain():
   """langevin.langevin prepares the ChainEnergy before its loop (the first convolution's
   phase gradient) and never makes an empty group: 4 groups for 3 chains, in a tf.function,
-  give the chain that a tape on E gives, on the same noise."""
+  give the chain that a tape on E gives (without noise, which each group draws from its own
+  stream)."""
   tf.random.set_seed(1)
   energy = networks.conv_energy((28, 28, 1), units=(8, 16))
   x = tf.random.uniform([3, 28, 28, 1], -1, 1)
@@ -109,8 +129,9 @@ def test_a_conv_chain_in_more_groups_than_samples_is_the_plain_chain():
 
   def chain(fn):
     rng = tf.random.Generator.from_seed(5, alg='philox')
-    return tf.function(lambda x: langevin.langevin(fn, x, rng, 4, 1.0, 0.01, grad_clip=1.0))(x)
+    return tf.function(lambda x: langevin.langevin(fn, x, rng, 4, 1.0, 0.0, grad_clip=1.0))(x)
 
+  assert len(chain_energy.ChainEnergy(energy, 4).split(x)) == 3
   np.testing.assert_allclose(chain(chain_energy.ChainEnergy(energy, 4)), chain(energy_of),
                              atol=1e-5)
 

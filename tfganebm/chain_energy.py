@@ -10,11 +10,14 @@ Two changes to how the gradient is computed, neither to what it is:
   four output phases and a `depth_to_space` (0.14 ms). The export writes the same form
   for LiteRT.
 - **Groups of chains that run concurrently.** On a CPU, the chain's small convolutions
-  gain little from splitting each op across cores (2 cores: x1.1). With `groups` > 1 the
-  batch is cut into that many groups whose E and gradient are separate ops; with TF's
-  intra-op threads set to 1 (`configure_threads`), the inter-op pool runs the groups side
-  by side, one core each. Each sample's gradient depends on that sample alone, so the
-  result is the same as for one group, up to float rounding.
+  gain little from splitting each op across cores (2 cores: x1.1). With `groups` > 1,
+  `langevin.langevin` cuts the batch into that many groups (`split`) and runs each as a
+  chain of its own (its own loop, gradients, update and noise); with TF's intra-op threads
+  set to 1 (`configure_threads`), the inter-op pool runs the groups side by side, one core
+  each, without waiting for each other at every step. Each sample's chain depends on that
+  sample alone, so the groups change only which noise each chain draws (each group draws
+  from its own stream, `langevin.NoiseStream.group`): the same distribution, another
+  draw; `--chain_groups` fixes them.
 """
 
 import os
@@ -110,9 +113,9 @@ PHASE_MAX_CHANNELS = 4
 
 class ChainEnergy:
   """E for the chains: `chain_energy(x)` -> E(x) [B]; `value_and_gradient(x)` -> (E(x) [B],
-  grad_x E(x)), in `groups` concurrent groups of the batch. Inference mode (E's BatchNorm,
-  if any, uses its moving statistics). Only for gradients with respect to x: E's weights
-  get none.
+  grad_x E(x)); `split(x)`: the batch in `groups` groups, each run as a chain of its own by
+  `langevin.langevin`. Inference mode (E's BatchNorm, if any, uses its moving statistics).
+  Only for gradients with respect to x: E's weights get none.
 
   `prepared()`, called where the chain starts (inside its tf.function, before its loop),
   reads the weights the chain holds fixed and writes the stride-2 convolutions with few
@@ -156,23 +159,23 @@ class ChainEnergy:
   def __call__(self, x):
     return self._forward(x)
 
-  def _value_and_gradient(self, x):
+  def value_and_gradient(self, x):
     with tf.GradientTape() as tape:
       tape.watch(x)
       energy = self._forward(x)
       total = tf.reduce_sum(energy)
     return energy, tape.gradient(total, x)
 
-  def value_and_gradient(self, x):
-    groups = min(self.groups, x.shape[0] or self.groups)  # no empty group (a replica's batch)
+  def split(self, x):
+    """x [B, ...] in `groups` parts whose sizes differ by at most one; never an empty one
+    (a replica's batch can be smaller than the groups)."""
+    groups = min(self.groups, x.shape[0] or self.groups)
     if groups == 1:
-      return self._value_and_gradient(x)
+      return [x]
     size = tf.shape(x)[0]
     # Sizes differing by at most one, summing to the batch (Hermite's identity).
     sizes = tf.stack([(size + i) // groups for i in range(groups)])
-    parts = [self._value_and_gradient(part) for part in tf.split(x, sizes, num=groups)]
-    return (tf.concat([energy for energy, _ in parts], 0),
-            tf.concat([grad for _, grad in parts], 0))
+    return tf.split(x, sizes, num=groups)
 
 
 def cpu_cores():

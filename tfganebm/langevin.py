@@ -141,6 +141,11 @@ class NoiseStream:
     (so a chain's noise follows from the generator's state: seeded runs, exact resume)."""
     return source if isinstance(source, cls) else cls(source.make_seeds(1)[:, 0])
 
+  def group(self, index):
+    """The stream of a group of chains (`chain_energy`): its own seed, the same steps."""
+    return NoiseStream(tf.random.experimental.stateless_fold_in(self.seed, index),
+                       self.first_step)
+
   def _seed(self, i, draw):
     # One fold_in per draw: two nested ones ran XLA's moons chain at half its speed (each
     # is a small Philox call of its own).
@@ -158,7 +163,8 @@ class NoiseStream:
 
 def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
              low=-1.0, high=1.0, record_every=0, metropolis=False):
-  """Runs `steps` Langevin steps from `x_init` as one tf.while_loop.
+  """Runs `steps` Langevin steps from `x_init` as one tf.while_loop (one per chain group
+  when `energy_fn` is a `chain_energy.ChainEnergy` with groups).
 
   Args:
     energy_fn: x [B, ...] -> energies [B]; called in inference mode by the caller's choice.
@@ -184,10 +190,23 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
     if any(isinstance(v, (int, float)) and v <= 0 for v in (step_size, noise)):
       raise ValueError(f'Metropolis-adjusted Langevin needs step size > 0 and noise > 0, got '
                        f'{step_size} and {noise}')
-    return _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low,
-                             high, record_every)
-
+  chain = _metropolis_chain if metropolis else _chain
+  args = (steps, step_size, noise, grad_clip, low, high, record_every)
   draws = NoiseStream.of(rng)
+  parts = energy_fn.split(x_init) if hasattr(energy_fn, 'split') else [x_init]
+  if len(parts) == 1:
+    return chain(energy_fn, x_init, draws, *args)
+  # Chain groups (chain_energy): each group a chain of its own, side by side.
+  results = [chain(energy_fn, part, draws.group(g), *args) for g, part in enumerate(parts)]
+  if record_every:
+    return (tf.concat([state for state, _ in results], 0),
+            tf.concat([records for _, records in results], 1))
+  return tf.concat(results, 0)
+
+
+def _chain(energy_fn, x_init, draws, steps, step_size, noise, grad_clip, low, high,
+           record_every):
+  """`langevin`'s unadjusted chain on one batch, drawing from the NoiseStream `draws`."""
 
   def step(i, x):
     eps = draws.normal(x, i)
@@ -196,12 +215,11 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
   return _loop(step, x_init, steps, record_every)
 
 
-def _metropolis_chain(energy_fn, x_init, rng, steps, step_size, noise, grad_clip, low, high,
+def _metropolis_chain(energy_fn, x_init, draws, steps, step_size, noise, grad_clip, low, high,
                       record_every):
   """`langevin` with MALA steps; the loop state carries E and grad E, one evaluation per step."""
   x_init = _bound(x_init, low, high)
   energy, grad = energy_and_gradient(energy_fn, x_init, grad_clip)
-  draws = NoiseStream.of(rng)
 
   def step(i, state):
     x, energy, grad = state
