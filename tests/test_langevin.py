@@ -171,20 +171,23 @@ def test_each_batch_of_chains_has_its_own_noise_seed():
 
 
 @pytest.mark.parametrize('shape', [(64, 28, 28, 1), (7, 3), (1,)])
-def test_standard_normal_is_standard_normal_in_any_shape(shape):
-  """Box-Muller over stateless uniforms: the shape asked for (odd sizes too), mean 0,
-  variance 1, a normal's tails, no two steps alike, the same draw from the same seed."""
+@pytest.mark.parametrize('xla', [False, True])
+def test_standard_normal_is_standard_normal_in_any_shape(shape, xla):
+  """Box-Muller over stateless uniforms (XLA: its own stateless normal): the shape asked for
+  (odd sizes too), mean 0, variance 1, a normal's tails, no two steps alike, the same draw
+  from the same seed."""
   like = tf.zeros(shape)
-  draws = np.concatenate([langevin.standard_normal(like, [3, i]).numpy().ravel()
+  compiled = tf.function(lambda step: langevin.standard_normal(like, tf.stack([3, step])),
+                         jit_compile=xla)
+  draw = lambda step: compiled(tf.constant(step))  # one trace
+  draws = np.concatenate([draw(i).numpy().ravel()
                           for i in range(2000 // int(np.prod(shape)) + 40)])
-  assert langevin.standard_normal(like, [3, 0]).shape == shape
+  assert draw(0).shape == shape
   assert abs(draws.mean()) < 5 / np.sqrt(draws.size)
   assert abs(draws.var() - 1) < 5 * np.sqrt(2 / draws.size)
   assert abs(np.mean(np.abs(draws) > 1.96) - 0.05) < 5 * np.sqrt(0.05 * 0.95 / draws.size)
-  np.testing.assert_array_equal(langevin.standard_normal(like, [3, 1]),
-                                langevin.standard_normal(like, [3, 1]))
-  assert not np.allclose(langevin.standard_normal(like, [3, 1]),
-                         langevin.standard_normal(like, [3, 2]))
+  np.testing.assert_array_equal(draw(1), draw(1))
+  assert not np.allclose(draw(1), draw(2))
 
 
 @pytest.mark.parametrize('metropolis', [False, True])
