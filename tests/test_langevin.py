@@ -191,6 +191,32 @@ def test_standard_normal_is_standard_normal_in_any_shape(shape, xla):
 
 
 @pytest.mark.parametrize('metropolis', [False, True])
+def test_an_xla_chain_draws_straight_from_its_generator(metropolis):
+  """Under XLA a chain on a Generator draws its normal (and MALA's uniform) from it step by
+  step, the stream the 2D configs' training drew before NoiseStream."""
+  energy_fn = _gaussian_energy(0.2, 0.3)
+  x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (16, 2)), tf.float32)
+  rng = tf.random.Generator.from_seed(7, alg='philox')
+  chain = tf.function(lambda x: langevin.langevin(energy_fn, x, rng, 5, 0.01, 0.1,
+                                                  metropolis=metropolis), jit_compile=True)
+  got = chain(x)
+  rng.reset_from_seed(7)
+
+  @tf.function(jit_compile=True)
+  def by_hand(x):
+    energy, grad = langevin.energy_and_gradient(energy_fn, x)
+    for _ in range(5):
+      if metropolis:
+        x, energy, grad, _ = langevin.metropolis_step(
+            energy_fn, x, energy, grad, rng.normal(tf.shape(x)), rng.uniform([16]), 0.01, 0.1)
+      else:
+        x = langevin.langevin_step(energy_fn, x, rng.normal(tf.shape(x)), 0.01, 0.1)
+    return x
+
+  np.testing.assert_allclose(got, by_hand(x), atol=1e-5)
+
+
+@pytest.mark.parametrize('metropolis', [False, True])
 def test_a_chain_in_segments_is_one_chain(metropolis):
   """NoiseStream(seed, first_step): 3 steps and then 4 more draw what 7 steps draw."""
   energy_fn = _gaussian_energy(0.2, 0.3)

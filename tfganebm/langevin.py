@@ -151,8 +151,11 @@ class NoiseStream:
   @classmethod
   def of(cls, source):
     """`source` itself, or for a tf.random.Generator a stream seeded by one draw from it
-    (so a chain's noise follows from the generator's state: seeded runs, exact resume)."""
-    return source if isinstance(source, cls) else cls(source.make_seeds(1)[:, 0])
+    (so a chain's noise follows from the generator's state: seeded runs, exact resume).
+    Under XLA, the generator's own draws, step after step (`GeneratorDraws`)."""
+    if isinstance(source, (cls, GeneratorDraws)):
+      return source
+    return GeneratorDraws(source) if _in_xla() else cls(source.make_seeds(1)[:, 0])
 
   def group(self, index):
     """The stream of a group of chains (`chain_energy`): its own seed, the same steps."""
@@ -172,6 +175,28 @@ class NoiseStream:
   def uniform(self, shape, i, draw=1):
     """Uniforms in [0, 1) of `shape` for step i (`draw`: which of the step's draws)."""
     return tf.random.stateless_uniform(shape, self._seed(i, draw))
+
+
+class GeneratorDraws:
+  """A chain's draws straight from a tf.random.Generator, as `NoiseStream` draws them: for
+  XLA-compiled chains, which order their ops themselves and generate the generator's normal
+  as fast as a stateless one. This keeps the XLA chains' random stream (the 2D configs'
+  training) what it was before `NoiseStream`. Chains run in segments need a NoiseStream."""
+
+  def __init__(self, rng):
+    self.rng = rng
+
+  def group(self, index):
+    del index  # XLA chains run in one group
+    return self
+
+  def normal(self, like, i):
+    del i
+    return self.rng.normal(tf.shape(like))
+
+  def uniform(self, shape, i, draw=1):
+    del i, draw
+    return self.rng.uniform(shape)
 
 
 def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
