@@ -146,7 +146,7 @@ class NoiseStream:
 
   def __init__(self, seed, first_step=0):
     self.seed = seed
-    self.first_step = first_step
+    self.first_step = tf.cast(first_step, tf.int64)  # once, before the chain's loop
 
   @classmethod
   def of(cls, source):
@@ -165,7 +165,7 @@ class NoiseStream:
   def _seed(self, i, draw):
     # One fold_in per draw: two nested ones ran XLA's moons chain at half its speed (each
     # is a small Philox call of its own).
-    step = tf.cast(self.first_step, tf.int64) + tf.cast(i, tf.int64)
+    step = self.first_step + tf.cast(i, tf.int64)
     return tf.random.experimental.stateless_fold_in(self.seed, step * self.DRAWS + draw)
 
   def normal(self, like, i):
@@ -225,10 +225,9 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
   prepared = getattr(energy_fn, 'prepared', None)
   if prepared is not None:  # a chain_energy.ChainEnergy: its loop-invariant work, once
     energy_fn = prepared()
-  if metropolis:
-    if any(isinstance(v, (int, float)) and v <= 0 for v in (step_size, noise)):
-      raise ValueError(f'Metropolis-adjusted Langevin needs step size > 0 and noise > 0, got '
-                       f'{step_size} and {noise}')
+  if metropolis and any(isinstance(v, (int, float)) and v <= 0 for v in (step_size, noise)):
+    raise ValueError(f'Metropolis-adjusted Langevin needs step size > 0 and noise > 0, got '
+                     f'{step_size} and {noise}')
   chain = _metropolis_chain if metropolis else _chain
   args = (steps, step_size, noise, grad_clip, low, high, record_every)
   draws = NoiseStream.of(rng)
