@@ -158,7 +158,9 @@ class RunConfig(fields.Section):
                               low=1)
   chain_groups: int = setting(0, "Training's Langevin chains run their batch as this many "
                               'groups side by side, one CPU core each (TF then runs each op on '
-                              'one thread); the result is the same up to float rounding. 0: '
+                              'one thread), each group a chain with its own noise stream (the '
+                              'same distribution, another draw: set it to repeat a run on '
+                              'another number of cores). 0: '
                               'the number of cores for a run on CPU without XLA '
                               '(--nojit_compile) and the default strategy, else 1.', low=0)
   deterministic: bool = setting(False, 'tf.config.experimental.enable_op_determinism(): '
