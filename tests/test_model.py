@@ -136,3 +136,25 @@ def test_gan_target_is_what_d_sees_as_real(gan_target):
   model.train_step(x_real)
   is_data = np.allclose(seen[0], x_real.numpy())
   assert is_data == (gan_target == 'data')
+
+
+@pytest.mark.parametrize('model_name', ['gan_ebm', 'gan'])
+def test_lr_decay_falls_linearly_to_zero_over_the_last_fraction(tiny, model_name):
+  # 8 steps, the last half decaying: steps 0-4 at the full rate, then 3/4, 2/4, 1/4.
+  model, x_real = _one_step(tiny, model=model_name, train_steps=8, lr_decay=0.5,
+                            gd_learning_rate=2e-3, energy_learning_rate=1e-3)
+  optimizers = [model.g_optimizer, model.d_optimizer, model.e_optimizer]
+  bases = [2e-3, 2e-3, 1e-3][:3 if model_name == 'gan_ebm' else 2]
+  seen = []
+  for _ in range(8):
+    model.train_step(tf.constant(x_real))
+    seen.append([float(o.learning_rate.numpy()) for o in optimizers[:len(bases)]])
+  scales = [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+  np.testing.assert_allclose(seen, [[b * s for b in bases] for s in scales], rtol=1e-6)
+
+
+def test_without_lr_decay_the_rates_stay(tiny):
+  model, x_real = _one_step(tiny, train_steps=2)
+  for _ in range(3):
+    model.train_step(tf.constant(x_real))
+  assert float(model.g_optimizer.learning_rate.numpy()) == pytest.approx(2e-3)

@@ -112,6 +112,9 @@ class TrainConfig(fields.Section):
                             'as a plain GAN; E learns the correction of G, for latent chains).',
                             choices=('chains', 'data'))
   energy_learning_rate: float = setting(1e-3, 'Adam lr of E.', above=0.0)
+  lr_decay: float = setting(0.0, 'The learning rates of G, D and E fall linearly to 0 over '
+                            'this last fraction of --train_steps (e.g. 0.5: constant for the '
+                            'first half; 0: constant throughout).', low=0.0, high=1.0)
   energy_beta1: float = setting(0.9, 'Adam beta1 of E.', low=0.0, below=1.0,
                                 why='Adam divides by 1 - beta1^t')
   alpha: float = setting(0.1, 'Weight of the energy regulariser.', low=0.0)

@@ -55,7 +55,7 @@ class GanEbm(keras.Model):
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
                alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, train_generator=True,
-               gan_target='chains', chain_groups=1, ema_decay=0.0, **kwargs):
+               gan_target='chains', chain_groups=1, ema_decay=0.0, lr_decay=None, **kwargs):
     """`sampler`: the training chains' `SamplerConfig` (default: its defaults);
     `train_generator=False` keeps G (a user's pretrained one) and D as they are: only E
     learns, from chains that start at G's samples and the replay buffer. `gan_target`:
@@ -63,7 +63,8 @@ class GanEbm(keras.Model):
     `chain_groups`: the data-space training chains' batch runs as this many concurrent
     groups (`chain_energy.ChainEnergy`). `ema_decay` > 0: keep a `WeightAverage` of each
     network that learns, G and E (`averages`, checkpointed as `generator_average` and
-    `energy_average`)."""
+    `energy_average`). `lr_decay`: (start, end) steps: from step start the optimizers'
+    learning rates fall linearly from their compiled values to 0 at step end."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -92,6 +93,9 @@ class GanEbm(keras.Model):
     # Steps of the checkpoints whose mean weights G and E hold (training.average_weights).
     self.averaged_steps = None
     self.averages = {}
+    if lr_decay is not None and not 0 <= lr_decay[0] < lr_decay[1]:
+      raise ValueError(f'lr_decay must be (start, end) steps with 0 <= start < end, got {lr_decay}')
+    self.lr_decay = lr_decay
     if ema_decay > 0:
       for name, network in (('generator', generator if train_generator else None),
                             ('energy', energy)):
@@ -110,6 +114,10 @@ class GanEbm(keras.Model):
   def compile(self, g_optimizer, d_optimizer, e_optimizer=None, **kwargs):
     super().compile(**kwargs)
     self.g_optimizer, self.d_optimizer, self.e_optimizer = g_optimizer, d_optimizer, e_optimizer
+    # The rates the decay scales: the compiled ones (a resume compiles the flags' rates).
+    self._base_rates = [(optimizer, float(optimizer.learning_rate.numpy()))
+                        for optimizer in (g_optimizer, d_optimizer, e_optimizer)
+                        if optimizer is not None]
     # Build optimizer slots now so a checkpoint can be restored before the first step.
     g_optimizer.build(self.generator.trainable_variables)
     d_optimizer.build(self.discriminator.trainable_variables)
@@ -169,7 +177,17 @@ class GanEbm(keras.Model):
     in latent space and every sampler after training map z through."""
     return tf.cast(self.generator(z, training=False), tf.float32)
 
+  def _decay_learning_rates(self):
+    """Step t's rates: base * min(1, (end - t) / (end - start)); the last step's is
+    base / (end - start), never 0."""
+    start, end = self.lr_decay
+    scale = tf.clip_by_value(tf.cast(end - self.step, tf.float32) / float(end - start), 0.0, 1.0)
+    for optimizer, rate in self._base_rates:
+      optimizer.learning_rate.assign(rate * scale)
+
   def train_step(self, x_real):
+    if self.lr_decay is not None:
+      self._decay_learning_rates()
     batch = tf.shape(x_real)[0]
     x_gen = self._generate(batch)
     if self.energy is not None:
@@ -252,6 +270,12 @@ class GanEbm(keras.Model):
       average.copy_to(getattr(self, name))
 
 
+def _decay_steps(train):
+  """(start, end) steps of `--lr_decay`, or None for constant rates."""
+  steps = round(train.lr_decay * train.train_steps)
+  return (train.train_steps - steps, train.train_steps) if steps else None
+
+
 def build(config, data_shape=None, strategy=None, inference=False, generator=None):
   """A compiled `GanEbm` for a `Config`, built in `strategy`'s scope.
 
@@ -301,7 +325,7 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
                      gd_updates=train.gd_updates, sampler=config.train_sampler,
                      train_generator=config.train_generator, gan_target=train.gan_target,
                      chain_groups=chain_energy.resolve_groups(config, config.run.jit_compile),
-                     ema_decay=train.ema_decay)
+                     ema_decay=train.ema_decay, lr_decay=_decay_steps(train))
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
       model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
                     d_optimizer=adam(train.gd_learning_rate, 0.5),
