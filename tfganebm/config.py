@@ -114,7 +114,9 @@ class TrainConfig(fields.Section):
   energy_learning_rate: float = setting(1e-3, 'Adam lr of E.', above=0.0)
   lr_decay: float = setting(0.0, 'The learning rates of G, D and E fall linearly to 0 over '
                             'this last fraction of --train_steps (e.g. 0.5: constant for the '
-                            'first half; 0: constant throughout).', low=0.0, high=1.0)
+                            'first half; 0: constant throughout). Set from the step, so a resume '
+                            'continues it; one with another --train_steps moves it.',
+                            low=0.0, high=1.0)
   energy_beta1: float = setting(0.9, 'Adam beta1 of E.', low=0.0, below=1.0,
                                 why='Adam divides by 1 - beta1^t')
   alpha: float = setting(0.1, 'Weight of the energy regulariser.', low=0.0)
