@@ -129,3 +129,17 @@ training.train(tiny_config(workdir, strategy="mirrored", train_steps=4, eval_num
 print("ok")
 ''')
   assert result.returncode == 0 and result.stdout.strip().endswith('ok'), result.stderr[-2000:]
+
+
+def test_lr_decay_under_two_replicas_sets_the_rate_of_the_checkpointed_step(tmp_path):
+  # The train step assigns each optimizer's rate on every replica (mnist.cfg decays its rates).
+  # 4 steps, the last half decaying: the last step (t = 3) ran at 1/2 of the rate.
+  result = _train(tmp_path, '--strategy=mirrored', '--cpu_replicas=2', '--train_steps=4',
+                  '--checkpoint_every=4', '--lr_decay=0.5', '--gd_learning_rate=2e-3',
+                  '--energy_learning_rate=1e-3')
+  assert result.returncode == 0, result.stderr[-2000:]
+  reader = tf.train.load_checkpoint(os.path.join(tmp_path, workdir_lib.CHECKPOINT_DIR))
+  rates = {name.split('/')[0]: float(reader.get_tensor(name))
+           for name in reader.get_variable_to_shape_map() if 'learning_rate' in name}
+  np.testing.assert_allclose([rates['g_optimizer'], rates['d_optimizer'], rates['e_optimizer']],
+                             [1e-3, 1e-3, 5e-4], rtol=1e-6)
