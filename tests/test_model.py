@@ -158,3 +158,27 @@ def test_without_lr_decay_the_rates_stay(tiny):
   for _ in range(3):
     model.train_step(tf.constant(x_real))
   assert float(model.g_optimizer.learning_rate.numpy()) == pytest.approx(2e-3)
+
+
+def test_a_resume_inside_the_decay_continues_it(tiny, tmp_path):
+  # 2 steps, checkpoint, a fresh model restores it (and resets the rates as a resume does),
+  # 2 more: the same rates as 4 steps straight, though the checkpoint holds decayed ones.
+  def run(model, x, steps):
+    seen = []
+    for _ in range(steps):
+      model.train_step(tf.constant(x))
+      seen.append([float(o.learning_rate.numpy()) for o in (model.g_optimizer, model.e_optimizer)])
+    return seen
+  straight, x_real = _one_step(tiny, train_steps=4, lr_decay=1.0)
+  expected = run(straight, x_real, 4)
+  first, _ = _one_step(tiny, train_steps=4, lr_decay=1.0)
+  run(first, x_real, 2)
+  path = tf.train.Checkpoint(**first.checkpoint_items()).save(str(tmp_path / 'ckpt'))
+  resumed, _ = _one_step(tiny, train_steps=4, lr_decay=1.0)
+  tf.train.Checkpoint(**resumed.checkpoint_items()).restore(path).assert_consumed()
+  resumed.reset_learning_rates()
+  assert float(resumed.g_optimizer.learning_rate.numpy()) == pytest.approx(2e-3)
+  np.testing.assert_allclose(run(resumed, x_real, 2), expected[2:], rtol=1e-6)
+  np.testing.assert_allclose([r[0] for r in expected], [2e-3 * s for s in (1, .75, .5, .25)],
+                             rtol=1e-6)
+

@@ -112,9 +112,10 @@ class TrainConfig(fields.Section):
                             'as a plain GAN; E learns the correction of G, for latent chains).',
                             choices=('chains', 'data'))
   energy_learning_rate: float = setting(1e-3, 'Adam lr of E.', above=0.0)
-  lr_decay: float = setting(0.0, 'The learning rates of G, D and E fall linearly to 0 over '
-                            'this last fraction of --train_steps (e.g. 0.5: constant for the '
-                            'first half; 0: constant throughout). Set from the step, so a resume '
+  lr_decay: float = setting(0.0, 'The learning rates of G, D and E fall linearly towards 0 '
+                            'over this last fraction of --train_steps, the last step at 1 / '
+                            '(fraction x steps) of the rate (e.g. 0.5: constant for the first '
+                            'half; 0: constant throughout). Set from the step, so a resume '
                             'continues it; one with another --train_steps moves it.',
                             low=0.0, high=1.0)
   energy_beta1: float = setting(0.9, 'Adam beta1 of E.', low=0.0, below=1.0,

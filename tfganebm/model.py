@@ -177,6 +177,12 @@ class GanEbm(keras.Model):
     in latent space and every sampler after training map z through."""
     return tf.cast(self.generator(z, training=False), tf.float32)
 
+  def reset_learning_rates(self):
+    """The compiled rates back in the optimizers (a checkpoint restores the rates it was
+    saved with; a resume runs at the flags' rates, decayed from the step if --lr_decay)."""
+    for optimizer, rate in self._base_rates:
+      optimizer.learning_rate.assign(rate)
+
   def _decay_learning_rates(self):
     """Step t's rates: base * min(1, (end - t) / (end - start)); the last step's is
     base / (end - start), never 0."""
@@ -272,7 +278,7 @@ class GanEbm(keras.Model):
 
 def _decay_steps(train):
   """(start, end) steps of `--lr_decay`, or None for constant rates."""
-  steps = round(train.lr_decay * train.train_steps)
+  steps = round(train.lr_decay * train.train_steps)  # under one step: no decay
   return (train.train_steps - steps, train.train_steps) if steps else None
 
 

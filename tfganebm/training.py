@@ -273,11 +273,7 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
       raise RunError(str(e)) from None
     logging.info('resuming %s at step %d', workdir, int(model.step.numpy()))
     # The optimizers' learning rates are checkpointed; a resume that changes them applies them.
-    for optimizer, rate in ((model.g_optimizer, config.train.gd_learning_rate),
-                            (model.d_optimizer, config.train.gd_learning_rate),
-                            (model.e_optimizer, config.train.energy_learning_rate)):
-      if optimizer is not None:
-        optimizer.learning_rate.assign(rate)
+    model.reset_learning_rates()
 
   def record():
     """flags.txt and the architecture record, written with the first checkpoint that the
