@@ -181,4 +181,3 @@ def test_a_resume_inside_the_decay_continues_it(tiny, tmp_path):
   np.testing.assert_allclose(run(resumed, x_real, 2), expected[2:], rtol=1e-6)
   np.testing.assert_allclose([r[0] for r in expected], [2e-3 * s for s in (1, .75, .5, .25)],
                              rtol=1e-6)
-

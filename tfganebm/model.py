@@ -64,7 +64,8 @@ class GanEbm(keras.Model):
     groups (`chain_energy.ChainEnergy`). `ema_decay` > 0: keep a `WeightAverage` of each
     network that learns, G and E (`averages`, checkpointed as `generator_average` and
     `energy_average`). `lr_decay`: (start, end) steps: from step start the optimizers'
-    learning rates fall linearly from their compiled values to 0 at step end."""
+    learning rates fall linearly from their compiled values towards 0 at step end (the
+    last step, end - 1, at 1 / (end - start) of them)."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -180,16 +181,18 @@ class GanEbm(keras.Model):
   def reset_learning_rates(self):
     """The compiled rates back in the optimizers (a checkpoint restores the rates it was
     saved with; a resume runs at the flags' rates, decayed from the step if --lr_decay)."""
+    self._scale_learning_rates(1.0)
+
+  def _scale_learning_rates(self, scale):
     for optimizer, rate in self._base_rates:
-      optimizer.learning_rate.assign(rate)
+      optimizer.learning_rate.assign(rate * scale)
 
   def _decay_learning_rates(self):
     """Step t's rates: base * min(1, (end - t) / (end - start)); the last step's is
     base / (end - start), never 0."""
     start, end = self.lr_decay
-    scale = tf.clip_by_value(tf.cast(end - self.step, tf.float32) / float(end - start), 0.0, 1.0)
-    for optimizer, rate in self._base_rates:
-      optimizer.learning_rate.assign(rate * scale)
+    self._scale_learning_rates(tf.clip_by_value(
+        tf.cast(end - self.step, tf.float32) / float(end - start), 0.0, 1.0))
 
   def train_step(self, x_real):
     if self.lr_decay is not None:
