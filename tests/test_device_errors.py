@@ -268,3 +268,31 @@ def test_scorer_still_scores_good_samples(exported, tmp_path, monkeypatch, score
   score_samples.main()
   scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[str(path)]
   assert np.isfinite(scores['mmd2'])
+
+
+def test_reference_draws_put_real_points_at_the_floor_and_shifted_ones_above(score_samples):
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  # The swiss roll's points are i.i.d. (make_moons spaces its points evenly along the moons).
+  config = config_lib.Config().override(dataset='swissroll')
+  train, _ = data.load_points('swissroll', data.DEFAULT_NUM_POINTS, None, 0, num_held_out=1)
+  real = data.DATASETS['swissroll'](1000, None, 99, scale=train.scale).x  # a seed no draw uses
+  at_floor = score_samples.reference_draws(config, real, 8)
+  shifted = score_samples.reference_draws(config, real + np.float32(0.1), 8)
+  assert at_floor['reference_draws'] == 8
+  assert at_floor['floor_sliced_wasserstein'] == shifted['floor_sliced_wasserstein'] > 0
+  assert 0.7 < at_floor['sliced_wasserstein_to_floor'] < 1.4
+  assert shifted['sliced_wasserstein_to_floor'] > 2.5
+  assert np.isclose(shifted['sliced_wasserstein_to_floor'],
+                    shifted['sliced_wasserstein'] / shifted['floor_sliced_wasserstein'])
+
+
+def test_scorer_reference_draws_on_the_command_line(exported, tmp_path):
+  path = tmp_path / 'samples.npy'
+  np.save(path, np.random.default_rng(0).uniform(-1, 1, (200, 2)).astype(np.float32))
+  result = _run(SCORER, '--workdir', exported[0], '--reference_draws', '3', path)
+  assert result.returncode == 0, result.stderr
+  scores = json.loads(result.stdout.strip().splitlines()[-1])[str(path)]
+  assert scores['reference_draws'] == 3 and scores['sliced_wasserstein_to_floor'] > 1
+  assert 'must be >= 0' in _error_line(
+      _run(SCORER, '--workdir', exported[0], '--reference_draws', '-1', path))

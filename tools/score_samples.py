@@ -6,6 +6,14 @@ Uses the run's flags.txt for the dataset (and, for images, its data and metrics
 classifier), and prints one JSON line per file with the metrics that metrics.json
 would hold for it: classifier-FID / KID / class coverage for images, distances and
 mode metrics for 2D data.
+
+For 2D data, `--reference_draws K` scores each file's sliced Wasserstein distance
+against K fresh held-out draws of its own size instead of the run's one
+reference, and the floor (a further draw against each) the same way, and prints
+the means and their ratio. Between two 10,000-point draws of the swiss roll the
+distance varies by 29 % (std over 200 pairs: 0.0114 +- 0.0033; W2 of the
+projections is ruled by their tails), so a ratio to the floor from one reference
+can be off by a third; K = 32 holds the means to about 5 %.
 """
 
 import argparse
@@ -79,14 +87,40 @@ def load_samples(path, data_shape):
   return x
 
 
+def reference_draws(config, x, draws):
+  """The sliced Wasserstein distance of 2D samples `x` [n, 2], averaged over `draws`
+  held-out draws of n points, the floor's (a second draw of n points against each
+  reference) averaged the same way, and the ratio of the two means.
+
+  The draws use seeds seed + 2, seed + 3, ... (the run trains on seed and holds out
+  seed + 1) and the training points' scaling.
+  """
+  name, noise, seed = config.data.dataset, config.data.data_noise, config.run.seed
+  train, _ = data.load_points(name, config.data.num_examples or data.DEFAULT_NUM_POINTS, noise,
+                              seed, num_held_out=1)
+  n, sw, floor = len(x), 0.0, 0.0
+  for k in range(draws):
+    points = data.DATASETS[name](2 * n, noise, seed + 2 + k, scale=train.scale).x
+    sw += metrics.sliced_wasserstein(x, points[:n]) / draws
+    floor += metrics.sliced_wasserstein(points[n:], points[:n]) / draws
+  return dict(reference_draws=draws, sliced_wasserstein=sw, floor_sliced_wasserstein=floor,
+              sliced_wasserstein_to_floor=sw / floor)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True, help='the run whose data the samples model')
   parser.add_argument('--data_dir', default=None, help="images: override the run's --data_dir")
   parser.add_argument('--classifier_dir', default=None)
+  parser.add_argument('--reference_draws', type=int, default=0,
+                      help='2D data: mean sliced Wasserstein distance over this many fresh '
+                      "held-out draws and the floor's, and their ratio (0: all metrics against "
+                      "the run's one held-out reference, as metrics.json)")
   parser.add_argument('samples', nargs='+', help='.npy files [N, *data_shape] in [-1, 1]')
   args = parser.parse_args(argv)
+  if args.reference_draws < 0:
+    sys.exit(f'error: --reference_draws={args.reference_draws} must be >= 0 (0: one reference)')
   try:
     config = workdir_lib.read_config(args.workdir)
   except workdir_lib.WorkdirError as e:
@@ -103,6 +137,12 @@ def main(argv=None):
     sys.exit(f'error: {e}')
   num = max(len(x) for x in samples.values())
   try:
+    if args.reference_draws and data.is_image(config.data.dataset):
+      sys.exit(f'error: --reference_draws is for 2D data, not {config.data.dataset}; drop it')
+    if args.reference_draws:
+      for path, x in samples.items():
+        print(json.dumps({path: reference_draws(config, x, args.reference_draws)}))
+      return
     if data.is_image(config.data.dataset):
       loaded = data.load(config.data.dataset, config.data.num_examples, data_dir=config.data.data_dir,
                          download=config.data.download)
