@@ -270,14 +270,22 @@ def test_scorer_still_scores_good_samples(exported, tmp_path, monkeypatch, score
   assert np.isfinite(scores['mmd2'])
 
 
-def test_reference_draws_put_real_points_at_the_floor_and_shifted_ones_above(score_samples):
+def test_reference_draws_put_real_points_at_the_floor_and_shifted_ones_above(score_samples,
+                                                                              monkeypatch):
   from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
   from tfganebm import data  # pylint: disable=g-import-not-at-top
   # The swiss roll's points are i.i.d. (make_moons spaces its points evenly along the moons).
   config = config_lib.Config().override(dataset='swissroll')
   train, _ = data.load_points('swissroll', data.DEFAULT_NUM_POINTS, None, 0, num_held_out=1)
   real = data.DATASETS['swissroll'](1000, None, 99, scale=train.scale).x  # a seed no draw uses
+  draws, draw = [], data.DATASETS['swissroll']
+  monkeypatch.setitem(data.DATASETS, 'swissroll', lambda n, noise, seed, scale=None: (
+      draws.append((n, seed, scale)), draw(n, noise, seed, scale=scale))[1])
   at_floor = score_samples.reference_draws(config, real, 8)
+  # Fresh seeds (the run trains on 0 and holds out 1), in the training points' scaling.
+  fresh = [(n, seed) for n, seed, scale in draws if n == 2000]
+  assert fresh == [(2000, seed) for seed in range(2, 10)]
+  assert all(np.array_equal(scale, train.scale) for n, _, scale in draws if n == 2000)
   shifted = score_samples.reference_draws(config, real + np.float32(0.1), 8)
   assert at_floor['reference_draws'] == 8
   assert at_floor['floor_sliced_wasserstein'] == shifted['floor_sliced_wasserstein'] > 0
@@ -296,3 +304,16 @@ def test_scorer_reference_draws_on_the_command_line(exported, tmp_path):
   assert scores['reference_draws'] == 3 and scores['sliced_wasserstein_to_floor'] > 1
   assert 'must be >= 0' in _error_line(
       _run(SCORER, '--workdir', exported[0], '--reference_draws', '-1', path))
+
+
+def test_scorer_refuses_reference_draws_for_images(exported, tmp_path, monkeypatch, score_samples):
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'samples.npy'
+  np.save(path, np.zeros((4, 28, 28, 1), np.float32))
+  monkeypatch.setattr(score_samples.workdir_lib, 'read_config',
+                      lambda workdir: config_lib.Config().override(dataset='mnist'))
+  monkeypatch.setattr(sys, 'argv', [SCORER, '--workdir', str(exported[0]), '--reference_draws',
+                                    '4', str(path)])
+  with pytest.raises(SystemExit) as exit_info:
+    score_samples.main()
+  assert exit_info.value.code.startswith('error: --reference_draws is for 2D data, not mnist')
