@@ -14,8 +14,8 @@ the means and their ratio. Between two 10,000-point draws of the swiss roll the
 distance varies by 29 % (std over 200 pairs: 0.0114 +- 0.0033; W2 of the
 projections is ruled by their tails), so a ratio to the floor from one reference
 can be off by a third; K = 32 holds the means to about 5 %. That steadies the
-reference side only: the file's own draw moves the ratio as much (real
-10,000-point draws read 0.75x to 1.34x), so score several draws and average them.
+reference side only: the file's own draw moves the ratio as much (eight real
+10,000-point draws read 0.87x to 1.27x), so score several draws and average them.
 make_moons spaces its points evenly along the moons: there the floor is optimistic.
 """
 
