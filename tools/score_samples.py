@@ -90,10 +90,9 @@ def load_samples(path, data_shape):
   return x
 
 
-def reference_draws(config, x, draws):
-  """The sliced Wasserstein distance of 2D samples `x` [n, 2], averaged over `draws`
-  held-out draws of n points, the floor's (a second draw of n points against each
-  reference) averaged the same way, and the ratio of the two means.
+def fresh_references(config, n, draws):
+  """`draws` held-out draws of n 2D points and the floor's sliced Wasserstein distance
+  averaged over them (a second draw of n points against each): (references, floor).
 
   The draws use seeds seed + 2, seed + 3, ... (the run trains on seed and holds out
   seed + 1) and the training points' scaling.
@@ -101,11 +100,21 @@ def reference_draws(config, x, draws):
   name, noise, seed = config.data.dataset, config.data.data_noise, config.run.seed
   train, _ = data.load_points(name, config.data.num_examples or data.DEFAULT_NUM_POINTS, noise,
                               seed, num_held_out=1)
-  n, sw, floor = len(x), 0.0, 0.0
+  references, floor = [], 0.0
   for k in range(draws):
     points = data.DATASETS[name](2 * n, noise, seed + 2 + k, scale=train.scale).x
-    sw += metrics.sliced_wasserstein(x, points[:n]) / draws
+    references.append(points[:n])
     floor += metrics.sliced_wasserstein(points[n:], points[:n]) / draws
+  return references, floor
+
+
+def reference_draws(config, x, draws, references=None):
+  """The sliced Wasserstein distance of 2D samples `x` [n, 2] averaged over `draws`
+  held-out draws of n points, the floor's averaged the same way, and the ratio of the
+  two means; `references`: `fresh_references(config, n, draws)` when already drawn.
+  """
+  references, floor = references or fresh_references(config, len(x), draws)
+  sw = sum(metrics.sliced_wasserstein(x, reference) for reference in references) / draws
   return dict(reference_draws=draws, sliced_wasserstein=sw, floor_sliced_wasserstein=floor,
               sliced_wasserstein_to_floor=sw / floor if floor > 0 else float('inf'))
 
@@ -143,8 +152,12 @@ def main(argv=None):
   num = max(len(x) for x in samples.values())
   try:
     if args.reference_draws:
+      drawn = {}  # sample size -> its references and floor, drawn once for all files of that size
       for path, x in samples.items():
-        print(json.dumps({path: reference_draws(config, x, args.reference_draws)}))
+        if len(x) not in drawn:
+          drawn[len(x)] = fresh_references(config, len(x), args.reference_draws)
+        print(json.dumps({path: reference_draws(config, x, args.reference_draws,
+                                                drawn[len(x)])}))
       return
     if data.is_image(config.data.dataset):
       loaded = data.load(config.data.dataset, config.data.num_examples, data_dir=config.data.data_dir,
