@@ -167,7 +167,8 @@ def test_a_workdir_of_the_previous_version_loads_and_resumes(tmp_path):
   resumed = config.override(workdir=str(run), train_steps=8, eval_num_samples=32)
   result = training.train(resumed)
   assert result['step'] == 8
-  assert workdir_lib.read_config(str(run)) == resumed  # now from config.json
+  # now from config.json, with the shape of the data recorded
+  assert workdir_lib.read_config(str(run)) == resumed.override(example_shape=(2,))
   assert json.loads((run / 'config.json').read_text())['train']['train_steps'] == 8
   assert '# resumed at step 4' in (run / 'flags.txt').read_text()
 

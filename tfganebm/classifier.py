@@ -22,7 +22,8 @@ from tfganebm import progress
 RECIPE = dict(version=2, epochs=5, min_steps=200, batch_size=128, learning_rate=1e-3, seed=0)
 FEATURES_LAYER = 'features'
 NUM_FEATURES = 128
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # MNIST's and CIFAR-10's; a user's data bring their own number
+MAX_TRAIN = 60000  # training images a classifier learns from (the first ones)
 
 
 def cache_dir(directory=''):
@@ -54,7 +55,7 @@ def _digest(images, labels):
 
 
 class Classifier:
-  """A trained classifier: `features_and_probabilities(x)` gives [n, 128] and [n, 10]."""
+  """A trained classifier: `features_and_probabilities(x)` gives [n, 128] and [n, classes]."""
 
   def __init__(self, model, info):
     self.model, self.info = model, info
@@ -63,7 +64,7 @@ class Classifier:
         model.inputs, [model.get_layer(FEATURES_LAYER).output, model.outputs[0]])
 
   def features_and_probabilities(self, x, batch_size=500):
-    """x [n, H, W, C] float32 in [-1, 1] -> (features [n, 128], probabilities [n, 10])."""
+    """x [n, H, W, C] float32 in [-1, 1] -> (features [n, 128], probabilities [n, classes])."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     features, probabilities = [], []
     for start in range(0, len(x), batch_size):
@@ -74,20 +75,39 @@ class Classifier:
     return np.concatenate(features), np.concatenate(probabilities)
 
 
-def load_or_train(name, train_images, train_labels, test_images, test_labels, directory=''):
+def _slug(name):
+  """A dataset name as part of a file name: 'folder:/data/cats' -> 'folder-data-cats'."""
+  import re  # pylint: disable=g-import-not-at-top
+  return re.sub(r'[^A-Za-z0-9_.]+', '-', name).strip('-.')[:60] or 'data'
+
+
+def _cached(folder, name, digest):
+  """The cached classifier file of this digest: under this name, else under any name (the
+  same images read from a folder or an array are the same data)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  path = os.path.join(folder, f'classifier-{_slug(name)}-{digest}.keras')
+  if os.path.exists(path):
+    return path
+  others = sorted(glob.glob(os.path.join(glob.escape(folder), f'classifier-*-{digest}.keras')))
+  return others[0] if others else path
+
+
+def load_or_train(name, train_images, train_labels, test_images, test_labels, directory='',
+                  num_classes=NUM_CLASSES):
   """The cached classifier of `name` for these training images, trained and cached if missing.
 
   Args:
     name: dataset name (part of the file name).
     train_images, test_images: uint8 [n, H, W, C]; train_labels, test_labels: int [n].
     directory: the cache folder (see `cache_dir`).
+    num_classes: classes of the labels (0..num_classes - 1).
 
   Returns:
     A `Classifier`; `info` holds its test accuracy and file.
   """
   from tfganebm import data  # pylint: disable=g-import-not-at-top
   folder = cache_dir(directory)
-  path = os.path.join(folder, f'classifier-{name}-{_digest(train_images, train_labels)}.keras')
+  path = _cached(folder, name, _digest(train_images, train_labels))
   info_path = path[:-len('.keras')] + '.json'
   if os.path.exists(path) and os.path.exists(info_path):
     try:
@@ -99,7 +119,7 @@ def load_or_train(name, train_images, train_labels, test_images, test_labels, di
 
   logging.info('training the %s classifier of the image metrics (cached in %s)', name, folder)
   keras.utils.set_random_seed(RECIPE['seed'])
-  model = build(train_images.shape[1:], NUM_CLASSES)
+  model = build(train_images.shape[1:], num_classes)
   model.compile(keras.optimizers.Adam(RECIPE['learning_rate']),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=['accuracy'])

@@ -41,7 +41,8 @@ def define_config_flags(names=None, optional=False, required=(), flag_values=fla
     elif kind in ('float', 'optional float'):
       flags.DEFINE_float(**args)
     elif kind in ('ints', 'floats'):
-      flags.DEFINE_list(**{**args, 'default': default and [str(v) for v in default]})
+      flags.DEFINE_list(**{**args, 'default': None if default is None
+                                      else [str(v) for v in default]})
     elif fields.choices(field) is not None:
       flags.DEFINE_enum(**args, enum_values=list(fields.choices(field)))
     else:

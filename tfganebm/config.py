@@ -25,20 +25,46 @@ DISCRIMINATOR_NETWORKS = ('mlp', 'dcgan')
 ENERGY_NETWORKS = ('mlp', 'conv')
 
 
+def _value_range_problem(value):  # --value_range
+  return (None if not value or (len(value) == 2 and value[0] < value[1])
+          else 'must be two numbers: low,high (e.g. 0,1)')
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig(fields.Section):
-  dataset: str = setting('moons', 'Dataset: a 2D toy (built in memory) or images (MNIST, '
-                         'CIFAR-10).', choices=data.names, fixed=True)
+  dataset: str = setting('moons', 'Dataset: a built-in name (moons, swissroll, 8gaussians, '
+                         '25gaussians, mnist, cifar10), or your own data: folder:PATH (images, '
+                         'read recursively; class subfolders give labels, train/ and test/ the '
+                         'splits), npy:PATH (.npy/.npz: points [N, D] or images [N, H, W(, C)]), '
+                         'tfds:NAME[/CONFIG] (a TFDS image dataset).',
+                         check=data.dataset_problem, fixed=True)
   data_dir: str = setting('', 'Images: a folder with MNIST IDX files (train-images-idx3-ubyte.gz '
                           '...), CIFAR-10 batches (cifar-10-batches-bin/) or TFDS data; empty: '
                           'the TFDS default folder.')
   download: bool = setting(True, 'Images: let TFDS download a dataset not found locally '
                            '(needs network).')
   num_examples: int = setting(0, 'Training examples: 2D points to draw, or the first N training '
-                              'images; 0: 15,000 points, or every training image.', low=0,
+                              'examples; 0: 15,000 points, or all of them.', low=0,
                               fixed=True)
   data_noise: Optional[float] = setting(None, 'Noise of a 2D dataset (default: its own, see '
                                         'data.py).', low=0.0, fixed=True)
+  image_size: int = setting(0, "Your images: centre-crop to a square and resize to S x S "
+                            "(0: the images' own size, when they all agree and are square).",
+                            low=0, fixed=True)
+  channels: int = setting(0, "Your images: 1 (grey) or 3 (RGB); 0: 1 when every image is grey, "
+                          'else 3.', choices=(0, 1, 3), fixed=True)
+  value_range: tuple[float, ...] = setting((), 'npy: the range low,high of float (or non-uint8) '
+                                           'images, mapped to [-1, 1] (e.g. 0,1).',
+                                           check=_value_range_problem, fixed=True)
+  held_out_fraction: float = setting(0.1, 'Your data without a held-out split (no test/ folder, '
+                                     'no x_test): the fraction held out for the metrics, drawn '
+                                     'with a fixed seed.', above=0.0, below=1.0, fixed=True)
+  train_split: str = setting('train', 'tfds: the split to train on.', fixed=True)
+  held_out_split: str = setting('', 'tfds: the held-out split (empty: test, else validation, '
+                                'else a --held_out_fraction of the training split).', fixed=True)
+  example_shape: tuple[int, ...] = setting((), 'The shape of one example; set by training from '
+                                           'the data and recorded in the workdir (leave it '
+                                           'empty).', fixed=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +82,14 @@ class NetworkConfig(fields.Section):
                                 'auto: conv for images, mlp for 2D.',
                                 choices=('auto', *ENERGY_NETWORKS), fixed=True)
   generator_units: tuple[int, ...] = setting((32, 64), 'Hidden widths of G (dcgan: channels, '
-                                             'one upsampling x2 each).', fixed=True)
+                                             'one upsampling x2 each); empty: scaled to the '
+                                             'data (README).', fixed=True, empty=True)
   discriminator_units: tuple[int, ...] = setting((32, 32, 16, 8), 'Hidden widths of D (dcgan: '
-                                                 'channels, one stride-2 conv each).', fixed=True)
+                                                 'channels, one stride-2 conv each); empty: '
+                                                 'scaled to the data.', fixed=True, empty=True)
   energy_units: tuple[int, ...] = setting((64, 64, 64, 64, 64), 'Hidden widths of E (conv: '
-                                          'channels, one stride-2 conv each, then Dense(64)).',
-                                          fixed=True)
+                                          'channels, one stride-2 conv each, then Dense(64)); '
+                                          'empty: scaled to the data.', fixed=True, empty=True)
   generator_batch_norm: bool = setting(True, 'BatchNorm in G (report; mlp: every hidden layer '
                                        'but the first).', fixed=True)
   discriminator_batch_norm: bool = setting(True, 'BatchNorm in D (report; every hidden layer '
@@ -236,7 +264,7 @@ class Config:
     pick = lambda name, auto: auto if name == 'auto' else name
     net = self.networks
     return (pick(net.generator_network, 'mlp'), pick(net.discriminator_network, 'mlp'),
-            pick(net.energy_network, 'conv' if data.is_image(self.data.dataset) else 'mlp'))
+            pick(net.energy_network, 'conv' if data.is_image(self.data) else 'mlp'))
 
   def flat(self):
     """{flag name: value} of every setting."""

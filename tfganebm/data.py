@@ -1,8 +1,9 @@
 """Datasets as tf.data pipelines of batches in [-1, 1].
 
 2D toys are looked up by name in `DATASETS` and built in memory with numpy and
-scikit-learn; images (`IMAGE_SHAPES`: MNIST, CIFAR-10) come from `images.load`.
-`load(name, ...)` gives either kind. Batches are drawn by a pipeline that is a
+scikit-learn; images (`IMAGE_SHAPES`: MNIST, CIFAR-10) come from `images.load`;
+a user's data (`folder:`, `npy:`, `tfds:`) from `sources.read`. `load(config.data)`
+gives any of them. Batches are drawn by a pipeline that is a
 pure function of `(seed, step)`, so a resumed run sees exactly the batches an
 uninterrupted run would have seen, without checkpointing an iterator.
 """
@@ -96,46 +97,98 @@ DATASETS: dict[str, Callable[..., Points]] = {
 
 
 DEFAULT_NUM_POINTS = 15000  # training points of a 2D toy when --num_examples is 0
+SOURCES = ('folder:PATH', 'npy:PATH', 'tfds:NAME[/CONFIG]')  # a user's data (sources.py)
 
 
 def names():
-  """Every dataset name the `--dataset` flag accepts."""
+  """Every built-in dataset name the `--dataset` flag accepts (and the SOURCES forms)."""
   return sorted(DATASETS) + sorted(IMAGE_SHAPES)
 
 
-def kind(name):
-  """'images' or 'points' (a 2D toy): what evaluation.EVALUATORS is keyed by."""
-  return 'images' if is_image(name) else 'points'
+def dataset_problem(dataset):
+  """Why the `--dataset` value cannot be a dataset (its syntax only; the data are checked
+  when loaded), or None."""
+  from tfganebm import sources  # pylint: disable=g-import-not-at-top
+  if dataset in DATASETS or dataset in IMAGE_SHAPES:
+    return None
+  if sources.problem(dataset) == 'unknown':
+    return (f'must be one of {", ".join(names())} or {", ".join(SOURCES)}, not {dataset!r}')
+  return sources.problem(dataset)
 
 
-def is_image(name):
-  return name in IMAGE_SHAPES
+def _dataset(data_config):
+  return data_config if isinstance(data_config, str) else data_config.dataset
 
 
-def shape_of(name):
-  """The shape of one example of dataset `name`, without loading it."""
-  return IMAGE_SHAPES[name] if is_image(name) else (2,)
+def shape_of(data_config):
+  """The shape of one example of the data of `data_config` (a DataConfig, or a built-in
+  name), without loading them: a run records it (`example_shape`) when it first loads them.
+
+  Raises:
+    ValueError: a user's dataset whose shape is not recorded.
+  """
+  if not isinstance(data_config, str) and data_config.example_shape:
+    return tuple(data_config.example_shape)
+  name = _dataset(data_config)
+  if name in IMAGE_SHAPES:
+    return IMAGE_SHAPES[name]
+  if name in DATASETS:
+    return (2,)
+  raise ValueError(f'the shape of {name} is known once it is loaded (data.load)')
+
+
+def is_image(data_config):
+  """Whether the data are images ([H, W, C] examples); a user's array file is read to tell."""
+  name = _dataset(data_config)
+  if not isinstance(data_config, str) and data_config.example_shape:
+    return len(data_config.example_shape) == 3
+  if name in IMAGE_SHAPES or name.startswith(('folder:', 'tfds:')):
+    return True
+  if name.startswith('npy:'):
+    return len(load(data_config).shape) == 3
+  return False
+
+
+def kind(data_config):
+  """'images' or 'points': what evaluation.EVALUATORS is keyed by."""
+  return 'images' if is_image(data_config) else 'points'
 
 
 @dataclasses.dataclass(frozen=True)
 class Data:
   """A run's training data and its held-out data.
 
-  `train` and `held_out` are [n, *shape] arrays in [-1, 1] (float32) for 2D
-  toys, or uint8 images (`to_unit_range` maps them); `train_labels` and
-  `held_out_labels` are the classes of images (None for 2D); `mixture` is the
-  held-out mixture of a Gaussian toy.
+  `train` and `held_out` are [n, *shape] arrays in [-1, 1] (float32) for points, or
+  uint8 images (`to_unit_range` maps them); a folder's training images are
+  `sources.ImageFiles`, decoded from disk as batches are drawn. `train_labels` and
+  `held_out_labels` are class indices (None without labels); `mixture` is the
+  held-out mixture of a Gaussian toy; `description` says where the held-out data come
+  from (metrics.json); `scale` is the min-max map of a user's points.
   """
   name: str
-  train: np.ndarray
+  train: object
   held_out: np.ndarray
   held_out_labels: Optional[np.ndarray] = None
   train_labels: Optional[np.ndarray] = None
   mixture: Optional[Mixture] = None
+  class_names: Optional[tuple] = None
+  description: Optional[dict] = None
+  scale: Optional[tuple] = None
 
   @property
   def shape(self):
-    return self.train.shape[1:]
+    return tuple(self.train.shape[1:])
+
+  @property
+  def num_classes(self):
+    if self.train_labels is None:
+      return 0
+    return len(self.class_names) if self.class_names else int(self.train_labels.max()) + 1
+
+  def train_array(self, limit=None):
+    """The training examples as one array (a folder's decoded), the first `limit` if given."""
+    from tfganebm import sources  # pylint: disable=g-import-not-at-top
+    return sources.as_array(self.train[:limit] if limit else self.train)
 
 
 def to_unit_range(x):
@@ -147,35 +200,51 @@ def to_unit_range(x):
   return x.astype(np.float32)
 
 
-def load(name, num_examples=0, noise=None, seed=0, data_dir=None, download=False,
-         num_held_out=0):
-  """Training and held-out data of any dataset.
+def load(data_config, seed=0, num_held_out=0):
+  """Training and held-out data of the run's data section: the one data entry point.
 
   Args:
-    name: a name of `names()`.
-    num_examples: training examples; 0 means 15,000 points for a 2D toy and the
-      whole training split for images (else its first `num_examples` images).
-    noise, seed: of a 2D toy (`load_points`); images ignore them.
-    data_dir, download: where images are looked for (`images.load`).
-    num_held_out: at least this many held-out 2D points (images: the test split).
+    data_config: a `config.DataConfig` (dataset, data_dir, download, num_examples,
+      data_noise, image_size, channels, ...).
+    seed: the run's seed (a 2D toy's draw; images ignore it).
+    num_held_out: at least this many held-out 2D toy points (others: what the data hold).
 
   Raises:
-    images.DataError: no usable copy of an image dataset.
-    ValueError: an unknown name, or fewer training images than `num_examples`.
+    images.DataError: missing or damaged data, with the fix (a ValueError).
+    ValueError: fewer training examples than `num_examples`.
   """
-  if is_image(name):
+  name, num_examples = data_config.dataset, data_config.num_examples
+  if name in IMAGE_SHAPES:
     from tfganebm import images  # pylint: disable=g-import-not-at-top
-    train, train_labels = images.load(name, data_dir, 'train', download)
-    held_out, labels = images.load(name, data_dir, 'test', download)
-    if num_examples:
-      if num_examples > len(train):
-        raise ValueError(f'--num_examples={num_examples} but {name} has {len(train)} training '
-                         'images; lower it or use 0 (all)')
-      train, train_labels = train[:num_examples], train_labels[:num_examples]
-    return Data(name, train, held_out, held_out_labels=labels, train_labels=train_labels)
-  num_train = num_examples or DEFAULT_NUM_POINTS
-  train, held_out = load_points(name, num_train, noise, seed, max(num_train, num_held_out))
-  return Data(name, train.x, held_out.x, mixture=held_out.mixture)
+    train, train_labels = images.load(name, data_config.data_dir, 'train', data_config.download)
+    held_out, labels = images.load(name, data_config.data_dir, 'test', data_config.download)
+    data = Data(name, train, held_out, held_out_labels=labels, train_labels=train_labels,
+                description=dict(source=name, held_out='test split', num_held_out=len(held_out)))
+    return _first(data, num_examples)
+  if name in DATASETS:
+    num_train = num_examples or DEFAULT_NUM_POINTS
+    train, held_out = load_points(name, num_train, data_config.data_noise, seed,
+                                  max(num_train, num_held_out))
+    return Data(name, train.x, held_out.x, mixture=held_out.mixture, scale=train.scale,
+                description=dict(source=name, held_out=f'a fresh draw (seed {seed + 1})',
+                                 num_held_out=len(held_out.x)))
+  from tfganebm import sources  # pylint: disable=g-import-not-at-top
+  found = sources.read(name, data_config)
+  data = Data(name, found.train.x, found.held_out.x, held_out_labels=found.held_out.labels,
+              train_labels=found.train.labels, class_names=found.class_names,
+              description=found.description, scale=found.scale)
+  return _first(data, num_examples)
+
+
+def _first(data, num_examples):
+  """`data` with its first `num_examples` training examples (0: all)."""
+  if not num_examples:
+    return data
+  if num_examples > len(data.train):
+    raise ValueError(f'--num_examples={num_examples} but {data.name} has {len(data.train)} '
+                     'training examples; lower it or use 0 (all)')
+  labels = None if data.train_labels is None else data.train_labels[:num_examples]
+  return dataclasses.replace(data, train=data.train[:num_examples], train_labels=labels)
 
 
 def load_points(name, num_examples, noise, seed, num_held_out=None):
@@ -200,7 +269,8 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
   uninterrupted pipeline yields from that step on.
 
   Args:
-    x: [n, *data_shape] array: float32 in [-1, 1], or uint8 images (mapped to [-1, 1]).
+    x: [n, *data_shape] array: float32 in [-1, 1], or uint8 images (mapped to [-1, 1]), or
+      `sources.ImageFiles` (decoded batch by batch: larger than memory is fine).
     batch_size: global batch size, <= n.
     seed: int, the run's seed.
     start_step: first step to yield.
@@ -210,12 +280,15 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
     tf.data.Dataset of [batch_size, *data_shape] float32 tensors.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (flag parsing stays TF-free)
+  from tfganebm import sources  # pylint: disable=g-import-not-at-top
   n = len(x)
   if batch_size > n:
     raise ValueError(f'batch size {batch_size} exceeds the {n} training examples; '
                      'lower --batch_size or raise --num_examples')
   steps_per_epoch = n // batch_size
-  data = tf.constant(x)  # uint8 images stay uint8 in memory (4x smaller) until batched
+  files = isinstance(x, sources.ImageFiles)
+  # uint8 images stay uint8 in memory (4x smaller) until batched; files stay on disk.
+  data = tf.constant(x.paths if files else x)
 
   def to_float(batch):
     if batch.dtype == tf.uint8:
@@ -229,7 +302,17 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
         tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
     return to_float(tf.gather(data, order[index * batch_size:(index + 1) * batch_size]))
 
+  def paths_at(step):
+    epoch, index = step // steps_per_epoch, step % steps_per_epoch
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    return tf.gather(data, order[index * batch_size:(index + 1) * batch_size])
+
   steps = (tf.data.Dataset.range(start_step, stop) if num_steps is not None
            else tf.data.Dataset.counter(start_step))
+  if files:  # the same order of examples, each file decoded in parallel
+    images = steps.map(paths_at).unbatch().map(x.decode, num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=True)
+    return images.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
   return steps.map(batch_at, num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -191,19 +191,37 @@ def energy_density_grid(model, resolution=GRID_RESOLUTION):
   return metrics.grid_log_density(energies, cell_area)
 
 
+def load_data(config, num_held_out=0):
+  """The run's data (data.load of its data section and seed)."""
+  return data.load(config.data, config.run.seed, num_held_out=num_held_out)
+
+
 class PointsEvaluator:
-  """2D data: distances to held-out points drawn afresh (metrics.evaluate_points), the
-  energy's density and held-out NLL; a scatter plot over the density map."""
+  """Points of any dimension D: the sliced Wasserstein distance and MMD in D dimensions to
+  held-out points (metrics.evaluate_points); 2D: also the energy's density and held-out
+  NLL, and a scatter plot over the density map (D > 2: the first two coordinates).
+
+  A 2D toy's held-out points are drawn afresh (twice the samples); a user's points are
+  their held-out split, shuffled with a fixed seed and halved: one half the reference,
+  the other the floor."""
+
+  headline = ('sliced_wasserstein', 'mmd2')
 
   def __init__(self, config, num_samples, seed, dataset=None):
-    del seed, dataset  # held-out points are drawn, not loaded; the distances need no seed
-    held_out = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
-                         config.run.seed, num_held_out=2 * num_samples)
-    # `floor`, a second held-out sample measured like the samples: the best a model can score.
-    self.real = held_out.held_out[:num_samples]
-    self.floor = held_out.held_out[num_samples:2 * num_samples]
-    self.mixture = held_out.mixture
-    self.info = {}
+    del seed  # the distances need no seed
+    if config.data.dataset in data.DATASETS or dataset is None:
+      dataset = load_data(config, num_held_out=2 * num_samples)
+    held_out = dataset.held_out
+    if config.data.dataset in data.DATASETS:  # drawn afresh: the draw is already random
+      self.real, self.floor = held_out[:num_samples], held_out[num_samples:2 * num_samples]
+    else:
+      held_out = held_out[np.random.default_rng(0).permutation(len(held_out))]
+      half = len(held_out) // 2
+      self.real, self.floor = held_out[:half], held_out[half:][:num_samples]
+    self.mixture = dataset.mixture
+    self.dimension = int(held_out.shape[1])
+    self.info = dict(feature_space=f'points ({self.dimension}-D)',
+                     held_out=dict(dataset.description or {}, num_reference=len(self.real)))
     self.trajectory_chains = None  # the progression figure shows every chain
     self.log_density = None  # of E on a grid, for the figure (energy_metrics)
 
@@ -211,18 +229,26 @@ class PointsEvaluator:
     return metrics.evaluate_points(x, self.real, self.mixture)
 
   def energy_metrics(self, model):
+    if self.dimension != 2:
+      return None  # a grid's quadrature only in 2D
     log_density, log_z = energy_density_grid(model)
     nll = float(np.mean(model.energy_of(tf.constant(self.real), training=False).numpy()) + log_z)
     self.log_density = log_density
     return dict(log_z=log_z, held_out_nll=nll)
 
   def figures(self, out_dir, x_gen, x_langevin, trajectory, record_every, title, label):
+    if self.dimension < 2:
+      logging.info('no scatter plots for 1-D points')
+      return
+    if self.dimension > 2:
+      title += f' (coordinates 1 and 2 of {self.dimension})'
+    two = lambda x: None if x is None else np.asarray(x)[..., :2]
     with files.atomic_path(os.path.join(out_dir, 'samples.png')) as path:
-      plots.samples_2d(path, self.real, x_gen, x_langevin, self.log_density,
+      plots.samples_2d(path, two(self.real), two(x_gen), two(x_langevin), self.log_density,
                        title, label)
     if trajectory is not None:
       with files.atomic_path(os.path.join(out_dir, 'langevin_progression.png')) as path:
-        plots.langevin_progression(path, trajectory, record_every, title)
+        plots.langevin_progression(path, two(trajectory), record_every, title)
 
 
 IMAGE_GRID = 100  # images per panel of samples.png
@@ -230,17 +256,18 @@ CHAIN_STRIP = 10  # chains shown in langevin_progression.png
 
 
 class ImageEvaluator:
-  """Images: classifier-FID, KID and class coverage against half of the held-out split
-  (`ImageScorer`); image grids and a strip of chains."""
+  """Images: against half of the held-out images (`image_scorer`: classifier-FID, KID and
+  class coverage for labelled data, the Laplacian-pyramid SWD for unlabelled data); image
+  grids and a strip of chains."""
 
   def __init__(self, config, num_samples, seed, dataset=None):
     if dataset is None:
-      dataset = data.load(config.data.dataset, config.data.num_examples,
-                          data_dir=config.data.data_dir, download=config.data.download)
-    self.scorer = ImageScorer(config, dataset, num_samples)
+      dataset = load_data(config)
+    self.scorer = image_scorer(config, dataset, num_samples)
     self.floor = self.scorer.floor
-    self.info = dict(num_reference=self.scorer.num_reference, num_real=len(self.floor),
-                     classifier=self.scorer.classifier.info)
+    self.headline = self.scorer.headline
+    self.info = dict(self.scorer.info, num_reference=self.scorer.num_reference,
+                     num_real=len(self.floor))
     self.seed = seed
     self.trajectory_chains = CHAIN_STRIP  # the chains the progression figure shows
 
@@ -286,8 +313,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   """
   sampler = config.sampler
   step = int(model.step.numpy()) if step is None else step
-  evaluator = evaluator or EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed,
-                                                                       dataset)
+  evaluator = evaluator or EVALUATORS[data.kind(config.data)](config, num_samples, seed,
+                                                               dataset)
   frames = PROGRESSION_FRAMES - 1
   record_every = sampler.steps // frames if sampler.steps >= frames else 0
   bar = progress.Progress(5, f'evaluation of {num_samples} samples')
@@ -340,7 +367,7 @@ class ImageSummaries:
     one its host loop uses, off for multi-replica strategies and --deterministic)."""
     self.model, self.config = model, config
     jit_compile = config.run.jit_compile if jit_compile is None else jit_compile
-    self.kind = data.kind(config.data.dataset)
+    self.kind = data.kind(config.data)
     num = IMAGE_SUMMARY_SAMPLES[self.kind]
     self.z = tf.random.Generator.from_seed(config.run.seed + 1, alg='philox').normal(
         [num, model.latent_dim])
@@ -355,9 +382,8 @@ class ImageSummaries:
     self.generate = tf.function(generator_fn, autograph=False)
     self.refine = refine if model.energy is not None and sampler.steps else None
     self.real = None
-    if self.kind == 'points':
-      self.real = data.load(config.data.dataset, num, config.data.data_noise,
-                            config.run.seed).held_out[:num]
+    if self.kind == 'points':  # the run's own held-out points (the same scaling)
+      self.real = load_data(config, num_held_out=num).held_out[:num][..., :2]
 
   def write(self, step):
     """Writes the pictures at `step` into the default summary writer."""
@@ -371,7 +397,10 @@ class ImageSummaries:
         tf.summary.image(label, plots._tile(x_chain, 8)[None], step=step)  # pylint: disable=protected-access
       return
     log_density = None
-    if self.model.energy is not None:
+    if self.real.shape[1] < 2:
+      return
+    x_gen, x_chain = x_gen[..., :2], None if x_chain is None else x_chain[..., :2]
+    if self.model.energy is not None and self.model.data_shape == (2,):
       log_density, _ = energy_density_grid(self.model, resolution=100)
     buffer = io.BytesIO()
     plots.samples_2d(buffer, self.real, x_gen, x_chain, log_density, f'step {step}', label)
@@ -379,8 +408,7 @@ class ImageSummaries:
     tf.summary.image('samples', picture[None], step=step)
 
 
-# The metrics drawn against chain length, by data kind (mixtures add the mode metrics).
-CURVE_METRICS = {'points': ('sliced_wasserstein', 'mmd2'), 'images': ('fid', 'kid')}
+# The metrics drawn against chain length are the evaluator's `headline`; mixtures add these.
 MODE_CURVE_METRICS = ('modes_recovered', 'high_quality_fraction', 'mode_kl')
 QUALITY_FILE = 'quality_vs_steps'  # .json, .csv and .png
 
@@ -402,7 +430,7 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
     the JSON dict: sampler, rows [{steps, metrics...}], floor, baseline.
   """
   sampler = config.sampler
-  kind = data.kind(config.data.dataset)
+  kind = data.kind(config.data)
   evaluator = evaluator or EVALUATORS[kind](config, num_samples, seed, dataset)
   known = {}
   if measured is not None:
@@ -415,7 +443,7 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
     _count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
     by_steps[k] = evaluator(x)
     bar.update(1, f'{dataclasses.replace(sampler, steps=k).describe()}: '
-                  f'{_headline(by_steps[k], kind)}')
+                  f'{_headline(by_steps[k], evaluator.headline)}')
   bar.close()
   rows = [dict(steps=k, **by_steps[k]) for k in sorted(by_steps)]
   result = dict(dataset=config.data.dataset, sampler=dataclasses.asdict(sampler),
@@ -433,15 +461,15 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
   lines = [','.join(names)] + [','.join('' if row[n] is None else f'{row[n]:.6g}'
                                        for n in names) for row in rows]
   files.write_text(path + '.csv', '\n'.join(lines) + '\n')
-  curves = CURVE_METRICS[kind] + (MODE_CURVE_METRICS if 'mode_kl' in rows[0] else ())
+  curves = evaluator.headline + (MODE_CURVE_METRICS if 'mode_kl' in rows[0] else ())
   with files.atomic_path(path + '.png') as png:
     plots.quality_against_steps(png, result, curves,
                                 title=f'{config.data.dataset}: quality against chain length')
   return result
 
 
-def _headline(metrics_row, kind):
-  keys = CURVE_METRICS[kind] + MODE_CURVE_METRICS
+def _headline(metrics_row, headline):
+  keys = headline + MODE_CURVE_METRICS
   return ' '.join(f'{k}={metrics_row[k]:.4g}' for k in keys
                   if isinstance(metrics_row.get(k), (int, float)))
 
@@ -476,12 +504,11 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list
       raise workdir_lib.LoadError(f'--baseline {baseline} was trained on '
                                   f'{baseline_config.data.dataset}, not {config.data.dataset}')
   dataset = None
-  if data.is_image(config.data.dataset):  # loaded once for both evaluations
-    dataset = data.load(config.data.dataset, config.data.num_examples,
-                        data_dir=config.data.data_dir, download=config.data.download)
+  if config.data.dataset not in data.DATASETS:  # loaded once for both evaluations
+    dataset = load_data(config)
   # One evaluator and one draw for both: the curve takes G, G + K and the floor from the
   # evaluation, and runs its chains only to the longest shorter k.
-  evaluator = EVALUATORS[data.kind(config.data.dataset)](config, num_samples, seed, dataset)
+  evaluator = EVALUATORS[data.kind(config.data)](config, num_samples, seed, dataset)
   result, x_gen, x_langevin = evaluate(model, config, out_dir, num_samples, seed,
                                        dataset=dataset, refuse_non_finite=True,
                                        evaluator=evaluator)
@@ -498,10 +525,31 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list
 
 
 def _classifier(config, dataset):
-  """The cached metrics classifier of a run's image dataset (trained on first use)."""
-  return classifier.load_or_train(config.data.dataset, dataset.train, dataset.train_labels,
+  """The cached metrics classifier of a run's labelled images (trained on first use)."""
+  return classifier.load_or_train(config.data.dataset, dataset.train_array(classifier.MAX_TRAIN),
+                                  dataset.train_labels[:classifier.MAX_TRAIN],
                                   dataset.held_out, dataset.held_out_labels,
-                                  config.run.classifier_dir)
+                                  config.run.classifier_dir, num_classes=dataset.num_classes)
+
+
+def _halves(held_out, num_real):
+  """(reference, floor): a fixed shuffle of the held-out images, halved; the floor at most
+  `num_real` images, in [-1, 1]."""
+  # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
+  # other writers than its last 5,000), so its halves would not be alike.
+  held_out = held_out[np.random.default_rng(0).permutation(len(held_out))]
+  half = len(held_out) // 2
+  return held_out[:half], data.to_unit_range(held_out[half:][:num_real])
+
+
+def image_scorer(config, dataset, num_real):
+  """The scorer of a run's images: `ImageScorer` (a classifier's features) when the data
+  have labels of at least two classes, else `PyramidScorer`."""
+  if dataset.num_classes >= 2 and dataset.held_out_labels is not None:
+    return ImageScorer(config, dataset, num_real)
+  return PyramidScorer(dataset, num_real)
+
+
 class ImageScorer:
   """Scores images against a run's held-out images in its classifier's feature space.
 
@@ -510,18 +558,35 @@ class ImageScorer:
   best a model can at that sample size.
   """
 
+  headline = ('fid', 'kid')
+
   def __init__(self, config, dataset, num_real):
     self.classifier = _classifier(config, dataset)
-    # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
-    # other writers than its last 5,000), so its halves would not be alike.
-    held_out = dataset.held_out[np.random.default_rng(0).permutation(len(dataset.held_out))]
-    half = len(held_out) // 2
-    self.num_reference = half
-    self.floor = data.to_unit_range(held_out[half:][:num_real])
+    reference, self.floor = _halves(dataset.held_out, num_real)
+    self.num_reference = len(reference)
     self.reference_features, _ = self.classifier.features_and_probabilities(
-        data.to_unit_range(held_out[:half]))
+        data.to_unit_range(reference))
+    self.info = dict(feature_space='classifier', classifier=self.classifier.info,
+                     held_out=dataset.description)
 
   def __call__(self, x, seed=0):
     """metrics.evaluate_images of images x [n, H, W, C] in [-1, 1]."""
     return metrics.evaluate_images(*self.classifier.features_and_probabilities(x),
                                    self.reference_features, seed=seed)
+
+
+class PyramidScorer:
+  """Scores unlabelled images against half of the held-out images by ProGAN's sliced
+  Wasserstein distance on Laplacian-pyramid patches (metrics.pyramid_sliced_wasserstein):
+  no labels, no trained network."""
+
+  headline = ('swd',)
+
+  def __init__(self, dataset, num_real):
+    reference, self.floor = _halves(dataset.held_out, num_real)
+    self.reference = data.to_unit_range(reference)
+    self.num_reference = len(reference)
+    self.info = dict(feature_space='laplacian_pyramid_swd', held_out=dataset.description)
+
+  def __call__(self, x, seed=0):
+    return metrics.pyramid_sliced_wasserstein(x, self.reference, seed=seed)

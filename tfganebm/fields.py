@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 def setting(default, help, *, low=None, above=None, high=None, below=None,  # pylint: disable=redefined-builtin
-            choices=None, fixed=False, why='', check=None):
+            choices=None, fixed=False, why='', check=None, empty=False):
   """A dataclass field with its help text and checks.
 
   Args:
@@ -45,11 +45,13 @@ def setting(default, help, *, low=None, above=None, high=None, below=None,  # py
     fixed: the checkpoint fixes it (variable shapes, the random stream, the data): a
       resume may not change it.
     why: appended to a bound's error message.
-    check: for a list of numbers, value -> None or the phrase that says what is wrong.
+    check: for a list of numbers or a string, value -> None or the phrase that says what
+      is wrong.
+    empty: a list that may be empty (its automatic value); lists whose default is empty may.
   """
   return dataclasses.field(default=default, metadata=dict(
       help=help, low=low, above=above, high=high, below=below, choices=choices, fixed=fixed,
-      why=why, check=check))
+      why=why, check=check, empty=empty or default == ()))
 
 
 def kind(field):
@@ -85,6 +87,8 @@ def problem(field, value):
   what = kind(field)
   if value is None:
     return None if what == 'optional float' else 'must be given'
+  if not value and what in ('ints', 'floats') and field.metadata.get('empty'):
+    return None  # empty: the setting's automatic value
   if what == 'ints':
     return (None if value and all(v > 0 for v in value)
             else 'must be a comma-separated list of positive integers')
@@ -95,6 +99,8 @@ def problem(field, value):
     return check(value) if check else None
   if what in ('float', 'optional float') and not math.isfinite(value):
     return 'must be a finite number'
+  if what == 'str' and field.metadata.get('check'):
+    return field.metadata['check'](value)
   allowed = choices(field)
   if allowed is not None and value not in allowed:
     return f'must be one of {", ".join(map(str, allowed))}, not {value!r}'

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfganebm import chain_energy
+from tfganebm import config as config_lib
 from tfganebm import data
 from tfganebm import losses
 from tfganebm import networks
@@ -285,6 +286,26 @@ def _decay_steps(train):
   return (train.train_steps - steps, train.train_steps) if steps else None
 
 
+def for_data(config, data_shape):
+  """`config` with the data's example shape recorded and the network widths left empty
+  (`--generator_units=` ...) set by `networks.scaled_units`, so that a workdir's config
+  rebuilds the same networks.
+
+  Raises:
+    config.ConfigError: a recorded example shape that is not the data's.
+  """
+  data_shape = tuple(int(d) for d in data_shape)
+  recorded = config.data.example_shape
+  if recorded and tuple(recorded) != data_shape:
+    raise config_lib.ConfigError(f'--example_shape={",".join(map(str, recorded))} is not the '
+                                 f'shape of the data, {data_shape}; leave it empty')
+  config = config.override(example_shape=data_shape)
+  names = dict(zip(('generator', 'discriminator', 'energy'), config.network_names()))
+  units = {f'{role}_units': networks.scaled_units(names[role], role, data_shape)
+           for role in names if not getattr(config.networks, f'{role}_units')}
+  return config.override(**units) if units else config
+
+
 def build(config, data_shape=None, strategy=None, inference=False, generator=None):
   """A compiled `GanEbm` for a `Config`, built in `strategy`'s scope.
 
@@ -297,7 +318,8 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
   `inference=True` builds everything in float32, whatever the run trained in.
   The global Keras dtype policy is the same afterwards as before.
   """
-  data_shape = tuple(data_shape or data.shape_of(config.data.dataset))
+  data_shape = tuple(data_shape or data.shape_of(config.data))
+  config = for_data(config, data_shape)
   net, train = config.networks, config.train
   keras.utils.set_random_seed(config.run.seed)
   strategy = strategy or tf.distribute.get_strategy()

@@ -205,3 +205,43 @@ def dcgan_discriminator(data_shape, units=(64, 128), batch_norm=True, pack=1):
 GENERATORS = {'mlp': mlp_generator, 'dcgan': dcgan_generator}
 DISCRIMINATORS = {'mlp': mlp_discriminator, 'dcgan': dcgan_discriminator}
 ENERGIES = {'mlp': mlp_energy, 'conv': conv_energy}
+
+
+# The widths a role takes when its --*_units flag is left empty: the report's for MLPs (and
+# for points); for images, scaled to the resolution (`scaled_units`).
+MLP_UNITS = {'generator': (32, 64), 'discriminator': (32, 32, 16, 8), 'energy': (64,) * 5}
+MAX_CHANNELS = {'generator': 256, 'discriminator': 256, 'energy': 64}
+
+
+def _halvings(height, width, limit=5):
+  """How often an image halves (exactly) before a side would fall under 4 px, at most `limit`."""
+  count = 0
+  while (count < limit and height % 2 ** (count + 1) == 0 and width % 2 ** (count + 1) == 0
+         and min(height, width) // 2 ** (count + 1) >= 4):
+    count += 1
+  return count
+
+
+def scaled_units(network, role, data_shape):
+  """The widths of `network` (an architecture name) in `role` for examples of `data_shape`.
+
+  MLPs: the report's widths (MLP_UNITS). Images, with n the halvings down to a 4-7 px
+  start (at most 5: 16 and 28 px give 2, 32 and 48 give 3, 64 gives 4, 128 gives 5):
+  dcgan G one x2 upsampling per halving, 32 channels at the output resolution doubling
+  per halving towards the start (at most 256): 28 px (64, 32); dcgan D the mirror image,
+  (32, 64, ...); the conv E one stride-2 conv per halving down to 4 px or less, at least 4
+  (the report's 4), with 16 channels doubling to at most 64: (16, 32, 64, 64) up to 64 px.
+  """
+  if len(data_shape) != 3 or network == 'mlp':
+    return MLP_UNITS[role]
+  height, width = data_shape[:2]
+  top = MAX_CHANNELS[role]
+  if role == 'energy':
+    convs, side = 0, max(height, width)
+    while side > 4:
+      side, convs = -(-side // 2), convs + 1
+    return tuple(min(top, 16 * 2 ** i) for i in range(max(4, convs)))
+  count = max(1, _halvings(height, width))  # 1 for an odd size: the builder says why not
+  if role == 'generator':
+    return tuple(min(top, 32 * 2 ** (count - 1 - i)) for i in range(count))
+  return tuple(min(top, 32 * 2 ** i) for i in range(count))

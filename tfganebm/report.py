@@ -31,7 +31,8 @@ COLUMNS = {
                                                      '.1%'),
                ('mode_kl', 'mode KL', '.3f')),
     'images': (('fid', 'classifier-FID', '.2f'), ('kid', 'KID', '.4f'),
-               ('classes_covered', 'classes', 'd'), ('class_kl', 'class KL', '.3f')),
+               ('classes_covered', 'classes', 'd'), ('class_kl', 'class KL', '.3f'),
+               ('swd', 'pyramid SWD (x1e3)', '.2f')),
 }
 FIGURES = ('samples.png', 'langevin_progression.png')
 GENERATOR = 'tfganebm.report'  # in the page's <meta name="generator">: a page it may replace
@@ -260,7 +261,7 @@ def render(runs, title='tfganebm results'):
          f'<p>{len(runs)} runs on {len(by_dataset)} datasets; made '
          f'{datetime.date.today().isoformat()} by <code>python -m tfganebm.report</code>.</p>']
   for dataset, group in by_dataset.items():
-    kind = data.kind(dataset)
+    kind = data.kind(group[0].config.data)
     out.append(f'<h2 id="{html.escape(dataset)}">{html.escape(dataset)}</h2>')
     out.append('<h3>Sample quality</h3>')
     out.append(_table(group, kind))

@@ -41,8 +41,10 @@ SWEEP_CSV, SWEEP_JSON, BEST_CFG = 'sweep.csv', 'sweep.json', 'best.cfg'
 # The sampler's settings, in the order of a cell's key and of sweep.csv's first columns.
 SETTINGS = ('steps', 'step_size', 'noise', 'grad_clip', 'metropolis', 'space')
 # The metric a cell is chosen by, and the heat maps drawn, by data kind.
-PRIMARY = {'points': 'sliced_wasserstein', 'images': 'fid'}
-HEAT_MAPS = {'points': ('sliced_wasserstein', 'mmd2'), 'images': ('fid', 'kid')}
+# 'unlabelled': images without labels, scored by the Laplacian-pyramid SWD.
+PRIMARY = {'points': 'sliced_wasserstein', 'images': 'fid', 'unlabelled': 'swd'}
+HEAT_MAPS = {'points': ('sliced_wasserstein', 'mmd2'), 'images': ('fid', 'kid'),
+             'unlabelled': ('swd',)}
 MODE_HEAT_MAPS = ('high_quality_fraction', 'mode_kl')
 
 
@@ -147,24 +149,30 @@ def _same(key_a, key_b):
              for a, b in zip(key_a, key_b))
 
 
+def scoring_kind(config, dataset):
+  """'points', 'images' (labelled: a classifier's metrics) or 'unlabelled' (images)."""
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  if data.kind(config.data) == 'points':
+    return 'points'
+  return 'images' if dataset.num_classes >= 2 else 'unlabelled'
+
+
 class TrainingScorer:
   """Scores samples against the run's training data (never its held-out split)."""
 
-  def __init__(self, config, num_reference, seed):
+  def __init__(self, config, num_reference, seed, dataset=None):
     import numpy as np  # pylint: disable=g-import-not-at-top
     from tfganebm import data  # pylint: disable=g-import-not-at-top
-    self.kind = data.kind(config.data.dataset)
-    dataset = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
-                        config.run.seed, data_dir=config.data.data_dir,
-                        download=config.data.download)
+    dataset = dataset or data.load(config.data, config.run.seed)
+    self.kind = scoring_kind(config, dataset)
     order = np.random.default_rng(0).permutation(len(dataset.train))[:num_reference]
-    self.reference = dataset.train[order]
+    from tfganebm import sources  # pylint: disable=g-import-not-at-top
+    self.reference = data.to_unit_range(sources.as_array(dataset.train[order]))
     self.seed = seed
     if self.kind == 'images':
       from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
       self.classifier = evaluation._classifier(config, dataset)  # pylint: disable=protected-access
-      self.reference_features, _ = self.classifier.features_and_probabilities(
-          data.to_unit_range(self.reference))
+      self.reference_features, _ = self.classifier.features_and_probabilities(self.reference)
     else:
       self.mixture = dataset.mixture  # the centres and std, the same for every split
 
@@ -176,6 +184,8 @@ class TrainingScorer:
     if self.kind == 'images':
       return metrics.evaluate_images(*self.classifier.features_and_probabilities(x),
                                      self.reference_features, seed=self.seed)
+    if self.kind == 'unlabelled':
+      return metrics.pyramid_sliced_wasserstein(x, self.reference, seed=self.seed)
     # The points metrics but the nearest-neighbour distances (quadratic in n, and not
     # what a sampler is chosen by).
     result = dict(sliced_wasserstein=metrics.sliced_wasserstein(x, self.reference),
@@ -216,9 +226,10 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   if model.energy is None:
     raise SweepError(f'{workdir} is a plain GAN: it has no energy to sweep a sampler over')
   cells = grid(config, **values)
-  kind = data.kind(config.data.dataset)
-  num_samples = num_samples or (2000 if kind == 'images' else 10000)
-  num_reference = num_reference or (10000 if kind == 'images' else num_samples)
+  dataset = data.load(config.data, config.run.seed)
+  kind = scoring_kind(config, dataset)
+  num_samples = num_samples or (2000 if kind != 'points' else 10000)
+  num_reference = num_reference or (10000 if kind != 'points' else num_samples)
   about = dict(workdir=os.path.abspath(workdir), step=int(model.step.numpy()),
                **model.averaging(),
                dataset=config.data.dataset,
@@ -241,7 +252,7 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
                        'compare: give another --out (or the same settings to resume it)')
   rows = read_rows(csv_path)
   done = {_row_key(row) for row in rows}
-  scorer = TrainingScorer(config, num_reference, seed)
+  scorer = TrainingScorer(config, num_reference, seed, dataset)
   os.makedirs(out, exist_ok=True)
   files.write_json(json_path, about)
 

@@ -52,6 +52,8 @@ def _check_resume(workdir, config, step):
     raise RunError(f'cannot resume: {e}') from e
   if saved is None:
     return []
+  if not saved.data.example_shape:  # a run from before the shape was recorded
+    saved = saved.override(example_shape=config.data.example_shape)
   _refuse_changes(workdir, _architecture(saved), requested)
   before, after = saved.flat(), config.flat()
   return [(name, before[name], after[name]) for name in after
@@ -175,8 +177,9 @@ def train(config):
   except workdir_lib.WorkdirError as e:
     raise RunError(str(e)) from None
   try:
-    dataset = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
-                        config.run.seed, config.data.data_dir, config.data.download)
+    dataset = data.load(config.data, config.run.seed)
+    # The data's shape and the widths it sets, recorded in config.json with the first save.
+    config = model_lib.for_data(config, dataset.shape)
   except ValueError as e:  # images.DataError included: missing or damaged files
     raise RunError(str(e)) from e
   if len(dataset.train) < config.train.batch_size:

@@ -406,7 +406,7 @@ def load_run(workdir, overrides=None):
     if not os.path.exists(source):
       raise LoadError(f'{source} is missing: the run\'s copy of its --generator; put it back '
                       f'(a copy of {config.pretrained.generator})')
-    shape = data.shape_of(config.data.dataset)
+    shape = data.shape_of(config.data)
     generator = lambda: pretrained.load(source, shape, config.pretrained.generator_range,
                                         check=False)
   model = model_lib.build(config, strategy=tf.distribute.get_strategy(), inference=True,

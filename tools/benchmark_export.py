@@ -135,7 +135,7 @@ def main():
 
 def _quality(args, config, saved, engines, quantizations, threads, chain, inputs):
   """Scores each engine's G + K samples, drawn with the same z and noise, at batch 64."""
-  kind = data.kind(config.data.dataset)
+  kind = data.kind(config.data)
   evaluator = evaluation.EVALUATORS[kind](config, args.num_samples, 0)
   metric = 'fid' if kind == 'images' else 'sliced_wasserstein'
   batches = [inputs(64) for _ in range(-(-args.num_samples // 64))]

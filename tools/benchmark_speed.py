@@ -114,9 +114,8 @@ def ours(config, modes=('xla', 'graph', 'eager'), steps_per_block=20, repeats=15
   per core, with TF's intra-op threads set to 1 (`chain_energy`), measured in a child
   process, whose threads can still be set.
   """
-  loaded = data.load(config.data.dataset, config.data.num_examples, None, config.run.seed,
-                     config.data.data_dir, download=False)
-  x_real = tf.constant(data.to_unit_range(loaded.train[:config.train.batch_size]))
+  loaded = data.load(config.override(download=False).data, config.run.seed)
+  x_real = tf.constant(data.to_unit_range(loaded.train_array(config.train.batch_size)))
   results = {}
   flops = None
   for mode in modes:
@@ -181,7 +180,7 @@ def _child(args):
 
 def peer(path, python, config, threads, iters=200):
   """(train it/s, Langevin steps/s) of the PyTorch peer's own code in `python`."""
-  image = data.is_image(config.data.dataset)
+  image = data.is_image(config.data)
   args = dict(dataset=config.data.dataset, batch=config.train.batch_size,
               steps_cnt=config.train_sampler.steps, step_size=2.0 if image else 3.0,
               noise=0.005, grad_clip=0.05, lr_gd=2e-3, lr_e=1e-4,

@@ -39,8 +39,7 @@ def _measure(flagfile, mode, steps, data_dir):
   strategy = distribute.make_strategy('mirrored' if mirrored else 'default', cpu_replicas=2)
   jit_compile = config.run.jit_compile and not mirrored
   config = config.override(jit_compile=jit_compile)
-  loaded = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise,
-                     config.run.seed, config.data.data_dir, download=False)
+  loaded = data.load(config.override(download=False).data, config.run.seed)
   model = model_lib.build(config, loaded.shape, strategy)
   chunk = 1 if mode == 'mirrored2_1step' else config.run.log_every
   warmup = chunk if chunk > 1 else 10

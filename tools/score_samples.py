@@ -142,10 +142,11 @@ def main(argv=None):
              'directory written by tfganebm.train')
   config = config.override(**{name: value for name, value in (
       ('data_dir', args.data_dir), ('classifier_dir', args.classifier_dir)) if value is not None})
-  if args.reference_draws and data.is_image(config.data.dataset):
-    sys.exit(f'error: --reference_draws is for 2D data, not {config.data.dataset}; drop it')
+  if args.reference_draws and config.data.dataset not in data.DATASETS:
+    sys.exit(f'error: --reference_draws is for the built-in 2D data, not {config.data.dataset}; '
+             'drop it')
   try:
-    samples = {path: load_samples(path, data.shape_of(config.data.dataset))
+    samples = {path: load_samples(path, data.shape_of(config.data))
                for path in args.samples}
   except ValueError as e:
     sys.exit(f'error: {e}')
@@ -159,15 +160,9 @@ def main(argv=None):
         print(json.dumps({path: reference_draws(config, x, args.reference_draws,
                                                 drawn[len(x)])}))
       return
-    if data.is_image(config.data.dataset):
-      loaded = data.load(config.data.dataset, config.data.num_examples, data_dir=config.data.data_dir,
-                         download=config.data.download)
-      score = evaluation.ImageScorer(config, loaded, num)
-      print(json.dumps({'real_data': score(score.floor)}))
-    else:
-      loaded = data.load(config.data.dataset, config.data.num_examples, config.data.data_noise, config.run.seed,
-                         num_held_out=num)
-      score = lambda x: metrics.evaluate_points(x, loaded.held_out[:num], loaded.mixture)
+    evaluator = evaluation.EVALUATORS[data.kind(config.data)](config, num, 0)
+    print(json.dumps({'real_data': evaluator(evaluator.floor)}))
+    score = evaluator
   except ValueError as e:  # images.DataError: the run's data are not on this machine
     sys.exit(f'error: {e} (--data_dir names another folder)')
   for path, x in samples.items():

@@ -1,0 +1,575 @@
+"""A user's own data: a folder of images, an array file, a TFDS dataset.
+
+`--dataset` names a source as `folder:PATH`, `npy:PATH` or `tfds:NAME[/CONFIG]`
+(the built-in names are data.py's). Each reader checks the whole input before a
+run writes anything, and answers a problem with one `DataError` line that names
+the file and the fix. Images come out as uint8 [N, H, W, C] (a folder's as
+`ImageFiles`, decoded from disk batch by batch), points as float32 [N, D].
+
+Images are made to one shape by the same rule everywhere: converted to the run's
+channels (grey <-> RGB, alpha dropped), centre-cropped to a square, and resized
+(bilinear, antialiased) to `--image_size`; an image already of that size passes
+unchanged, bit for bit.
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import Optional
+
+from absl import logging
+import numpy as np
+
+from tfganebm.images import DataError, _one_line  # pylint: disable=protected-access
+
+PREFIXES = ('folder', 'npy', 'tfds')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')
+MAX_HELD_OUT = 20000  # held-out images read into memory for the metrics (a seeded subset)
+HELD_OUT_SEED = 0  # the held-out fraction's draw: one for every run seed, so seeds compare
+_GREY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
+
+
+def parse(dataset):
+  """'folder:PATH' -> ('folder', 'PATH'); a built-in name -> (None, name)."""
+  prefix, colon, rest = dataset.partition(':')
+  if colon and prefix in PREFIXES:
+    return prefix, rest
+  return None, dataset
+
+
+def problem(dataset):
+  """Why `dataset` is not a dataset name the flag accepts (syntax only), or None."""
+  prefix, rest = parse(dataset)
+  if prefix is not None:
+    return None if rest else f'names no {prefix}: write {prefix}:PATH' if prefix != 'tfds' \
+        else 'names no TFDS dataset: write tfds:NAME, e.g. tfds:fashion_mnist'
+  return 'unknown'
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """Images or points of one split: `x` (uint8 / float32 array, or `ImageFiles`), labels."""
+  x: object
+  labels: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """What a reader found: the splits, the class names and a line for metrics.json."""
+  train: Split
+  held_out: Split
+  description: dict
+  class_names: Optional[tuple] = None
+  scale: Optional[tuple] = None  # points: (low, high) of the min-max map to [-1, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Images to one shape.
+
+
+def fit_image(image, size, channels):
+  """One decoded image uint8 [h, w, c] (c in 1..4) -> uint8 [size, size, channels] (tf).
+
+  Grey to RGB by repeating, RGB to grey by tf.image.rgb_to_grayscale, alpha dropped;
+  then, unless it is already size x size, a centre crop to a square and a bilinear,
+  antialiased resize.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  grey = lambda: image[..., :1]
+  if channels == 1:
+    colour = lambda: tf.image.rgb_to_grayscale(image[..., :3])
+  else:
+    grey, colour = lambda: tf.tile(image[..., :1], [1, 1, 3]), lambda: image[..., :3]
+  if image.shape[-1] is not None:  # an array's images: one branch, traced once
+    image = grey() if image.shape[-1] < 3 else colour()
+  else:  # a decoded file: 1 to 4 channels, known when it is read
+    image = tf.cond(tf.shape(image)[-1] < 3, grey, colour)
+  image = tf.ensure_shape(image, [None, None, channels])
+
+  def resize():
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    square = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2,
+                                           side, side)
+    resized = tf.image.resize(square, [size, size], method='bilinear', antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+  shape = tf.shape(image)
+  same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+  image = tf.cond(same, lambda: image, resize)
+  return tf.ensure_shape(image, [size, size, channels])
+
+
+def fit_images(images, size, channels, batch=1024):
+  """uint8 [N, H, W, C] -> uint8 [N, size, size, channels], by `fit_image` (numpy out)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if images.shape[1:] == (size, size, channels):
+    return images
+  fit = tf.function(lambda x: tf.map_fn(lambda i: fit_image(i, size, channels), x,
+                                        fn_output_signature=tf.TensorSpec(
+                                            [size, size, channels], tf.uint8)))
+  return np.concatenate([fit(tf.constant(images[i:i + batch])).numpy()
+                         for i in range(0, len(images), batch)]) if len(images) else \
+      np.zeros((0, size, size, channels), np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFiles:
+  """Image files decoded on demand: `paths` [N] str, made `size` x `size` x `channels`.
+
+  Stands in for a uint8 [N, size, size, channels] array: `len`, `shape`, slices, and
+  `read()` for the array itself. Training reads batches through `decode` (data.batches).
+  """
+  paths: np.ndarray
+  size: int
+  channels: int
+
+  def __len__(self):
+    return len(self.paths)
+
+  @property
+  def shape(self):
+    return (len(self.paths), self.size, self.size, self.channels)
+
+  @property
+  def dtype(self):
+    return np.dtype(np.uint8)
+
+  def __getitem__(self, index):
+    return dataclasses.replace(self, paths=self.paths[index])
+
+  def decode(self, path):
+    """A path (string tensor) -> uint8 [size, size, channels] (tf)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+    return fit_image(image, self.size, self.channels)
+
+  def dataset(self):
+    """tf.data of the images in order, decoded in parallel."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.data.Dataset.from_tensor_slices(self.paths).map(
+        self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def read(self):
+    """The images as one uint8 [N, size, size, channels] array."""
+    out = np.empty(self.shape, np.uint8)
+    start = 0
+    for batch in self.dataset().batch(512).prefetch(2).as_numpy_iterator():
+      out[start:start + len(batch)] = batch
+      start += len(batch)
+    return out
+
+
+def as_array(x):
+  """An array, or `ImageFiles` read into one."""
+  return x.read() if isinstance(x, ImageFiles) else x
+
+
+# ---------------------------------------------------------------------------------------------
+# folder:PATH
+
+
+def _image_files(folder):
+  """(image paths, number of other files skipped) under `folder`, recursively."""
+  found, skipped = [], 0
+  for root, dirs, names in os.walk(folder, followlinks=True):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    for name in names:
+      if name.startswith('.'):
+        continue
+      if name.lower().endswith(IMAGE_EXTENSIONS):
+        found.append(os.path.join(root, name))
+      else:
+        skipped += 1
+  return found, skipped
+
+
+def _probe(path):
+  """(height, width, grey) of an image file from its header; DataError if it is damaged."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top  (matplotlib's dependency)
+  try:
+    with Image.open(path) as image:
+      width, height = image.size
+      mode = image.mode
+      if image.format == 'PNG':
+        image.verify()  # every chunk's CRC: a truncated or altered file fails here
+  except Exception as e:  # pylint: disable=broad-except  (PIL fails in many ways)
+    raise DataError(f'{path}: not a readable image ({_one_line(e)}); remove or replace it') \
+        from None
+  return height, width, mode in _GREY_MODES
+
+
+def _order(paths, folder):
+  """Files ordered by their name, then by their path under `folder`: a class-per-folder
+  copy of an array (`<class>/<index>.png`) lists its images in the array's order."""
+  return sorted(paths, key=lambda p: (os.path.basename(p), os.path.relpath(p, folder)))
+
+
+def _classes_of(folder, paths):
+  """(labels [N], class names) when every image lies in a first-level subfolder and there
+  are at least two of them; (None, None) otherwise."""
+  tops = [os.path.relpath(p, folder).split(os.sep) for p in paths]
+  if not tops or any(len(parts) < 2 for parts in tops):
+    return None, None
+  names = tuple(sorted({parts[0] for parts in tops}))
+  if len(names) < 2:
+    return None, None
+  index = {name: i for i, name in enumerate(names)}
+  return np.array([index[parts[0]] for parts in tops], np.int64), names
+
+
+def _held_out_indices(n, fraction):
+  count = max(2, int(round(fraction * n)))
+  return np.sort(np.random.default_rng(HELD_OUT_SEED).permutation(n)[:count])
+
+
+def _subset(n, limit):
+  """Indices of at most `limit` of n items: all, or a seeded subset in order."""
+  if n <= limit:
+    return np.arange(n)
+  return np.sort(np.random.default_rng(HELD_OUT_SEED).permutation(n)[:limit])
+
+
+def read_folder(folder, config):
+  """The images under `folder` (see the module docstring and the README's rules).
+
+  `train/` and `test/` (or `validation/`, `val/`) subfolders give the splits, else a
+  seeded `held_out_fraction` of the images is held out; one subfolder per class (in the
+  split folder) gives labels.
+
+  Raises:
+    DataError: no folder, no images, a damaged image, images of several sizes without
+      `--image_size`, fewer images than the splits need.
+  """
+  if not os.path.isdir(folder):
+    raise DataError(f'folder:{folder}: no such folder; give the folder that holds the images')
+  split_folders = None
+  if os.path.isdir(os.path.join(folder, 'train')):
+    held = next((os.path.join(folder, name) for name in ('test', 'validation', 'val')
+                 if os.path.isdir(os.path.join(folder, name))), None)
+    split_folders = (os.path.join(folder, 'train'), held)
+  roots = split_folders or (folder,)
+  listed = [_image_files(root) for root in roots if root is not None]
+  skipped = sum(count for _, count in listed)
+  if skipped:
+    logging.warning('folder:%s: skipped %d file(s) that are not %s images', folder, skipped,
+                    '/'.join(e[1:] for e in IMAGE_EXTENSIONS))
+  if not any(paths for paths, _ in listed):
+    raise DataError(f'folder:{folder}: no image files ({", ".join(IMAGE_EXTENSIONS)}) in it or '
+                    'its subfolders; point --dataset at the folder that holds the images')
+  ordered = [_order(paths, root) for (paths, _), root in zip(listed, roots)]
+  everything = [p for paths in ordered for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    headers = list(pool.map(_probe, everything, chunksize=256))
+  sizes = {}
+  for path, (height, width, _) in zip(everything, headers):
+    sizes.setdefault((height, width), path)
+  size = config.image_size
+  if not size:
+    if len(sizes) > 1:
+      examples = ', '.join(f'{h}x{w} ({os.path.relpath(p, folder)})'
+                           for (h, w), p in list(sizes.items())[:3])
+      raise DataError(f'folder:{folder}: images of {len(sizes)} sizes, e.g. {examples}; pass '
+                      '--image_size=S to centre-crop and resize them all to S x S')
+    (height, width), = sizes
+    if height != width:
+      raise DataError(f'folder:{folder}: the images are {height}x{width}, not square; pass '
+                      f'--image_size=S to centre-crop and resize them to S x S')
+    size = height
+  grey = sum(g for _, _, g in headers)
+  channels = config.channels or (1 if grey == len(headers) else 3)
+  if not config.channels and 0 < grey < len(headers):
+    logging.warning('folder:%s: %d grey and %d colour images: the grey ones are converted to '
+                    'RGB (--channels=1 makes all grey)', folder, grey, len(headers) - grey)
+  if split_folders:
+    train_paths, held_paths = ordered[0], ordered[1] if len(ordered) > 1 else []
+    train_labels, names = _classes_of(split_folders[0], train_paths)
+    held_labels = None
+    if held_paths:
+      held_labels, held_names = _classes_of(split_folders[1], held_paths)
+      if names and held_names != names and not set(held_names or ()) <= set(names):
+        raise DataError(f'folder:{folder}: the held-out classes {held_names} are not among '
+                        f'the training classes {names}; give both splits the same subfolders')
+      if names and held_names:
+        remap = np.array([names.index(n) for n in held_names])
+        held_labels = remap[held_labels]
+      elif names:
+        held_labels = None
+        names = None
+        train_labels = None
+        logging.warning('folder:%s: the held-out split has no class subfolders: no labels',
+                        folder)
+    else:
+      held_paths = None
+  else:
+    train_paths, held_paths = ordered[0], None
+    train_labels, names = _classes_of(folder, train_paths)
+  train_paths = np.array(train_paths)
+  if held_paths is None:  # a seeded fraction of the images
+    if len(train_paths) < 4:
+      raise DataError(f'folder:{folder}: {len(train_paths)} images; it needs at least 4 (some '
+                      'are held out for the metrics)')
+    held = _held_out_indices(len(train_paths), config.held_out_fraction)
+    keep = np.setdiff1d(np.arange(len(train_paths)), held)
+    held_paths, held_labels = train_paths[held], (None if train_labels is None
+                                                  else train_labels[held])
+    train_paths, train_labels = train_paths[keep], (None if train_labels is None
+                                                    else train_labels[keep])
+    held_from = f'a seeded {config.held_out_fraction:g} of the images'
+  else:
+    held_from = os.path.basename(split_folders[1])
+  if len(held_paths) < 2:
+    raise DataError(f'folder:{folder}: {len(held_paths)} held-out image(s); it needs at least 2')
+  held_paths = np.array(held_paths)
+  chosen = _subset(len(held_paths), MAX_HELD_OUT)
+  held = ImageFiles(held_paths[chosen], size, channels)
+  held_labels = None if held_labels is None else np.asarray(held_labels)[chosen]
+  logging.info('folder:%s: %d training and %d held-out images, %dx%dx%d%s', folder,
+               len(train_paths), len(held), size, size, channels,
+               f', {len(names)} classes' if names else ', no labels')
+  return Source(Split(ImageFiles(train_paths, size, channels), train_labels),
+                Split(held.read(), held_labels),
+                dict(source='folder', held_out=held_from, num_held_out=len(held)),
+                class_names=names)
+
+
+# ---------------------------------------------------------------------------------------------
+# npy:PATH
+
+
+_TRAIN_KEYS = ('x', 'x_train', 'images', 'points')
+_LABEL_KEYS = ('y', 'y_train', 'labels')
+_HELD_KEYS = ('x_test', 'x_held_out')
+_HELD_LABEL_KEYS = ('y_test', 'y_held_out')
+
+
+def _load_array_file(path):
+  """{name: array} of a .npy (name 'x') or .npz file, without unpickling anything."""
+  if not os.path.isfile(path):
+    raise DataError(f'npy:{path}: no such file; give an .npy or .npz file')
+  try:
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+      return {'x': loaded}
+    with loaded:
+      return {name: loaded[name] for name in loaded.files}
+  except ValueError as e:
+    if 'allow_pickle' in str(e):
+      raise DataError(f'npy:{path}: holds Python objects (a pickle), which are not loaded; save '
+                      'numeric arrays: np.savez(path, x=x.astype(np.float32), y=labels)') from None
+    raise DataError(f'npy:{path}: not a NumPy .npy/.npz file ({_one_line(e)})') from None
+  except (OSError, EOFError) as e:
+    raise DataError(f'npy:{path}: unreadable ({_one_line(e)})') from None
+
+
+def _pick(arrays, keys, path, what, required=False):
+  found = [k for k in keys if k in arrays]
+  if len(found) > 1:
+    raise DataError(f'npy:{path}: both {found[0]!r} and {found[1]!r} hold {what}; keep one')
+  if not found:
+    if required:
+      raise DataError(f'npy:{path}: no array named {" or ".join(keys)} ({what}); it holds '
+                      f'{sorted(arrays)}: save it as np.savez(path, x=..., y=labels)')
+    return None, None
+  return found[0], arrays[found[0]]
+
+
+def _check_numbers(path, name, x):
+  if x.dtype.kind not in 'uif':
+    raise DataError(f'npy:{path}: {name!r} is of type {x.dtype}, not numbers; save it as '
+                    'uint8 images or float32')
+  if x.dtype.kind == 'f' and not np.all(np.isfinite(x)):
+    bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)).all(1))[0, 0]
+    raise DataError(f'npy:{path}: {name!r} holds NaN or infinite values (first in row {bad}); '
+                    'drop or fix those rows')
+
+
+def _labels(path, name, y, n):
+  if y is None:
+    return None
+  if y.ndim != 1 or len(y) != n or y.dtype.kind not in 'iu':
+    raise DataError(f'npy:{path}: labels {name!r} must be n={n} integers [n], not {y.dtype} '
+                    f'{list(y.shape)}')
+  if len(y) and y.min() < 0:
+    raise DataError(f'npy:{path}: labels {name!r} must be >= 0 (class indices)')
+  return y.astype(np.int64)
+
+
+def _to_uint8_images(path, name, x, value_range):
+  """Images [N, H, W] or [N, H, W, C] -> uint8 NHWC, scaled from `value_range` if not uint8."""
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.shape[-1] not in (1, 3, 4):
+    raise DataError(f'npy:{path}: {name!r} has {x.shape[-1]} channels; images have 1, 3 or 4 '
+                    '(NHWC)')
+  if x.dtype == np.uint8:
+    return x
+  if not value_range:
+    raise DataError(f'npy:{path}: {name!r} holds {x.dtype} images; state their range with '
+                    '--value_range=low,high (e.g. 0,1 or 0,255), or save them as uint8')
+  low, high = value_range
+  if x.min() < low or x.max() > high:
+    raise DataError(f'npy:{path}: {name!r} has values in [{x.min():g}, {x.max():g}], outside '
+                    f'--value_range={low:g},{high:g}; widen it')
+  return np.round((x.astype(np.float64) - low) / (high - low) * 255).astype(np.uint8)
+
+
+def read_array_file(path, config):
+  """Points [N, D] or images [N, H, W(, C)] from an .npy or .npz file.
+
+  An .npz holds `x` (or x_train), optionally `y` (labels), `x_test` and `y_test`
+  (held-out data); without `x_test` a seeded `held_out_fraction` is held out. Points are
+  min-max scaled to [-1, 1] per dimension by the training points; images become uint8.
+
+  Raises:
+    DataError: no file, a pickle, NaN, a wrong number of dimensions, labels that do not fit.
+  """
+  arrays = _load_array_file(path)
+  name, x = _pick(arrays, _TRAIN_KEYS, path, 'the training data', required=True)
+  label_name, y = _pick(arrays, _LABEL_KEYS, path, 'labels')
+  held_name, x_held = _pick(arrays, _HELD_KEYS, path, 'held-out data')
+  held_label_name, y_held = _pick(arrays, _HELD_LABEL_KEYS, path, 'held-out labels')
+  if x.ndim not in (2, 3, 4) or len(x) == 0:
+    raise DataError(f'npy:{path}: {name!r} has shape {list(x.shape)}; it must be points [N, D] '
+                    'or images [N, H, W] / [N, H, W, C], N > 0')
+  _check_numbers(path, name, x)
+  y = _labels(path, label_name, y, len(x))
+  if x_held is not None:
+    if x_held.shape[1:] != x.shape[1:]:
+      raise DataError(f'npy:{path}: {held_name!r} has shape {list(x_held.shape)}, {name!r} '
+                      f'{list(x.shape)}: one example must have one shape')
+    _check_numbers(path, held_name, x_held)
+    y_held = _labels(path, held_label_name, y_held, len(x_held))
+    if (y is None) != (y_held is None):
+      raise DataError(f'npy:{path}: labels for one split only; give both {name!r} and '
+                      f'{held_name!r} labels, or neither')
+    held_from = held_name
+  else:
+    if len(x) < 4:
+      raise DataError(f'npy:{path}: {len(x)} examples; it needs at least 4 (some are held out)')
+    held = _held_out_indices(len(x), config.held_out_fraction)
+    keep = np.setdiff1d(np.arange(len(x)), held)
+    x, x_held = x[keep], x[held]
+    y, y_held = (None, None) if y is None else (y[keep], y[held])
+    held_from = f'a seeded {config.held_out_fraction:g} of {name!r}'
+  description = dict(source='npy', held_out=held_from, num_held_out=len(x_held))
+  names = None if y is None else tuple(str(i) for i in range(int(max(y.max(), y_held.max())) + 1))
+  if x.ndim == 2:  # points
+    x = x.astype(np.float64)
+    low, high = x.min(0), x.max(0)
+    if np.any(high <= low):
+      raise DataError(f'npy:{path}: dimension {int(np.argmax(high <= low))} of {name!r} is '
+                      'constant; drop it (points are scaled to [-1, 1] per dimension)')
+    scale = lambda a: (2.0 * (a - low) / (high - low) - 1.0).astype(np.float32)
+    return Source(Split(scale(x), y), Split(scale(x_held.astype(np.float64)), y_held),
+                  description, names, scale=(low, high))
+  images = _to_uint8_images(path, name, x, config.value_range)
+  held_images = _to_uint8_images(path, held_name or name, x_held, config.value_range)
+  size, channels = _image_shape(f'npy:{path}', images, config)
+  return Source(Split(fit_images(images, size, channels), y),
+                Split(fit_images(held_images, size, channels), y_held), description, names)
+
+
+def _image_shape(where, images, config):
+  """(size, channels) of the run: the flags', else the images' own (square only)."""
+  height, width, found = images.shape[1:]
+  size = config.image_size
+  if not size:
+    if height != width:
+      raise DataError(f'{where}: the images are {height}x{width}, not square; pass '
+                      '--image_size=S to centre-crop and resize them to S x S')
+    size = height
+  return size, config.channels or (1 if found == 1 else 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# tfds:NAME[/CONFIG]
+
+
+LIST_NAMES = ('python -c "import tensorflow_datasets as tfds; '
+              'print(tfds.list_builders(with_community_datasets=False))"')
+
+
+def read_tfds(name, config):
+  """Images (and labels, if the dataset has a ClassLabel) of a TFDS dataset, offline unless
+  `--download` and the network answers.
+
+  Raises:
+    DataError: an unknown name (with how to list names), no image feature, a dataset not
+      prepared and not downloadable, an unknown split.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tfganebm import images as images_lib  # pylint: disable=g-import-not-at-top
+  data_dir = config.data_dir or None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.DatasetNotFoundError as e:
+    hint = next((line.strip() for line in str(e).splitlines() if 'Did you mean' in line), '')
+    raise DataError(f'tfds:{name}: no such TFDS dataset{" (" + hint + ")" if hint else ""}; '
+                    f'list the names with: {LIST_NAMES}') from None
+  except Exception as e:  # pylint: disable=broad-except  (a bad config name, a bad folder)
+    raise DataError(f'tfds:{name}: {_one_line(e)}; list the names with: {LIST_NAMES}') from None
+  features = builder.info.features
+  image_keys = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+  if not image_keys:
+    raise DataError(f'tfds:{name}: no image feature (it has {", ".join(features.keys())}); '
+                    'this library trains on TFDS image datasets')
+  label_keys = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+  image_key, label_key = image_keys[0], (label_keys[0] if label_keys else None)
+  splits = list(builder.info.splits.keys())
+  held_split = config.held_out_split or next(
+      (s for s in ('test', 'validation') if s in splits), '')
+  for split in (config.train_split, held_split):
+    if split and splits and split not in splits:
+      raise DataError(f'tfds:{name}: no split {split!r} (it has {", ".join(splits)}); pick one '
+                      'with --train_split / --held_out_split')
+  try:
+    prepared = builder.is_prepared()
+  except Exception:  # pylint: disable=broad-except
+    prepared = False
+  download = bool(config.download and not prepared and images_lib._online())  # pylint: disable=protected-access
+
+  def read(split):
+    try:
+      arrays = tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir, download=download,
+                                       batch_size=-1))
+    except AssertionError:
+      raise DataError(f'tfds:{name}: not prepared in {data_dir or "the TFDS default folder"} '
+                      f'and {"offline" if config.download else "--nodownload"}; run `tfds build '
+                      f'{name}` where there is network and pass --data_dir=ITS_FOLDER') from None
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataError(f'tfds:{name}: cannot read split {split!r} ({_one_line(e)})') from None
+    x = np.asarray(arrays[image_key])
+    y = None if label_key is None else np.asarray(arrays[label_key]).astype(np.int64)
+    return x, y
+
+  x, y = read(config.train_split)
+  if x.dtype != np.uint8:
+    raise DataError(f'tfds:{name}: its {image_key!r} feature is {x.dtype}, not uint8 images')
+  if held_split:
+    x_held, y_held = read(held_split)
+    held_from = f'split {held_split}'
+  else:
+    held = _held_out_indices(len(x), config.held_out_fraction)
+    keep = np.setdiff1d(np.arange(len(x)), held)
+    x, x_held = x[keep], x[held]
+    y, y_held = (None, None) if y is None else (y[keep], y[held])
+    held_from = f'a seeded {config.held_out_fraction:g} of split {config.train_split}'
+  chosen = _subset(len(x_held), MAX_HELD_OUT)
+  x_held, y_held = x_held[chosen], None if y_held is None else y_held[chosen]
+  size, channels = _image_shape(f'tfds:{name}', x, config)
+  names = tuple(features[label_key].names) if label_key else None
+  return Source(Split(fit_images(x, size, channels), y),
+                Split(fit_images(x_held, size, channels), y_held),
+                dict(source='tfds', held_out=held_from, num_held_out=len(x_held)), names)
+
+
+READERS = {'folder': read_folder, 'npy': read_array_file, 'tfds': read_tfds}
+
+
+def read(dataset, config):
+  """The `Source` of a `prefix:rest` dataset name."""
+  prefix, rest = parse(dataset)
+  if prefix == 'folder' or prefix == 'npy':
+    rest = os.path.expanduser(rest)
+  return READERS[prefix](rest, config)
