@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tfganebm import config as config_lib
 from tfganebm import data
 
 
@@ -59,8 +60,9 @@ def test_more_held_out_points_than_training_points_share_the_training_scaling(na
   [-1, 1] by the *training* points' min-max, not by a larger draw's: else they sit on a
   slightly stretched copy of the data, worse than the model's samples by the stretch."""
   from tfganebm import metrics  # pylint: disable=g-import-not-at-top
-  small = data.load(name, 0, None, 0, num_held_out=4000)
-  large = data.load(name, 0, None, 0, num_held_out=20000)
+  data_config = config_lib.Config().override(dataset=name).data
+  small = data.load(data_config, 0, num_held_out=4000)
+  large = data.load(data_config, 0, num_held_out=20000)
   np.testing.assert_array_equal(small.train, large.train)
   gap = metrics.sliced_wasserstein(large.train[:10000], large.held_out[:10000])
   floor = metrics.sliced_wasserstein(large.held_out[:10000], large.held_out[10000:])

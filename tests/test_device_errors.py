@@ -316,4 +316,5 @@ def test_scorer_refuses_reference_draws_for_images(exported, tmp_path, monkeypat
                                     '4', str(path)])
   with pytest.raises(SystemExit) as exit_info:
     score_samples.main()
-  assert exit_info.value.code.startswith('error: --reference_draws is for 2D data, not mnist')
+  assert exit_info.value.code.startswith(
+      'error: --reference_draws is for the built-in 2D data, not mnist')

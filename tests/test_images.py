@@ -82,6 +82,13 @@ def test_tfds_is_used_when_no_local_files(tmp_path, monkeypatch):
   assert x.shape == (6, 28, 28, 1) and x.dtype == np.uint8 and y.shape == (6,)
 
 
+def _mnist_data(folder, num_examples=0):
+  """The data section of a run on the MNIST IDX files in `folder`."""
+  from tfganebm import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.Config().override(dataset='mnist', data_dir=str(folder), batch_size=1,
+                                      num_examples=num_examples).data
+
+
 def write_mnist(folder, num_train=96, num_test=64, seed=0):
   """Tiny MNIST-like IDX files: class c is a bright bar at row 2c, so a classifier learns it."""
   folder.mkdir(parents=True, exist_ok=True)
@@ -146,7 +153,7 @@ def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, monkeypatch):
   assert len(cached) == 1
   # The classifier is cached: a second evaluation reuses the file and gives the same features.
   from tfganebm import classifier, data  # pylint: disable=g-import-not-at-top
-  loaded = data.load('mnist', 0, data_dir=str(folder))
+  loaded = data.load(_mnist_data(folder))
   again = classifier.load_or_train('mnist', loaded.train, loaded.train_labels, loaded.held_out,
                                    loaded.held_out_labels, str(tmp_path / 'cache'))
   assert again.info == result['classifier']
@@ -197,11 +204,11 @@ def test_cifar10_run_on_tfds_mock_data_with_dcgan_networks(tiny, tmp_path, monke
 def test_training_data_scale_and_batches(tmp_path):
   from tfganebm import data  # pylint: disable=g-import-not-at-top
   folder = write_mnist(tmp_path)
-  loaded = data.load('mnist', 40, data_dir=str(folder))
+  loaded = data.load(_mnist_data(folder, 40))
   assert loaded.train.shape == (40, 28, 28, 1) and loaded.train.dtype == np.uint8
   assert loaded.held_out.shape == (64, 28, 28, 1) and loaded.held_out_labels.shape == (64,)
   batch = next(iter(data.batches(loaded.train, 8, seed=0)))
   assert batch.dtype == 'float32' and batch.shape == (8, 28, 28, 1)
   assert batch.numpy().min() >= -1.0 and batch.numpy().max() == 1.0
   with pytest.raises(ValueError, match='num_examples'):
-    data.load('mnist', 500, data_dir=str(folder))
+    data.load(_mnist_data(folder, 500))
