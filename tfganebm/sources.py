@@ -347,6 +347,10 @@ def _load_array_file(path):
   """{name: array} of a .npy (name 'x') or .npz file, without unpickling anything."""
   if not os.path.isfile(path):
     raise DataError(f'npy:{path}: no such file; give an .npy or .npz file')
+  with open(path, 'rb') as f:
+    magic = f.read(6)
+  if not magic.startswith((b'\x93NUMPY', b'PK')):  # .npy, or .npz (a zip)
+    raise DataError(f'npy:{path}: not a NumPy .npy/.npz file; write it with np.save or np.savez')
   try:
     loaded = np.load(path, allow_pickle=False)
     if isinstance(loaded, np.ndarray):
@@ -531,16 +535,19 @@ def read_tfds(name, config):
 
   def read(split):
     try:
-      arrays = tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir, download=download,
-                                       batch_size=-1))
+      dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
+      batches = list(tfds.as_numpy(dataset.batch(1024)))
     except AssertionError:
       raise DataError(f'tfds:{name}: not prepared in {data_dir or "the TFDS default folder"} '
                       f'and {"offline" if config.download else "--nodownload"}; run `tfds build '
                       f'{name}` where there is network and pass --data_dir=ITS_FOLDER') from None
     except Exception as e:  # pylint: disable=broad-except
       raise DataError(f'tfds:{name}: cannot read split {split!r} ({_one_line(e)})') from None
-    x = np.asarray(arrays[image_key])
-    y = None if label_key is None else np.asarray(arrays[label_key]).astype(np.int64)
+    if not batches:
+      raise DataError(f'tfds:{name}: split {split!r} is empty')
+    x = np.concatenate([batch[image_key] for batch in batches])
+    y = (None if label_key is None
+         else np.concatenate([batch[label_key] for batch in batches]).astype(np.int64))
     return x, y
 
   x, y = read(config.train_split)
