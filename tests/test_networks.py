@@ -116,3 +116,29 @@ def test_pack_groups_consecutive_samples():
     changed = tf.concat([x[:1] + 1.0, x[1:]], 0)
     logits, changed_logits = d(x).numpy(), d(changed).numpy()
     assert logits[0] != changed_logits[0] and logits[1] == changed_logits[1]
+
+
+@pytest.mark.parametrize('size', [16, 28, 32, 48, 64, 128])
+@pytest.mark.parametrize('channels', [1, 3])
+def test_networks_scaled_to_the_data_fit_every_size(size, channels):
+  """Empty --*_units: DCGAN G and D and the conv E of the README's rule, for any size."""
+  shape = (size, size, channels)
+  g_units = networks.scaled_units('dcgan', 'generator', shape)
+  d_units = networks.scaled_units('dcgan', 'discriminator', shape)
+  e_units = networks.scaled_units('conv', 'energy', shape)
+  start = size // 2 ** len(g_units)
+  assert 4 <= start <= 7 or len(g_units) == 5  # a 4-7 px start, at most 5 upsamplings
+  assert g_units[-1] == 32 and d_units == g_units[::-1] and len(e_units) >= 4
+  assert max(g_units) <= 256 and max(e_units) <= 64
+  x = networks.dcgan_generator(8, shape, g_units)(tf.random.normal([2, 8]), training=False)
+  assert x.shape == (2, *shape)
+  assert networks.dcgan_discriminator(shape, d_units)(x).shape == (2, 1)
+  assert networks.conv_energy(shape, e_units)(x).shape == (2, 1)
+
+
+def test_scaled_widths_are_the_shipped_mnist_widths_and_the_report_widths():
+  assert networks.scaled_units('dcgan', 'generator', (28, 28, 1)) == (64, 32)  # mnist.cfg
+  assert networks.scaled_units('dcgan', 'discriminator', (28, 28, 1)) == (32, 64)
+  assert networks.scaled_units('conv', 'energy', (28, 28, 1)) == (16, 32, 64, 64)  # report
+  assert networks.scaled_units('mlp', 'energy', (5,)) == (64,) * 5
+  assert networks.scaled_units('dcgan', 'generator', (64, 64, 3)) == (256, 128, 64, 32)
