@@ -218,9 +218,16 @@ def _classes_of(folder, paths):
   return np.array([index[parts[0]] for parts in tops], np.int64), names
 
 
-def _held_out_indices(n, fraction):
-  count = max(2, int(round(fraction * n)))
-  return np.sort(np.random.default_rng(HELD_OUT_SEED).permutation(n)[:count])
+def _hold_out(x, labels, fraction):
+  """(x, labels, x_held, labels_held): a fixed-seed `fraction` (at least 2) of the examples
+  held out, both parts in their order; labels may be None."""
+  n = len(x)
+  count = max(2, round(fraction * n))
+  held = np.sort(np.random.default_rng(HELD_OUT_SEED).permutation(n)[:count])
+  keep = np.setdiff1d(np.arange(n), held)
+  if labels is None:
+    return x[keep], None, x[held], None
+  return x[keep], labels[keep], x[held], labels[held]
 
 
 def _subset(n, limit):
@@ -309,12 +316,8 @@ def read_folder(folder, config):
     if len(train_paths) < 4:
       raise DataError(f'folder:{folder}: {len(train_paths)} images; it needs at least 4 (some '
                       'are held out for the metrics)')
-    held = _held_out_indices(len(train_paths), config.held_out_fraction)
-    keep = np.setdiff1d(np.arange(len(train_paths)), held)
-    held_paths, held_labels = train_paths[held], (None if train_labels is None
-                                                  else train_labels[held])
-    train_paths, train_labels = train_paths[keep], (None if train_labels is None
-                                                    else train_labels[keep])
+    train_paths, train_labels, held_paths, held_labels = _hold_out(
+        train_paths, train_labels, config.held_out_fraction)
     held_from = f'a seeded {config.held_out_fraction:g} of the images'
   else:
     held_from = os.path.basename(split_folders[1])
@@ -451,10 +454,7 @@ def read_array_file(path, config):
   else:
     if len(x) < 4:
       raise DataError(f'npy:{path}: {len(x)} examples; it needs at least 4 (some are held out)')
-    held = _held_out_indices(len(x), config.held_out_fraction)
-    keep = np.setdiff1d(np.arange(len(x)), held)
-    x, x_held = x[keep], x[held]
-    y, y_held = (None, None) if y is None else (y[keep], y[held])
+    x, y, x_held, y_held = _hold_out(x, y, config.held_out_fraction)
     held_from = f'a seeded {config.held_out_fraction:g} of {name!r}'
   description = dict(source='npy', held_out=held_from, num_held_out=len(x_held))
   names = None if y is None else tuple(str(i) for i in range(int(max(y.max(), y_held.max())) + 1))
@@ -557,10 +557,7 @@ def read_tfds(name, config):
     x_held, y_held = read(held_split)
     held_from = f'split {held_split}'
   else:
-    held = _held_out_indices(len(x), config.held_out_fraction)
-    keep = np.setdiff1d(np.arange(len(x)), held)
-    x, x_held = x[keep], x[held]
-    y, y_held = (None, None) if y is None else (y[keep], y[held])
+    x, y, x_held, y_held = _hold_out(x, y, config.held_out_fraction)
     held_from = f'a seeded {config.held_out_fraction:g} of split {config.train_split}'
   chosen = _subset(len(x_held), MAX_HELD_OUT)
   x_held, y_held = x_held[chosen], None if y_held is None else y_held[chosen]
