@@ -84,11 +84,11 @@ def test_a_flat_folder_has_no_labels_and_holds_out_a_seeded_fraction(tmp_path):
 def test_image_size_crops_the_centre_and_resizes(tmp_path):
   wide = np.zeros((20, 40, 3), np.uint8)
   wide[:, 10:30] = 200  # the centre square is all 200, the sides 0
-  for i in range(4):
+  for i in range(8):
     _png(str(tmp_path / f'{i}.png'), wide)
   loaded = data.load(_data_config(f'folder:{tmp_path}', image_size=10, held_out_fraction=0.5))
   images_ = loaded.train_array()
-  assert images_.shape == (2, 10, 10, 3)
+  assert images_.shape == (4, 10, 10, 3)
   np.testing.assert_array_equal(images_, 200)  # the sides were cropped away, not squeezed in
 
 
@@ -96,27 +96,27 @@ def test_grey_and_colour_images_become_colour_and_say_so(tmp_path, caplog):
   grey = np.full((8, 8, 1), 90, np.uint8)
   colour = np.zeros((8, 8, 3), np.uint8)
   colour[..., 0] = 255
-  for i in range(3):
+  for i in range(4):
     _png(str(tmp_path / f'g{i}.png'), grey)
     _png(str(tmp_path / f'c{i}.png'), colour)
-  loaded = data.load(_data_config(f'folder:{tmp_path}', held_out_fraction=0.4))
+  loaded = data.load(_data_config(f'folder:{tmp_path}', held_out_fraction=0.5))
   assert loaded.shape == (8, 8, 3)
   every = np.concatenate([loaded.train_array(), loaded.held_out])
   greys = every[every[..., 1].max((1, 2)) > 0]
   np.testing.assert_array_equal(greys, 90)  # grey repeated into R, G and B
-  assert '3 grey and 3 colour images' in caplog.text
-  as_grey = data.load(_data_config(f'folder:{tmp_path}', channels=1, held_out_fraction=0.4))
+  assert '4 grey and 4 colour images' in caplog.text
+  as_grey = data.load(_data_config(f'folder:{tmp_path}', channels=1, held_out_fraction=0.5))
   assert as_grey.shape == (8, 8, 1)
 
 
 def test_other_files_are_skipped_with_a_count(tmp_path, caplog):
-  x, _ = _digits(6)
+  x, _ = _digits(8)
   for i, image in enumerate(x):
     _png(str(tmp_path / f'{i}.png'), image)
   (tmp_path / 'notes.txt').write_text('not an image')
   (tmp_path / 'labels.csv').write_text('0,1')
-  loaded = data.load(_data_config(f'folder:{tmp_path}', held_out_fraction=0.3))
-  assert len(loaded.train) + len(loaded.held_out) == 6
+  loaded = data.load(_data_config(f'folder:{tmp_path}', held_out_fraction=0.5))
+  assert len(loaded.train) + len(loaded.held_out) == 8
   assert 'skipped 2 file(s)' in caplog.text
 
 
@@ -134,20 +134,43 @@ def test_bad_folders_get_one_line_naming_the_problem(tmp_path):
   _refused(f'folder:{empty}', 'no image files')
   _refused(f'folder:{tmp_path / "missing"}', 'no such folder')
   sizes = tmp_path / 'sizes'
-  for i in range(2):
+  for i in range(4):
     _png(str(sizes / f'a{i}.png'), np.zeros((8, 8, 1), np.uint8))
     _png(str(sizes / f'b{i}.png'), np.zeros((16, 16, 1), np.uint8))
   _refused(f'folder:{sizes}', '--image_size=S')
   assert data.load(_data_config(f'folder:{sizes}', image_size=8, held_out_fraction=0.5)).shape \
       == (8, 8, 1)
   corrupt = tmp_path / 'corrupt'
-  for i in range(4):
+  for i in range(8):
     _png(str(corrupt / f'{i}.png'), np.zeros((8, 8, 1), np.uint8))
   content = (corrupt / '2.png').read_bytes()
   (corrupt / '2.png').write_bytes(content[:len(content) // 2])  # truncated
   assert '2.png' in _refused(f'folder:{corrupt}', 'not a readable image')
   (corrupt / '2.png').write_bytes(b'\x89PNG\r\n\x1a\n' + os.urandom(40))  # garbage
   _refused(f'folder:{corrupt}', '2.png')
+  _png(str(corrupt / '2.png'), np.zeros((8, 8, 1), np.uint8))
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(corrupt / '3.jpg')
+  content = (corrupt / '3.jpg').read_bytes()
+  (corrupt / '3.jpg').write_bytes(content[:len(content) // 2])  # a JPEG cut off: decoded
+  assert '3.jpg' in _refused(f'folder:{corrupt}', 'not a readable image')
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(corrupt / '3.jpg', format='TIFF')
+  _refused(f'folder:{corrupt}', 'TensorFlow does not decode')
+  (corrupt / '3.jpg').unlink()
+  tiny = tmp_path / 'tiny'
+  for i in range(8):
+    _png(str(tiny / f'{i}.png'), np.zeros((4, 4, 1), np.uint8))
+  _refused(f'folder:{tiny}', '--image_size=16')
+
+
+def test_split_folders_any_case_a_held_out_class_subset_and_a_link_loop(tmp_path):
+  x, y = _digits(24)
+  _write_class_folder(tmp_path, x, y, 'Train')
+  _write_class_folder(tmp_path, x[:6], np.full(6, 2), 'Test')  # one class of training's
+  (tmp_path / 'Train' / '0' / 'loop').symlink_to(tmp_path / 'Train')
+  loaded = data.load(_data_config(f'folder:{tmp_path}'))
+  assert len(loaded.train) == 24 and loaded.class_names == ('0', '1', '2')
+  np.testing.assert_array_equal(loaded.held_out_labels, 2)
 
 
 def test_npy_points_of_any_dimension_are_scaled_by_the_training_points(tmp_path):
@@ -172,6 +195,10 @@ def test_npy_images_uint8_or_with_a_stated_range(tmp_path):
   loaded = data.load(_data_config(f'npy:{tmp_path / "u.npz"}', image_size=16))
   assert loaded.shape == (16, 16, 1) and loaded.num_classes == 3
   assert len(loaded.train_labels) == len(loaded.train)
+  np.savez(tmp_path / 'sparse.npz', x=x[..., 0], y=y * 500)  # labels 0, 500, 1000: 3 classes
+  sparse = data.load(_data_config(f'npy:{tmp_path / "sparse.npz"}'))
+  assert sparse.num_classes == 3 and sparse.class_names == ('0', '500', '1000')
+  np.testing.assert_array_equal(sparse.train_labels, loaded.train_labels)
   floats = x.astype(np.float32) / 255
   np.savez(tmp_path / 'f.npz', x=floats)
   _refused(f'npy:{tmp_path / "f.npz"}', '--value_range=low,high')
@@ -196,6 +223,12 @@ def test_bad_arrays_get_one_line(tmp_path):
   _refused(f'npy:{tmp_path / "five.npy"}', 'shape [2, 3, 4, 5, 6]')
   np.savez(tmp_path / 'labels.npz', x=np.zeros((10, 2)), y=np.zeros(9, np.int64))
   _refused(f'npy:{tmp_path / "labels.npz"}', 'labels')
+  np.savez(tmp_path / 'few.npz', x=np.arange(20.0).reshape(10, 2), x_test=np.ones((3, 2)))
+  _refused(f'npy:{tmp_path / "few.npz"}', '3 held-out example(s)')
+  np.save(tmp_path / 'eight.npy', np.arange(16.0).reshape(8, 2))
+  _refused(f'npy:{tmp_path / "eight.npy"}', 'lower --held_out_fraction', held_out_fraction=0.9)
+  (tmp_path / 'cut.npz').write_bytes((tmp_path / 'few.npz').read_bytes()[:100])
+  _refused(f'npy:{tmp_path / "cut.npz"}', 'damaged or truncated')
   np.savez(tmp_path / 'nox.npz', z=np.zeros((10, 2)))
   _refused(f'npy:{tmp_path / "nox.npz"}', "no array named x")
   (tmp_path / 'text.npy').write_text('not numpy')
@@ -212,7 +245,9 @@ def test_tfds_image_datasets_through_mock_data():
     assert loaded.num_classes == 10 and len(loaded.train) + len(loaded.held_out) == 20
   with tfds.testing.mock_data(num_examples=20):
     resized = data.load(_data_config('tfds:fashion_mnist', image_size=16, download=False))
-  assert resized.shape == (16, 16, 1)
+    flowers = data.load(_data_config('tfds:tf_flowers', image_size=32, download=False))
+    _refused('tfds:tf_flowers', 'not one square size', download=False)  # sizes vary
+  assert resized.shape == (16, 16, 1) and flowers.shape == (32, 32, 3)
 
 
 def test_tfds_prepared_offline_in_a_data_dir(tmp_path):

@@ -145,7 +145,8 @@ def is_image(data_config):
   if name in IMAGE_SHAPES or name.startswith(('folder:', 'tfds:')):
     return True
   if name.startswith('npy:'):
-    return len(load(data_config).shape) == 3
+    from tfganebm import sources  # pylint: disable=g-import-not-at-top
+    return sources.array_rank(sources.parse(name)[1]) > 2
   return False
 
 

@@ -303,6 +303,10 @@ def for_data(config, data_shape):
   names = dict(zip(('generator', 'discriminator', 'energy'), config.network_names()))
   units = {f'{role}_units': networks.scaled_units(names[role], role, data_shape)
            for role in names if not getattr(config.networks, f'{role}_units')}
+  if 'dcgan' in names.values() and len(data_shape) == 3 and data_shape[0] % 2:
+    raise config_lib.ConfigError(f'DCGAN networks upsample by 2: {data_shape[0]} px images do '
+                                 'not halve; pass --image_size with an even size (e.g. '
+                                 f'{data_shape[0] + 1})')
   return config.override(**units) if units else config
 
 

@@ -15,6 +15,7 @@ unchanged, bit for bit.
 import concurrent.futures
 import dataclasses
 import os
+import zipfile
 from typing import Optional
 
 from absl import logging
@@ -26,6 +27,9 @@ PREFIXES = ('folder', 'npy', 'tfds')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif')
 MAX_HELD_OUT = 20000  # held-out images read into memory for the metrics (a seeded subset)
 HELD_OUT_SEED = 0  # the held-out fraction's draw: one for every run seed, so seeds compare
+_DECODED_BY_TF = ('PNG', 'JPEG', 'GIF', 'BMP')  # tf.io.decode_image's formats
+MIN_IMAGE_SIZE = 8  # the pyramid metric's 7x7 patches, one halving of the scaled networks
+MIN_HELD_OUT = 4  # held-out examples: halved into a reference and a floor of at least 2
 _GREY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
 
 
@@ -171,9 +175,15 @@ def as_array(x):
 
 def _image_files(folder):
   """(image paths, number of other files skipped) under `folder`, recursively."""
-  found, skipped = [], 0
+  found, skipped, seen = [], 0, set()
   for root, dirs, names in os.walk(folder, followlinks=True):
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    real = os.path.realpath(root)
+    if real in seen:  # a link back to a folder already read: its files once only
+      dirs[:] = []
+      continue
+    seen.add(real)
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.')
+                     and os.path.realpath(os.path.join(root, d)) not in seen)
     for name in names:
       if name.startswith('.'):
         continue
@@ -185,14 +195,23 @@ def _image_files(folder):
 
 
 def _probe(path):
-  """(height, width, grey) of an image file from its header; DataError if it is damaged."""
+  """(height, width, grey) of an image file; DataError if it is damaged or of a format
+  TensorFlow does not decode. PNGs are checked by their chunks' CRCs (a truncated or
+  altered file fails), the other formats by decoding them."""
   from PIL import Image  # pylint: disable=g-import-not-at-top  (matplotlib's dependency)
   try:
     with Image.open(path) as image:
       width, height = image.size
-      mode = image.mode
-      if image.format == 'PNG':
-        image.verify()  # every chunk's CRC: a truncated or altered file fails here
+      mode, kind = image.mode, image.format
+      if kind not in _DECODED_BY_TF:
+        raise DataError(f'{path}: a {kind} image, which TensorFlow does not decode; convert it '
+                        'to PNG or JPEG, or remove it')
+      if kind == 'PNG':
+        image.verify()
+      else:
+        image.load()
+  except DataError:
+    raise
   except Exception as e:  # pylint: disable=broad-except  (PIL fails in many ways)
     raise DataError(f'{path}: not a readable image ({_one_line(e)}); remove or replace it') \
         from None
@@ -205,24 +224,31 @@ def _order(paths, folder):
   return sorted(paths, key=lambda p: (os.path.basename(p), os.path.relpath(p, folder)))
 
 
-def _classes_of(folder, paths):
+def _classes_of(folder, paths, known=None):
   """(labels [N], class names) when every image lies in a first-level subfolder and there
-  are at least two of them; (None, None) otherwise."""
+  are at least two of them (or they are among the `known` class names); (None, None)
+  otherwise."""
   tops = [os.path.relpath(p, folder).split(os.sep) for p in paths]
-  if not tops or any(len(parts) < 2 for parts in tops):
+  if not tops:
+    return None, None
+  stray = sum(len(parts) < 2 for parts in tops)
+  if stray:
+    if stray < len(tops):
+      logging.warning('%s: %d image(s) lie beside the class subfolders: the images are read '
+                      'without labels (move them into a class folder for labels)', folder, stray)
     return None, None
   names = tuple(sorted({parts[0] for parts in tops}))
-  if len(names) < 2:
+  if len(names) < 2 and not (known and set(names) <= set(known)):
     return None, None
   index = {name: i for i, name in enumerate(names)}
   return np.array([index[parts[0]] for parts in tops], np.int64), names
 
 
 def _hold_out(x, labels, fraction):
-  """(x, labels, x_held, labels_held): a fixed-seed `fraction` (at least 2) of the examples
-  held out, both parts in their order; labels may be None."""
+  """(x, labels, x_held, labels_held): a fixed-seed `fraction` (at least MIN_HELD_OUT) of
+  the examples held out, both parts in their order; labels may be None."""
   n = len(x)
-  count = max(2, round(fraction * n))
+  count = max(MIN_HELD_OUT, round(fraction * n))
   held = np.sort(np.random.default_rng(HELD_OUT_SEED).permutation(n)[:count])
   keep = np.setdiff1d(np.arange(n), held)
   if labels is None:
@@ -251,10 +277,12 @@ def read_folder(folder, config):
   if not os.path.isdir(folder):
     raise DataError(f'folder:{folder}: no such folder; give the folder that holds the images')
   split_folders = None
-  if os.path.isdir(os.path.join(folder, 'train')):
-    held = next((os.path.join(folder, name) for name in ('test', 'validation', 'val')
-                 if os.path.isdir(os.path.join(folder, name))), None)
-    split_folders = (os.path.join(folder, 'train'), held)
+  subfolders = {name.lower(): os.path.join(folder, name) for name in sorted(os.listdir(folder))
+                if os.path.isdir(os.path.join(folder, name))}
+  if 'train' in subfolders:  # Train/ and Test/ as well
+    held = next((subfolders[name] for name in ('test', 'validation', 'val')
+                 if name in subfolders), None)
+    split_folders = (subfolders['train'], held)
   roots = split_folders or (folder,)
   listed = [_image_files(root) for root in roots if root is not None]
   skipped = sum(count for _, count in listed)
@@ -283,6 +311,7 @@ def read_folder(folder, config):
       raise DataError(f'folder:{folder}: the images are {height}x{width}, not square; pass '
                       f'--image_size=S to centre-crop and resize them to S x S')
     size = height
+  _check_size(f'folder:{folder}', size)
   grey = sum(g for _, _, g in headers)
   channels = config.channels or (1 if grey == len(headers) else 3)
   if not config.channels and 0 < grey < len(headers):
@@ -293,7 +322,7 @@ def read_folder(folder, config):
     train_labels, names = _classes_of(split_folders[0], train_paths)
     held_labels = None
     if held_paths:
-      held_labels, held_names = _classes_of(split_folders[1], held_paths)
+      held_labels, held_names = _classes_of(split_folders[1], held_paths, names)
       if names and held_names != names and not set(held_names or ()) <= set(names):
         raise DataError(f'folder:{folder}: the held-out classes {held_names} are not among '
                         f'the training classes {names}; give both splits the same subfolders')
@@ -313,16 +342,16 @@ def read_folder(folder, config):
     train_labels, names = _classes_of(folder, train_paths)
   train_paths = np.array(train_paths)
   if held_paths is None:  # a seeded fraction of the images
-    if len(train_paths) < 4:
-      raise DataError(f'folder:{folder}: {len(train_paths)} images; it needs at least 4 (some '
-                      'are held out for the metrics)')
+    if len(train_paths) < 2 * MIN_HELD_OUT:
+      raise DataError(f'folder:{folder}: {len(train_paths)} images; it needs at least '
+                      f'{2 * MIN_HELD_OUT} (some are held out for the metrics)')
     train_paths, train_labels, held_paths, held_labels = _hold_out(
         train_paths, train_labels, config.held_out_fraction)
     held_from = f'a seeded {config.held_out_fraction:g} of the images'
   else:
     held_from = os.path.basename(split_folders[1])
-  if len(held_paths) < 2:
-    raise DataError(f'folder:{folder}: {len(held_paths)} held-out image(s); it needs at least 2')
+  _check_split_sizes(f'folder:{folder}', len(train_paths), len(held_paths),
+                     'train/' if split_folders else '--held_out_fraction')
   held_paths = np.array(held_paths)
   chosen = _subset(len(held_paths), MAX_HELD_OUT)
   held = ImageFiles(held_paths[chosen], size, channels)
@@ -365,8 +394,24 @@ def _load_array_file(path):
       raise DataError(f'npy:{path}: holds Python objects (a pickle), which are not loaded; save '
                       'numeric arrays: np.savez(path, x=x.astype(np.float32), y=labels)') from None
     raise DataError(f'npy:{path}: not a NumPy .npy/.npz file ({_one_line(e)})') from None
-  except (OSError, EOFError) as e:
-    raise DataError(f'npy:{path}: unreadable ({_one_line(e)})') from None
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
+    raise DataError(f'npy:{path}: unreadable ({_one_line(e)}); the file is damaged or '
+                    'truncated, write it again') from None
+
+
+def _check_split_sizes(where, num_train, num_held_out, train_fix):
+  if num_held_out < MIN_HELD_OUT:
+    raise DataError(f'{where}: {num_held_out} held-out example(s); the metrics need at least '
+                    f'{MIN_HELD_OUT}')
+  if num_train < 2:
+    raise DataError(f'{where}: {num_train} training example(s) left; give more, or lower '
+                    f'{train_fix}')
+
+
+def array_rank(path):
+  """The rank of the training array of an .npy/.npz file (2: points; 3, 4: images)."""
+  arrays = _load_array_file(os.path.expanduser(path))
+  return _pick(arrays, _TRAIN_KEYS, path, 'the training data', required=True)[1].ndim
 
 
 def _pick(arrays, keys, path, what, required=False):
@@ -397,9 +442,7 @@ def _labels(path, name, y, n):
   if y.ndim != 1 or len(y) != n or y.dtype.kind not in 'iu':
     raise DataError(f'npy:{path}: labels {name!r} must be n={n} integers [n], not {y.dtype} '
                     f'{list(y.shape)}')
-  if len(y) and y.min() < 0:
-    raise DataError(f'npy:{path}: labels {name!r} must be >= 0 (class indices)')
-  return y.astype(np.int64)
+  return y
 
 
 def _to_uint8_images(path, name, x, value_range):
@@ -409,7 +452,7 @@ def _to_uint8_images(path, name, x, value_range):
   if x.shape[-1] not in (1, 3, 4):
     raise DataError(f'npy:{path}: {name!r} has {x.shape[-1]} channels; images have 1, 3 or 4 '
                     '(NHWC)')
-  if x.dtype == np.uint8:
+  if x.dtype == np.uint8 and not value_range:
     return x
   if not value_range:
     raise DataError(f'npy:{path}: {name!r} holds {x.dtype} images; state their range with '
@@ -452,12 +495,18 @@ def read_array_file(path, config):
                       f'{held_name!r} labels, or neither')
     held_from = held_name
   else:
-    if len(x) < 4:
-      raise DataError(f'npy:{path}: {len(x)} examples; it needs at least 4 (some are held out)')
+    if len(x) < 2 * MIN_HELD_OUT:
+      raise DataError(f'npy:{path}: {len(x)} examples; it needs at least {2 * MIN_HELD_OUT} '
+                      '(some are held out for the metrics)')
     x, y, x_held, y_held = _hold_out(x, y, config.held_out_fraction)
     held_from = f'a seeded {config.held_out_fraction:g} of {name!r}'
+  _check_split_sizes(f'npy:{path}', len(x), len(x_held), '--held_out_fraction')
   description = dict(source='npy', held_out=held_from, num_held_out=len(x_held))
-  names = None if y is None else tuple(str(i) for i in range(int(max(y.max(), y_held.max())) + 1))
+  names = None
+  if y is not None:  # classes 0..k-1 for the k label values found, named by those values
+    values, index = np.unique(np.concatenate([y, y_held]), return_inverse=True)
+    y, y_held = index[:len(y)].astype(np.int64), index[len(y):].astype(np.int64)
+    names = tuple(str(v) for v in values)
   if x.ndim == 2:  # points
     x = x.astype(np.float64)
     low, high = x.min(0), x.max(0)
@@ -469,21 +518,29 @@ def read_array_file(path, config):
                   description, names, scale=(low, high))
   images = _to_uint8_images(path, name, x, config.value_range)
   held_images = _to_uint8_images(path, held_name or name, x_held, config.value_range)
-  size, channels = _image_shape(f'npy:{path}', images, config)
+  size, channels = _image_shape(f'npy:{path}', images.shape[1:], config)
   return Source(Split(fit_images(images, size, channels), y),
                 Split(fit_images(held_images, size, channels), y_held), description, names)
 
 
-def _image_shape(where, images, config):
-  """(size, channels) of the run: the flags', else the images' own (square only)."""
-  height, width, found = images.shape[1:]
+def _image_shape(where, shape, config):
+  """(size, channels) of the run for images of `shape` (H, W, C; None where they vary):
+  the flags', else the images' own (square only)."""
+  height, width, found = shape
   size = config.image_size
   if not size:
-    if height != width:
-      raise DataError(f'{where}: the images are {height}x{width}, not square; pass '
-                      '--image_size=S to centre-crop and resize them to S x S')
+    if height is None or width is None or height != width:
+      raise DataError(f'{where}: the images are {height or "any"}x{width or "any"}, not one '
+                      'square size; pass --image_size=S to centre-crop and resize them to S x S')
     size = height
+  _check_size(where, size)
   return size, config.channels or (1 if found == 1 else 3)
+
+
+def _check_size(where, size):
+  if size < MIN_IMAGE_SIZE:
+    raise DataError(f'{where}: {size}x{size} images are too small for the networks and the '
+                    f'metrics; pass --image_size={2 * MIN_IMAGE_SIZE} (or more) to resize them')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,7 +581,7 @@ def read_tfds(name, config):
   held_split = config.held_out_split or next(
       (s for s in ('test', 'validation') if s in splits), '')
   for split in (config.train_split, held_split):
-    if split and splits and split not in splits:
+    if split and splits and split.split('[')[0] not in splits:  # 'train[:90%]' slices too
       raise DataError(f'tfds:{name}: no split {split!r} (it has {", ".join(splits)}); pick one '
                       'with --train_split / --held_out_split')
   try:
@@ -533,10 +590,20 @@ def read_tfds(name, config):
     prepared = False
   download = bool(config.download and not prepared and images_lib._online())  # pylint: disable=protected-access
 
+  image_feature = features[image_key]
+  if np.dtype(getattr(image_feature, 'np_dtype', np.uint8)) != np.uint8:
+    raise DataError(f'tfds:{name}: its {image_key!r} feature is not uint8 images')
+  size, channels = _image_shape(f'tfds:{name}', tuple(image_feature.shape), config)
+
+  def fitted(example):  # each image to one shape before batching: sizes may vary
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    image = fit_image(tf.cast(example[image_key], tf.uint8), size, channels)
+    return {image_key: image, **({label_key: example[label_key]} if label_key else {})}
+
   def read(split):
     try:
       dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
-      batches = list(tfds.as_numpy(dataset.batch(1024)))
+      batches = list(tfds.as_numpy(dataset.map(fitted).batch(1024)))
     except AssertionError:
       raise DataError(f'tfds:{name}: not prepared in {data_dir or "the TFDS default folder"} '
                       f'and {"offline" if config.download else "--nodownload"}; run `tfds build '
@@ -551,20 +618,17 @@ def read_tfds(name, config):
     return x, y
 
   x, y = read(config.train_split)
-  if x.dtype != np.uint8:
-    raise DataError(f'tfds:{name}: its {image_key!r} feature is {x.dtype}, not uint8 images')
   if held_split:
     x_held, y_held = read(held_split)
     held_from = f'split {held_split}'
   else:
     x, y, x_held, y_held = _hold_out(x, y, config.held_out_fraction)
     held_from = f'a seeded {config.held_out_fraction:g} of split {config.train_split}'
+  _check_split_sizes(f'tfds:{name}', len(x), len(x_held), '--held_out_fraction')
   chosen = _subset(len(x_held), MAX_HELD_OUT)
   x_held, y_held = x_held[chosen], None if y_held is None else y_held[chosen]
-  size, channels = _image_shape(f'tfds:{name}', x, config)
   names = tuple(features[label_key].names) if label_key else None
-  return Source(Split(fit_images(x, size, channels), y),
-                Split(fit_images(x_held, size, channels), y_held),
+  return Source(Split(x, y), Split(x_held, y_held),
                 dict(source='tfds', held_out=held_from, num_held_out=len(x_held)), names)
 
 

@@ -176,6 +176,7 @@ def train(config):
     workdir_lib.check_writable(workdir)
   except workdir_lib.WorkdirError as e:
     raise RunError(str(e)) from None
+  config = _absolute_data_path(config)
   try:
     dataset = data.load(config.data, config.run.seed)
     # The data's shape and the widths it sets, recorded in config.json with the first save.
@@ -200,6 +201,17 @@ def train(config):
   finally:
     if lock is not None:
       lock.release()
+
+
+def _absolute_data_path(config):
+  """`config` with a relative `folder:` or `npy:` path made absolute, so that the run's
+  config.json names the data wherever a later command starts (and a resume from another
+  directory that would read other data is refused as another --dataset)."""
+  from tfganebm import sources  # pylint: disable=g-import-not-at-top
+  prefix, path = sources.parse(config.data.dataset)
+  if prefix in ('folder', 'npy'):
+    return config.override(dataset=f'{prefix}:{os.path.abspath(os.path.expanduser(path))}')
+  return config
 
 
 def _pretrained(config, data_shape):

@@ -137,7 +137,7 @@ def _quality(args, config, saved, engines, quantizations, threads, chain, inputs
   """Scores each engine's G + K samples, drawn with the same z and noise, at batch 64."""
   kind = data.kind(config.data)
   evaluator = evaluation.EVALUATORS[kind](config, args.num_samples, 0)
-  metric = 'fid' if kind == 'images' else 'sliced_wasserstein'
+  metric = evaluator.headline[0]
   batches = [inputs(64) for _ in range(-(-args.num_samples // 64))]
   print(f'\nquality of G + {args.steps} steps, {args.num_samples} samples per engine ({metric} '
         'against held-out data; lower is better):')
