@@ -173,7 +173,7 @@ from tfganebm import cli
 cli.define_config_flags(required=("workdir",))
 for path in sorted(glob.glob("configs/*.cfg")):
   flags.FLAGS.unparse_flags()  # back to the defaults: each config alone
-  yours = path in ("configs/images.cfg", "configs/points.cfg")  # recipes for a user's data
+  yours = "--dataset=" not in open(path).read()  # recipes for a user's data
   flags.FLAGS(["train", "--flagfile=" + path, "--workdir=unused"]
               + (["--dataset=npy:mine.npz"] if yours else []))
   parsed = cli.config_from_flags()
