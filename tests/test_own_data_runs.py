@@ -109,6 +109,18 @@ def test_folder_run_killed_after_a_checkpoint_resumes_to_the_same_generator(tmp_
   samples = np.load(device / 'samples.npy')
   assert samples.shape == (8, 16, 16, 1) and np.all(np.abs(samples) <= 1)
 
+  # The run's own G, refined as a user's generator on the same folder; both on one page.
+  refined = tmp_path / 'refined'
+  result = run_module('tfganebm.refine', *IMAGE_FLAGS, f'--dataset=folder:{folder}',
+                      f'--generator={straight / "generator.keras"}', f'--workdir={refined}',
+                      '--train_steps=20')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads((refined / 'metrics.json').read_text())['generator']['swd'] > 0
+  page = tmp_path / 'page.html'
+  result = run_module('tfganebm.report', str(straight), str(refined), f'--out={page}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'pyramid SWD' in page.read_text()
+
 
 @pytest.mark.slow
 def test_points_in_five_dimensions_train_sample_and_export(tmp_path):

@@ -294,6 +294,7 @@ def read_folder(folder, config):
                     'its subfolders; point --dataset at the folder that holds the images')
   ordered = [_order(paths, root) for (paths, _), root in zip(listed, roots)]
   everything = [p for paths in ordered for p in paths]
+  logging.info('folder:%s: checking %d image files', folder, len(everything))
   with concurrent.futures.ThreadPoolExecutor(8) as pool:
     headers = list(pool.map(_probe, everything, chunksize=256))
   sizes = {}
