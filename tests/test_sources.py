@@ -48,6 +48,9 @@ def test_a_class_folder_with_splits_loads_as_the_arrays_it_was_written_from(tmp_
   np.testing.assert_array_equal(loaded.held_out_labels, y_test)
   assert loaded.class_names == ('0', '1', '2') and loaded.num_classes == 3
   assert loaded.description['held_out'] == 'test'
+  unlabelled = data.load(_data_config(f'folder:{tmp_path}', folder_labels=False))
+  assert unlabelled.train_labels is None and unlabelled.num_classes == 0
+  np.testing.assert_array_equal(unlabelled.train_array(), x)
   # --num_examples takes the first images, as for an array.
   first = data.load(_data_config(f'folder:{tmp_path}', num_examples=5))
   np.testing.assert_array_equal(first.train_array(), x[:5])

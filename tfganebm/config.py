@@ -56,6 +56,8 @@ class DataConfig(fields.Section):
   value_range: tuple[float, ...] = setting((), 'npy: the range low,high of float (or non-uint8) '
                                            'images, mapped to [-1, 1] (e.g. 0,1).',
                                            check=_value_range_problem, fixed=True)
+  folder_labels: bool = setting(True, 'folder: one subfolder per class gives labels (off: the '
+                                'subfolders only organise unlabelled images).', fixed=True)
   held_out_fraction: float = setting(0.1, 'Your data without a held-out split (no test/ folder, '
                                      'no x_test): the fraction held out for the metrics, drawn '
                                      'with a fixed seed.', above=0.0, below=1.0, fixed=True)

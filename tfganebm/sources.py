@@ -224,6 +224,11 @@ def _order(paths, folder):
   return sorted(paths, key=lambda p: (os.path.basename(p), os.path.relpath(p, folder)))
 
 
+def _no_classes(folder, paths, known=None):
+  del folder, paths, known
+  return None, None
+
+
 def _classes_of(folder, paths, known=None):
   """(labels [N], class names) when every image lies in a first-level subfolder and there
   are at least two of them (or they are among the `known` class names); (None, None)
@@ -318,12 +323,13 @@ def read_folder(folder, config):
   if not config.channels and 0 < grey < len(headers):
     logging.warning('folder:%s: %d grey and %d colour images: the grey ones are converted to '
                     'RGB (--channels=1 makes all grey)', folder, grey, len(headers) - grey)
+  classes_of = _classes_of if config.folder_labels else _no_classes
   if split_folders:
     train_paths, held_paths = ordered[0], ordered[1] if len(ordered) > 1 else []
-    train_labels, names = _classes_of(split_folders[0], train_paths)
+    train_labels, names = classes_of(split_folders[0], train_paths)
     held_labels = None
     if held_paths:
-      held_labels, held_names = _classes_of(split_folders[1], held_paths, names)
+      held_labels, held_names = classes_of(split_folders[1], held_paths, names)
       if names and held_names != names and not set(held_names or ()) <= set(names):
         raise DataError(f'folder:{folder}: the held-out classes {held_names} are not among '
                         f'the training classes {names}; give both splits the same subfolders')
@@ -340,7 +346,7 @@ def read_folder(folder, config):
       held_paths = None
   else:
     train_paths, held_paths = ordered[0], None
-    train_labels, names = _classes_of(folder, train_paths)
+    train_labels, names = classes_of(folder, train_paths)
   train_paths = np.array(train_paths)
   if held_paths is None:  # a seeded fraction of the images
     if len(train_paths) < 2 * MIN_HELD_OUT:
