@@ -205,3 +205,22 @@ def test_train_step_and_samplers_trace_once_across_a_run_and_its_resume(tmp_path
   other = dataclasses.replace(config.sampler, step_size=0.01, noise=0.2)
   list(evaluation.chains_at(model, 16, 1, other, [3, 7]))
   assert len(traced) == 1 and traced[0].experimental_get_tracing_count() == 1
+
+
+def test_resume_refuses_data_that_changed_size(tiny, tmp_path):
+  """A user's file with more rows would shift every later batch: the resume is refused."""
+  points = tmp_path / 'points.npy'
+  rng = np.random.default_rng(0)
+  first = rng.normal(size=(300, 3))
+  np.save(points, first)
+  run = tmp_path / 'run'
+  training.train(tiny(run, dataset=f'npy:{points}', num_examples=0, train_steps=2))
+  np.save(points, rng.normal(size=(320, 3)))
+  with pytest.raises(training.RunError, match='270 training examples then, 288 now'):
+    training.train(tiny(run, dataset=f'npy:{points}', num_examples=0, train_steps=4))
+  np.save(points, first[::-1])  # the same size, other contents
+  with pytest.raises(training.RunError, match='other data'):
+    training.train(tiny(run, dataset=f'npy:{points}', num_examples=0, train_steps=4))
+  np.save(points, first)  # the data back: the run resumes
+  assert training.train(tiny(run, dataset=f'npy:{points}', num_examples=0,
+                             train_steps=4))['step'] == 4

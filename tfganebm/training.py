@@ -6,6 +6,7 @@ import time
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfganebm import chain_energy
@@ -32,16 +33,24 @@ class Interrupted(RunError):
   """Ctrl-C during training: where it stopped and how to resume."""
 
 
-def _check_resume(workdir, config, step):
+def _check_resume(workdir, config, step, data_record=None):
   """Refuses a resume that would change what the checkpoint fixes; returns the changes of
   the settings a resume may change, as (name, saved, requested) triples.
 
-  `step` is the checkpoint's step (None: no checkpoint, anything goes).
+  `step` is the checkpoint's step (None: no checkpoint, anything goes); `data_record` the
+  size and digest of the training data now (`_data_record`).
   """
   if step is None:
     return []
   requested = _architecture(config)
-  _refuse_changes(workdir, workdir_lib.read_architecture(workdir), requested)
+  saved_record = workdir_lib.read_architecture(workdir)
+  _refuse_changes(workdir, saved_record, requested)
+  saved_data = {k: saved_record[k] for k in (data_record or {}) if k in saved_record}
+  if saved_data and any(saved_data[k] != data_record[k] for k in saved_data):
+    raise RunError(f'{workdir} was trained on other data than {config.data.dataset} holds now '
+                   f'({saved_data.get(TRAINING_EXAMPLES)} training examples then, '
+                   f'{data_record[TRAINING_EXAMPLES]} now, or other contents): the batches would '
+                   "not continue the run's; restore the data or use a new --workdir")
   if config.train.train_steps < step:
     raise RunError(f'{workdir} holds a run at step {step}, beyond --train_steps='
                    f'{config.train.train_steps}; pass --train_steps={step} or more, or use a new '
@@ -68,6 +77,22 @@ def _refuse_changes(workdir, saved, requested):
     details = ', '.join(f'--{n}: {saved[n]} -> {requested[n]}' for n in changed)
     raise RunError(f'{workdir} holds a run with other settings ({details}); use a new '
                    '--workdir or the saved values')
+
+
+# In the architecture record: what the step counter indexes, so a resume reads the same data.
+TRAINING_EXAMPLES, TRAINING_DIGEST = 'training_examples', 'training_data_digest'
+
+
+def _data_record(dataset):
+  """The training data's size and digest (of a folder's file list, or of the array)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from tfganebm import sources  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256(str(tuple(dataset.train.shape)).encode())
+  if isinstance(dataset.train, sources.ImageFiles):
+    digest.update('\n'.join(dataset.train.paths).encode())
+  else:
+    digest.update(np.ascontiguousarray(dataset.train).tobytes())
+  return {TRAINING_EXAMPLES: len(dataset.train), TRAINING_DIGEST: digest.hexdigest()[:16]}
 
 
 def _architecture(config):
@@ -254,7 +279,8 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
       raise RunError(f'cannot resume from the checkpoint in {workdir}: '
                      f'{str(e).splitlines()[0]}; it is damaged: move it away or use a new '
                      '--workdir') from e
-  changes = _check_resume(workdir, config, saved_step)
+  data_record = _data_record(dataset)
+  changes = _check_resume(workdir, config, saved_step, data_record)
   data_shape = dataset.shape
   if source is not None and chief:  # now that the resume is allowed
     try:
@@ -298,7 +324,7 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
       files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE),
                        _flags_text(workdir, config, saved_step, changes))
       workdir_lib.write_config(workdir, config)
-      workdir_lib.write_architecture(workdir, _architecture(config))
+      workdir_lib.write_architecture(workdir, {**_architecture(config), **data_record})
 
   # CheckpointManager writes the data files first and the `checkpoint` index last, so a
   # crash mid-save leaves the previous checkpoint the latest one.
