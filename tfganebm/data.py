@@ -297,13 +297,7 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
     return tf.cast(batch, tf.float32)
   stop = math.inf if num_steps is None else start_step + num_steps
 
-  def batch_at(step):
-    epoch, index = step // steps_per_epoch, step % steps_per_epoch
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-    return to_float(tf.gather(data, order[index * batch_size:(index + 1) * batch_size]))
-
-  def paths_at(step):
+  def examples_at(step):  # the examples (or files) of batch `step`
     epoch, index = step // steps_per_epoch, step % steps_per_epoch
     order = tf.random.experimental.stateless_shuffle(
         tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
@@ -312,8 +306,8 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
   steps = (tf.data.Dataset.range(start_step, stop) if num_steps is not None
            else tf.data.Dataset.counter(start_step))
   if files:  # the same order of examples, each file decoded in parallel
-    images = steps.map(paths_at).unbatch().map(x.decode, num_parallel_calls=tf.data.AUTOTUNE,
+    images = steps.map(examples_at).unbatch().map(x.decode, num_parallel_calls=tf.data.AUTOTUNE,
                                                 deterministic=True)
     return images.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
-  return steps.map(batch_at, num_parallel_calls=tf.data.AUTOTUNE,
+  return steps.map(lambda step: to_float(examples_at(step)), num_parallel_calls=tf.data.AUTOTUNE,
                    deterministic=True).prefetch(tf.data.AUTOTUNE)

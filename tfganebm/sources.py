@@ -305,19 +305,13 @@ def read_folder(folder, config):
   sizes = {}
   for path, (height, width, _) in zip(everything, headers):
     sizes.setdefault((height, width), path)
-  size = config.image_size
-  if not size:
-    if len(sizes) > 1:
-      examples = ', '.join(f'{h}x{w} ({os.path.relpath(p, folder)})'
-                           for (h, w), p in list(sizes.items())[:3])
-      raise DataError(f'folder:{folder}: images of {len(sizes)} sizes, e.g. {examples}; pass '
-                      '--image_size=S to centre-crop and resize them all to S x S')
-    (height, width), = sizes
-    if height != width:
-      raise DataError(f'folder:{folder}: the images are {height}x{width}, not square; pass '
-                      f'--image_size=S to centre-crop and resize them to S x S')
-    size = height
-  _check_size(f'folder:{folder}', size)
+  if not config.image_size and len(sizes) > 1:
+    examples = ', '.join(f'{h}x{w} ({os.path.relpath(p, folder)})'
+                         for (h, w), p in list(sizes.items())[:3])
+    raise DataError(f'folder:{folder}: images of {len(sizes)} sizes, e.g. {examples}; pass '
+                    '--image_size=S to centre-crop and resize them all to S x S')
+  (height, width), = list(sizes)[:1]
+  size, _ = _image_shape(f'folder:{folder}', (height, width, None), config)
   grey = sum(g for _, _, g in headers)
   channels = config.channels or (1 if grey == len(headers) else 3)
   if not config.channels and 0 < grey < len(headers):
