@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 
 import numpy as np
@@ -186,6 +187,43 @@ def _check_model(interpreter, info, model_path, steps, fused, metropolis, space=
                're-export it with python -m tfganebm.export')
 
 
+def _free_memory():
+  """Bytes of memory free for this process (Linux's MemAvailable), or None where unknown."""
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  try:
+    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _memory_needed(info, num_samples, steps, batch_size=256):
+  """(bytes, what) of the largest arrays `sample` holds at once: both outputs (the batches
+  and their concatenation), and one batch's noise for all steps (drawn in float64)."""
+  dim = math.prod(info['data_shape'])
+  outputs = 4 * 4 * num_samples * dim
+  batch = min(batch_size, num_samples)
+  chain = 12 * steps * batch * max(dim, info['latent_dim'])
+  return outputs + chain, ('the samples' if outputs >= chain else
+                           f'the noise of {steps} steps for a batch of {batch}')
+
+
+def _check_memory(info, num_samples, steps):
+  """Exits with one line when sampling would need more memory than is free."""
+  need, what = _memory_needed(info, num_samples, steps)
+  free = _free_memory()
+  if free is not None and need > 0.8 * free:
+    fix = ('fewer --num_samples (several runs with other --seed give more)'
+           if what == 'the samples' else 'fewer --langevin_steps')
+    sys.exit(f'error: sampling would need {need / 2**30:.1f} GiB of memory (mostly {what}) but '
+             f'{free / 2**30:.1f} GiB are free; use {fix}')
+
+
 def _non_finite(x):
   """How many samples of x [N, ...] hold a NaN or an infinity."""
   return int(np.sum(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)))
@@ -327,6 +365,12 @@ def _picture(path, x_gen, x):
   return True
 
 
+def _stopped(signum, unused_frame):
+  sys.stderr.write(f'error: stopped by {signal.Signals(signum).name}; nothing half-written was '
+                   'left\n')
+  sys.exit(128 + signum)
+
+
 class _Parser(argparse.ArgumentParser):
   """Reports a bad command line as one `error:` line, like every other error here."""
 
@@ -375,8 +419,11 @@ def main(argv=None):
   info = _read_export_info(args.model)
   steps, step_size, noise, metropolis, space = _langevin_settings(args, info)
   proposal, jump_prob, local_beta = _proposal(args, info, space, step_size, noise)
+  _check_memory(info, args.num_samples, steps)
   interpreter = _interpreter(args.model, args.threads)
   _check_model(interpreter, info, args.model, steps, args.fused, metropolis, space, proposal)
+  signal.signal(signal.SIGTERM, _stopped)
+  signal.signal(signal.SIGINT, _stopped)
   try:
     x_gen, x = sample(interpreter, info, args.num_samples, steps, step_size, noise, args.seed,
                       args.fused, metropolis, space=space, proposal=proposal,

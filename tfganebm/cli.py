@@ -1,5 +1,6 @@
 """What the command-line entry points share: one-line errors for bad flags, common flags."""
 
+import errno
 import functools
 import os
 import sys
@@ -152,10 +153,13 @@ def _check_flagfile_includes(path, including):
     chain = ' -> '.join([*including[including.index(real):], real])
     sys.exit(f'error: flagfile {path} includes itself: {chain}')
   try:
-    with open(path) as f:
-      lines = f.readlines()
+    with open(path, 'rb') as f:
+      lines = f.read().decode('utf-8').splitlines()
   except OSError:
     return
+  except UnicodeDecodeError:
+    sys.exit(f'error: flagfile {path} is not a text file (not UTF-8); a flagfile holds one '
+             '--name=value per line')
   for line in lines:
     included = _flagfile_argument(line)
     if included:
@@ -186,45 +190,45 @@ def _parse_flags(argv):
     sys.exit(f'error: {message}{hint}')
 
 
-def train_main(argv):
-  """The main of `train` and `refine`: the Config of the flags, trained; one-line errors."""
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
-  import json  # pylint: disable=g-import-not-at-top
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from tfganebm import distribute  # pylint: disable=g-import-not-at-top
-  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  config = config_from_flags(flags.FLAGS)
-  try:  # refused before TensorFlow's import; `training.train` checks both again
-    workdir_lib.check_writable(config.run.workdir)
-    if distribute.is_chief():  # the other workers of a multi-worker run take no lock
-      workdir_lib.check_free(config.run.workdir)
-  except workdir_lib.WorkdirError as e:
-    sys.exit(f'error: {e}')
-  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after these checks)
-  # tf.distribute logs every collective it sets up at INFO; keep the progress lines readable.
-  std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
-  try:
-    result = training.train(config)
-  except training.Interrupted as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(130)
-  except training.RunError as e:
-    sys.exit(f'error: {e}')
-  except KeyboardInterrupt:
-    print('error: interrupted; run the same command again to resume from the latest '
-          'checkpoint', file=sys.stderr)
-    sys.exit(130)
-  logging.info('metrics: %s', json.dumps(result, sort_keys=True))
+def run(main, stopper=None):
+  """`absl.app.run(main)`, but a bad flag or flagfile ends with one line and exit code 1, and
+  a stop signal or a full disk with one line too.
 
-
-def run(main):
-  """`absl.app.run(main)`, but a bad flag or flagfile ends with one line and exit code 1.
-
-  A flagfile is bad when it cannot be opened or includes itself, directly or
-  through others; the check runs before any of `main`.
+  A flagfile is bad when it cannot be opened or includes itself, directly or through
+  others; the check runs before any of `main`. SIGTERM and SIGINT (from any shell) raise
+  `signals.Stopped` where the command stands, unless `main` defers them through `stopper`
+  (the trainer); the command then ends with `error: stopped by SIGTERM ...` and exit code
+  128 + the signal number. Files are written to temporary names and renamed when complete,
+  so a stop or a write error leaves no half-written file.
   """
+  from tfganebm import signals  # pylint: disable=g-import-not-at-top
   # TensorFlow's C++ start-up chatter hides our one-line errors; users can still set it.
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  app.run(main, flags_parser=_parse_flags)
+  stopper = (stopper or signals.Stopper()).install()
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except KeyboardInterrupt as e:  # signals.Stopped included
+      signum = getattr(e, 'signum', signals.signal.SIGINT)
+      print(f'error: stopped by {signals.name(signum)}; nothing half-written was left',
+            file=sys.stderr)
+      sys.exit(signals.exit_code(signum))
+    except OSError as e:
+      if e.errno not in WRITE_ERRORS:
+        raise
+      sys.exit(f'error: {write_error(e)}')
+
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+# Errors of writing a file that the user fixes outside the program.
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def write_error(e):
+  """One line for an OSError of writing: what, where, and the fix."""
+  where = f' {e.filename}' if e.filename else ''
+  fix = ('free space on that disk' if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+         else 'fix its permissions or choose another folder')
+  return f'cannot write{where}: {e.strerror or e}; {fix}, then run the command again'

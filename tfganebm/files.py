@@ -11,10 +11,17 @@ import numpy as np
 
 @contextlib.contextmanager
 def atomic_path(path):
-  """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds."""
+  """Yields a temporary path beside `path`; renames it to `path` only if the block succeeds.
+
+  An OSError of the temporary file (a full disk, a read-only folder) is raised as one of
+  `path`, the file the user asked for; the temporary file is removed.
+  """
   directory, name = os.path.split(os.path.abspath(path))
-  handle, temporary = tempfile.mkstemp(prefix=f'.{name}.', suffix=os.path.splitext(name)[1],
-                                       dir=directory)
+  try:
+    handle, temporary = tempfile.mkstemp(prefix=f'.{name}.', suffix=os.path.splitext(name)[1],
+                                         dir=directory)
+  except OSError as e:
+    raise OSError(e.errno, e.strerror, path) from None
   os.close(handle)
   umask = os.umask(0)
   os.umask(umask)
@@ -22,6 +29,10 @@ def atomic_path(path):
   try:
     yield temporary
     os.replace(temporary, path)
+  except OSError as e:
+    if e.filename in (temporary, None) and e.errno is not None:
+      raise OSError(e.errno, e.strerror, path) from None
+    raise
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)

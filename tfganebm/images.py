@@ -89,6 +89,9 @@ def _mnist_idx(data_dir, split):
   if len(x) != len(y):
     raise DataError(f'{data_dir}: {len(x)} MNIST images but {len(y)} labels; '
                     'use the image and label files of one download')
+  if len(y) and y.max() > 9:
+    raise DataError(f'{labels_path}: label {int(y.max())} at index {int(np.argmax(y > 9))}, MNIST '
+                    'has labels 0-9; the file is damaged: download it again')
   return x, y
 
 

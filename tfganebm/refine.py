@@ -15,6 +15,7 @@ started at G(z) and the replay buffer; --finetune_generator also trains D and G
 from absl import flags
 
 from tfganebm import cli
+from tfganebm import train
 
 
 def define_flags():
@@ -25,7 +26,7 @@ def define_flags():
 
 def run_main():
   define_flags()
-  cli.run(cli.train_main)
+  cli.run(train.main, train.STOPPER)
 
 
 if __name__ == '__main__':

@@ -7,9 +7,12 @@ from its last checkpoint. The workdir receives checkpoints/, tensorboard/,
 flags.txt, metrics.json and figures.
 """
 
+import sys
+
 from absl import flags
 
 from tfganebm import cli
+from tfganebm import signals
 
 FLAGS = flags.FLAGS
 
@@ -19,12 +22,48 @@ def define_flags():
   cli.define_config_flags(required=('workdir',))
 
 
-main = cli.train_main
+def main(argv):
+  """The main of `train` and `refine`: the Config of the flags, trained; one-line errors.
+
+  A stop signal (SIGTERM from a scheduler, Ctrl-C) saves a checkpoint of the step training
+  reached within --grace_period seconds and exits with 128 + the signal number; the same
+  command resumes.
+  """
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
+  import json  # pylint: disable=g-import-not-at-top
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from tfganebm import distribute  # pylint: disable=g-import-not-at-top
+  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  config = cli.config_from_flags(FLAGS)
+  STOPPER.grace = config.run.grace_period
+  try:  # refused before TensorFlow's import; `training.train` checks both again
+    workdir_lib.check_writable(config.run.workdir)
+    # The other workers of a multi-worker run take no lock; its chief joins them to refuse.
+    if distribute.is_chief() and not distribute.is_multi_worker(config.run.strategy):
+      workdir_lib.check_free(config.run.workdir)
+  except workdir_lib.WorkdirError as e:
+    sys.exit(f'error: {e}')
+  from tfganebm import training  # pylint: disable=g-import-not-at-top  (TF after these checks)
+  # tf.distribute logs every collective it sets up at INFO; keep the progress lines readable.
+  std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
+  try:
+    result = training.train(config, STOPPER)
+  except training.Interrupted as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
+  except training.RunError as e:
+    sys.exit(f'error: {e}')
+  logging.info('metrics: %s', json.dumps(result, sort_keys=True))
+
+
+STOPPER = signals.Stopper()
 
 
 def run_main():
   define_flags()
-  cli.run(main)
+  cli.run(main, STOPPER)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """`train(config)`: a whole run in its workdir, resumable from the last checkpoint."""
 
+import contextlib
 import os
 import shutil
 import time
@@ -17,6 +18,7 @@ from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
 from tfganebm import pretrained
+from tfganebm import signals
 from tfganebm import workdir as workdir_lib
 
 
@@ -30,7 +32,12 @@ class Diverged(RunError):
 
 
 class Interrupted(RunError):
-  """Ctrl-C during training: where it stopped and how to resume."""
+  """A stop signal (SIGTERM, Ctrl-C) during training: where it stopped, what was saved and
+  how to resume; `exit_code` is 128 + the signal number."""
+
+  def __init__(self, message, exit_code=130):
+    super().__init__(message)
+    self.exit_code = exit_code
 
 
 def _check_resume(workdir, config, step, data_record=None):
@@ -43,7 +50,10 @@ def _check_resume(workdir, config, step, data_record=None):
   if step is None:
     return []
   requested = _architecture(config)
-  saved_record = workdir_lib.read_architecture(workdir)
+  try:
+    saved_record = workdir_lib.read_architecture(workdir)
+  except workdir_lib.WorkdirError as e:
+    raise RunError(f'cannot resume: {e}') from None
   _refuse_changes(workdir, saved_record, requested)
   saved_data = {k: saved_record[k] for k in (data_record or {}) if k in saved_record}
   if saved_data and any(saved_data[k] != data_record[k] for k in saved_data):
@@ -108,8 +118,13 @@ def _flags_text(workdir, config, step, changes):
   path = os.path.join(workdir, workdir_lib.FLAGS_FILE)
   history = []
   if os.path.exists(path) and step is not None:
-    with open(path) as f:
-      history = [line.rstrip('\n') for line in f if line.startswith('# resumed')]
+    try:
+      with open(path, encoding='utf-8') as f:
+        history = [line.rstrip('\n') for line in f if line.startswith('# resumed')]
+    except (OSError, ValueError) as e:  # UnicodeDecodeError: a damaged file
+      raise RunError(f'cannot read {path} ({e.__class__.__name__}: it is damaged); restore it, '
+                     'or delete it: the run rewrites it from config.json, without the history '
+                     'of its resumes') from None
   if changes:
     history.append(f'# resumed at step {step} with ' + ', '.join(
         f'--{n}={new} (was {old})' for n, old, new in changes))
@@ -174,8 +189,12 @@ def uses_xla(run):
   return run.jit_compile and run.strategy in ('default', 'one_device') and not run.deterministic
 
 
-def train(config):
+def train(config, stopper=None):
   """Trains (or resumes) the run of `config` in `config.run.workdir`, then evaluates it.
+
+  `stopper` (a `signals.Stopper` the command installed, or None): a stop signal during
+  training ends the current steps, saves a checkpoint of the step reached (within
+  `--grace_period` seconds) and raises `Interrupted`; the same call then resumes exactly.
 
   Returns:
     The metrics written to `workdir/metrics.json`; {} on a worker that is not
@@ -185,7 +204,7 @@ def train(config):
     RunError: the workdir holds an incompatible run or an unreadable checkpoint, is
       locked by another process, or training diverged (`Diverged`); the workdir's
       checkpoints are then as they were before the last good save.
-    Interrupted: Ctrl-C during training (a RunError that says where it stopped).
+    Interrupted: a stop signal during training (a RunError that says where it stopped).
   """
   workdir = config.run.workdir
   # Before TF runs an op: the threads that let the chains' groups run side by side.
@@ -197,35 +216,64 @@ def train(config):
                     'intra-op threads stay as they were, so the training chains run in %d '
                     'group(s) that do not run side by side', groups)
   chief = distribute.is_chief()
+  with _refusals_reach_every_worker(config.run):
+    try:
+      workdir_lib.check_writable(workdir)
+    except workdir_lib.WorkdirError as e:
+      raise RunError(str(e)) from None
+    config = _absolute_data_path(config)
+    try:
+      dataset = data.load(config.data, config.run.seed)
+      # The data's shape and the widths it sets, recorded in config.json with the first save.
+      config = model_lib.for_data(config, dataset.shape)
+    except ValueError as e:  # images.DataError included: missing or damaged files
+      raise RunError(str(e)) from e
+    if len(dataset.train) < config.train.batch_size:
+      raise RunError(f'--batch_size={config.train.batch_size} exceeds the {len(dataset.train)} '
+                     'training examples; lower it')
+    source = None
+    if config.pretrained.generator:  # checked before anything is written
+      config, source = _pretrained(config, dataset.shape)
+    os.makedirs(workdir, exist_ok=True)
+    # One writer per workdir. Other workers of a multi-worker run share the chief's workdir
+    # and write only scratch saves, so only the chief takes the lock.
+    try:
+      lock = workdir_lib.Lock(workdir) if chief else None
+    except workdir_lib.WorkdirError as e:
+      raise RunError(str(e)) from None
   try:
-    workdir_lib.check_writable(workdir)
-  except workdir_lib.WorkdirError as e:
-    raise RunError(str(e)) from None
-  config = _absolute_data_path(config)
-  try:
-    dataset = data.load(config.data, config.run.seed)
-    # The data's shape and the widths it sets, recorded in config.json with the first save.
-    config = model_lib.for_data(config, dataset.shape)
-  except ValueError as e:  # images.DataError included: missing or damaged files
-    raise RunError(str(e)) from e
-  if len(dataset.train) < config.train.batch_size:
-    raise RunError(f'--batch_size={config.train.batch_size} exceeds the {len(dataset.train)} '
-                   'training examples; lower it')
-  source = None
-  if config.pretrained.generator:  # checked before anything is written
-    config, source = _pretrained(config, dataset.shape)
-  os.makedirs(workdir, exist_ok=True)
-  # One writer per workdir. Other workers of a multi-worker run share the chief's workdir
-  # and write only scratch saves, so only the chief takes the lock.
-  try:
-    lock = workdir_lib.Lock(workdir) if chief else None
-  except workdir_lib.WorkdirError as e:
-    raise RunError(str(e)) from None
-  try:
-    return _train_locked(config, dataset, chief, source, groups)
+    return _train_locked(config, dataset, chief, source, groups, stopper)
   finally:
     if lock is not None:
       lock.release()
+
+
+@contextlib.contextmanager
+def _refusals_reach_every_worker(run):
+  """Under the multi-worker strategy, a RunError raised in the block is first told to the
+  other tasks (`_strategy`), which would otherwise wait for this one for ever."""
+  try:
+    yield
+  except RunError as e:
+    if distribute.is_multi_worker(run.strategy):
+      _strategy(run, str(e))  # raises
+    raise
+
+
+def _strategy(run, problem=None):
+  """The run's strategy, once every task can start: under the multi-worker strategy the
+  tasks tell each other whether they refuse (`problem`), and all stop with the line of the
+  first that does.
+
+  Raises:
+    RunError: `problem`, or another task's refusal.
+  """
+  strategy = distribute.make_strategy(run.strategy, run.tpu, run.cpu_replicas)
+  if distribute.is_multi_worker(run.strategy):
+    problem = distribute.roll_call(strategy, problem)
+  if problem:
+    raise RunError(problem)
+  return strategy
 
 
 def _absolute_data_path(config):
@@ -262,7 +310,19 @@ def _pretrained(config, data_shape):
   return config.override(latent_dim=generator.input_shape[-1]), source
 
 
-def _train_locked(config, dataset, chief, source=None, groups=1):
+def _train_locked(config, dataset, chief, source=None, groups=1, stopper=None):
+  with _refusals_reach_every_worker(config.run):
+    checked = _check_workdir(config, dataset, chief, source)
+  return _train_checked(config, dataset, chief, groups, stopper, *checked)
+
+
+def _check_workdir(config, dataset, chief, source):
+  """What a run's workdir allows: (latest checkpoint, its step, the data record, the settings
+  a resume changes, the text of flags.txt, G's source file).
+
+  Raises:
+    RunError: a damaged or incompatible checkpoint, a changed dataset or setting.
+  """
   workdir = config.run.workdir
   try:
     if chief:
@@ -281,7 +341,6 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
                      '--workdir') from e
   data_record = _data_record(dataset)
   changes = _check_resume(workdir, config, saved_step, data_record)
-  data_shape = dataset.shape
   if source is not None and chief:  # now that the resume is allowed
     try:
       source = pretrained.keep_copy(workdir, source)
@@ -289,9 +348,16 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
       raise RunError(str(e)) from None
     except OSError as e:
       raise RunError(f'cannot copy --generator into {workdir}: {e.strerror or e}') from e
+  flags_text = _flags_text(workdir, config, saved_step, changes)  # refused now, if damaged
+  return latest, saved_step, data_record, flags_text, source
 
+
+def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, data_record,
+                   flags_text, source):
+  workdir = config.run.workdir
+  data_shape = dataset.shape
   run = config.run
-  strategy = distribute.make_strategy(run.strategy, run.tpu, run.cpu_replicas)
+  strategy = _strategy(run)
   if run.deterministic:
     tf.config.experimental.enable_op_determinism()
   jit_compile = uses_xla(run)
@@ -321,20 +387,26 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
     flags made (or before the evaluation of a finished run), so they never describe
     training that was not saved."""
     if chief:
-      files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE),
-                       _flags_text(workdir, config, saved_step, changes))
+      files.write_text(os.path.join(workdir, workdir_lib.FLAGS_FILE), flags_text)
       workdir_lib.write_config(workdir, config)
       workdir_lib.write_architecture(workdir, {**_architecture(config), **data_record})
 
   # CheckpointManager writes the data files first and the `checkpoint` index last, so a
   # crash mid-save leaves the previous checkpoint the latest one.
+  # An absolute directory: the manager records its checkpoints relative to it, so the index
+  # holds bare names (ckpt-N) that resolve inside the workdir wherever a command starts.
   manager = tf.train.CheckpointManager(
-      checkpoint, distribute.checkpoint_dir(workdir_lib.checkpoint_dir(workdir)),
+      checkpoint, os.path.abspath(distribute.checkpoint_dir(workdir_lib.checkpoint_dir(workdir))),
       max_to_keep=max(3, config.run.average_checkpoints))
 
   start = int(model.step.numpy())
   if start < config.train.train_steps:
-    _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest, record)
+    saves = _Saves(workdir, manager, checkpoint, model, latest, record)
+    if stopper is None:
+      _fit(model, strategy, jit_compile, saves, dataset, config, start, chief)
+    else:
+      with stopper.deferred():
+        _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stopper)
   else:
     record()
 
@@ -344,10 +416,81 @@ def _train_locked(config, dataset, chief, source=None, groups=1):
   return evaluate_run(config, dataset)
 
 
-def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, latest, record):
+class _Saves:
+  """The checkpoints training writes: the periodic ones, through the CheckpointManager, and
+  one at a stop signal (`stopped-N`, beside them but outside the manager, so that the kept and
+  averaged checkpoints stay the periodic ones; the next periodic save removes it). A failed
+  write (a full disk) ends the run in one line, the previous checkpoint still the latest."""
+
+  def __init__(self, workdir, manager, checkpoint, model, latest, record):
+    self.workdir, self.manager, self.checkpoint, self.model = workdir, manager, checkpoint, model
+    self.record = record
+    self.last_saved = None if latest is None else int(model.step.numpy())
+    self._recorded = False
+
+  def kept(self):
+    return (f'the latest checkpoint (step {self.last_saved}) is finite and a rerun resumes from '
+            'it' if self.last_saved is not None else 'no checkpoint was saved')
+
+  def periodic(self, step):
+    bad = workdir_lib.non_finite_state(self.model)
+    if bad:
+      raise Diverged(f'non-finite {", ".join(bad)} at step {step}, not saved; the latest '
+                     f'checkpoint is step {self.last_saved}. Try a lower --gd_learning_rate or '
+                     '--energy_learning_rate, or a smaller --train_langevin_step_size')
+    self._write(step, lambda: self.manager.save(checkpoint_number=step))
+    workdir_lib.remove_stopped(self.manager.directory)
+
+  def at_stop(self, step):
+    """Saves step `step` unless it is saved or not finite; returns the latest saved step."""
+    if step == self.last_saved or workdir_lib.non_finite_state(self.model):
+      return self.last_saved
+    prefix = os.path.join(self.manager.directory, f'{workdir_lib.STOPPED_PREFIX}{step}')
+    self._write(step, lambda: self.checkpoint.write(prefix))
+    workdir_lib.remove_stopped(self.manager.directory, keep=step)
+    return step
+
+  def _write(self, step, save):
+    try:
+      save()
+    except (tf.errors.OpError, OSError) as e:
+      workdir_lib.remove_leftovers(self.workdir)
+      reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                else str(e).splitlines()[0] if str(e) else type(e).__name__)
+      raise RunError(f'cannot save the checkpoint of step {step} in {self.manager.directory} '
+                     f'({reason}); {self.kept()}. Free space on that disk (or fix the folder), '
+                     'then run the same command again') from None
+    self.last_saved = step
+    if not self._recorded:
+      try:
+        self.record()
+      except OSError as e:
+        raise RunError(f'cannot write the run\'s records in {self.workdir} '
+                       f'({e.strerror or e}); the checkpoint of step {step} is saved. Free '
+                       'space on that disk, then run the same command again') from None
+      self._recorded = True
+
+
+def _stop_agreement(strategy):
+  """`agree(requested) -> bool`: whether any worker was asked to stop. Under the multi-worker
+  strategy the workers agree by a collective at each period's end, so all stop at one step;
+  elsewhere it is the flag itself."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return bool
+
+  @tf.function(autograph=False)
+  def any_worker(flag):
+    per_replica = strategy.run(lambda: tf.identity(flag))
+    return strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None)
+
+  return lambda requested: bool(any_worker(tf.constant(1.0 if requested else 0.0)) > 0)
+
+
+def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stopper=None):
   """Steps start..train_steps, logging every `log_every` and saving every `checkpoint_every`
-  steps; a non-finite quantity stops it before the next save. `record()` runs before the
-  first save."""
+  steps; a non-finite quantity stops it before the next save. With a `stopper`, a stop signal
+  ends it at the end of the steps in flight, which are then saved (`saves.at_stop`): while one
+  can come, a call of the host loop runs at most about a sixth of the grace period."""
   batches = data.batches(dataset.train, config.train.batch_size, config.run.seed, start,
                          config.train.train_steps - start)
   iterator = iter(strategy.experimental_distribute_dataset(batches))
@@ -360,23 +503,36 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
       pictures = evaluation.ImageSummaries(model, config, jit_compile)
     except (tf.errors.OpError, ValueError, RuntimeError, OSError) as e:
       logging.warning('TensorBoard pictures are off for this run: %s', e)
-  last_saved = None if latest is None else start
+  agree = _stop_agreement(strategy) if stopper is not None else None
+  # Calls cut short by time only where every replica's loop is in this process.
+  cut = stopper is not None and not isinstance(strategy,
+                                               tf.distribute.MultiWorkerMirroredStrategy)
+  seconds_per_step, traced = None, False
   clock, window_start = time.perf_counter(), start
-  step, recorded = start, False
+  step = start
   try:
     for stop in _boundaries(start, config.train.train_steps, config.run.log_every,
                             config.run.checkpoint_every, config.run.image_every):
-      logs, finite = run(iterator, tf.constant(stop - step, tf.int64))
-      previous, step = step, int(model.step.numpy())
-      bad = [name for name, ok in finite.items() if not bool(ok)]
-      if bad:
-        kept = (f'the latest checkpoint (step {last_saved}) is finite and a rerun resumes '
-                'from it' if last_saved is not None else 'no checkpoint was saved')
-        raise Diverged(
-            f'training diverged between steps {previous} and {step}: non-finite '
-            f'{", ".join(bad)}; {kept}. Try a lower --gd_learning_rate or '
-            '--energy_learning_rate, a smaller --train_langevin_step_size, or '
-            '--energy_spectral_norm')
+      first = step
+      while step < stop:
+        end = stop
+        if cut and seconds_per_step:
+          end = min(stop, step + max(1, int(stopper.grace / 6 / seconds_per_step)))
+        called = time.perf_counter()
+        logs, finite = run(iterator, tf.constant(end - step, tf.int64))
+        previous, step = step, int(model.step.numpy())
+        if traced:  # the first call also traces (and compiles) the loop
+          seconds_per_step = (time.perf_counter() - called) / max(step - previous, 1)
+        traced = True
+        bad = [name for name, ok in finite.items() if not bool(ok)]
+        if bad:
+          raise Diverged(
+              f'training diverged between steps {first} and {step}: non-finite '
+              f'{", ".join(bad)}; {saves.kept()}. Try a lower --gd_learning_rate or '
+              '--energy_learning_rate, a smaller --train_langevin_step_size, or '
+              '--energy_spectral_norm')
+        if cut and stopper.requested is not None:
+          break
       if step % config.run.log_every == 0 or step == config.train.train_steps:
         now = time.perf_counter()
         rate = (step - window_start) / max(now - clock, 1e-9)
@@ -393,31 +549,42 @@ def _fit(model, strategy, jit_compile, manager, dataset, config, start, chief, l
         try:
           with writer.as_default(step=step):
             pictures.write(step)
-        except (tf.errors.OpError, ValueError, RuntimeError) as e:  # pictures never stop a run
+        except (tf.errors.OpError, ValueError, RuntimeError, OSError) as e:  # never stop a run
           logging.warning('TensorBoard pictures are off for this run: %s',
                           str(e).splitlines()[0] if str(e) else type(e).__name__)
           pictures = None
       if step % config.run.checkpoint_every == 0 or step == config.train.train_steps:
-        bad = workdir_lib.non_finite_state(model)
-        if bad:
-          raise Diverged(f'non-finite {", ".join(bad)} at step {step}, not saved; the latest '
-                         f'checkpoint is step {last_saved}. Try a lower --gd_learning_rate or '
-                         '--energy_learning_rate, or a smaller --train_langevin_step_size')
-        manager.save(checkpoint_number=step)
-        last_saved = step
-        if not recorded:
-          record()
-          recorded = True
-  except KeyboardInterrupt:
-    where = (f'the latest checkpoint is step {last_saved}; run the same command again to '
-             'resume from it' if last_saved is not None else
-             'no checkpoint was saved yet; run the same command again to start over')
-    raise Interrupted(f'interrupted at step {int(model.step.numpy())}; {where}') from None
+        saves.periodic(step)
+      if agree is not None and agree(stopper.requested is not None):
+        _stop(saves, stopper, step)
+  except signals.Stopped as e:  # a second signal, or one outside the deferred steps
+    raise Interrupted(f'stopped by {signals.name(e.signum)} at step {int(model.step.numpy())}; '
+                      f'{_where(saves.last_saved)}', signals.exit_code(e.signum)) from None
   finally:
-    writer.flush()
+    try:
+      writer.flush()
+    except (tf.errors.OpError, OSError):
+      pass
   for device in tf.config.list_logical_devices('GPU'):
     peak = tf.config.experimental.get_memory_info(device.name)['peak']
     logging.info('peak memory of %s: %.0f MiB', device.name, peak / 2**20)
+
+
+def _where(last_saved):
+  return (f'the latest checkpoint is step {last_saved}; run the same command again to resume '
+          'from it' if last_saved is not None else
+          'no checkpoint was saved yet; run the same command again to start over')
+
+
+def _stop(saves, stopper, step):
+  """Saves the step a stop signal let training reach, then raises `Interrupted`."""
+  signum = stopper.requested or signals.signal.SIGTERM  # another worker's signal
+  saved = saves.at_stop(step)
+  stopper.cancel_watchdog()
+  what = ('saved its checkpoint; run the same command again to resume from it'
+          if saved == step else _where(saved))
+  raise Interrupted(f'stopped by {signals.name(signum)} at step {step}: {what}',
+                    signals.exit_code(signum))
 
 
 def evaluate_run(config, dataset=None):

@@ -2,8 +2,10 @@
 
   WORKDIR/config.json            the run's `Config`, read back exactly
   WORKDIR/flags.txt              the same as flags (a flagfile), with its resume history
-  WORKDIR/checkpoints/           ckpt-N.* (tf.train.Checkpoint), the `checkpoint` index and
-                                 architecture.json (what the checkpoints hold)
+  WORKDIR/checkpoints/           ckpt-N.* (tf.train.Checkpoint), the `checkpoint` index,
+                                 architecture.json (what the checkpoints hold), and
+                                 stopped-N.* when a stop signal ended training between
+                                 periodic checkpoints (newer than them; the next one removes it)
   WORKDIR/metrics.json, *.png    the final evaluation
   WORKDIR/generator.keras, energy.keras   G and E as sampling uses them (keras.models.load_model)
   WORKDIR/source_generator*      a refined run's copy of the user's generator (its G's file)
@@ -31,7 +33,9 @@ METRICS_FILE = 'metrics.json'
 CHECKPOINT_DIR = 'checkpoints'
 ARCHITECTURE_FILE = 'architecture.json'
 LOCK_FILE = '.lock'
+STOPPED_PREFIX = 'stopped-'  # the checkpoint written at a stop signal (training.py)
 _CHECKPOINT = re.compile(r'^ckpt-(\d+)\.index$')
+_STOPPED = re.compile(r'^stopped-(\d+)\.index$')
 
 
 class WorkdirError(ValueError):
@@ -170,42 +174,77 @@ def _readable(prefix):
     return False
 
 
+def _inside(directory, recorded):
+  """`directory`/NAME for a path the `checkpoint` index records, NAME its last component:
+  whatever the index says (a path relative to where an earlier command ran, an absolute
+  one from a copied run), a run's checkpoints are read from its own folder."""
+  return os.path.join(directory, os.path.basename(recorded.rstrip('/')))
+
+
+def _stopped_steps(directory):
+  if not os.path.isdir(directory):
+    return []
+  return sorted((int(m.group(1)) for m in map(_STOPPED.match, os.listdir(directory)) if m),
+                reverse=True)
+
+
+def _step_of(prefix):
+  match = re.search(r'-(\d+)$', prefix)
+  return int(match.group(1)) if match else -1
+
+
 def latest_checkpoint(workdir, repair=False):
   """The path prefix of the newest checkpoint of `workdir`, or None when it has none.
 
-  The `checkpoint` index names it. When the index is missing or unreadable but
-  ckpt-N files are there (a deleted or damaged index), the newest readable ckpt-N
-  is returned instead and, with `repair`, the index is rewritten to list the
-  readable ones, so the run resumes instead of starting over.
+  The `checkpoint` index names it, read as a name inside the checkpoint folder. When the
+  index is missing, unreadable or names a missing file but ckpt-N files are there, the
+  newest readable ckpt-N is returned instead and, with `repair`, the index is rewritten to
+  list the readable ones, so the run resumes instead of starting over. A readable
+  `stopped-N` newer than that (written at a stop signal) is the latest.
 
   Raises:
     WorkdirError: ckpt-N files exist but none can be read.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   directory = checkpoint_dir(workdir)
+  found = None
   try:
     state = tf.train.get_checkpoint_state(directory)
   except Exception:  # pylint: disable=broad-except  (a garbled text proto)
     state = None
   if state is not None and state.model_checkpoint_path:
-    path = state.model_checkpoint_path
-    if not os.path.isabs(path):
-      path = os.path.join(directory, path)
+    path = _inside(directory, state.model_checkpoint_path)
     if os.path.exists(path + '.index'):
-      return path
-  steps = checkpoint_steps(workdir)
-  readable = [os.path.join(directory, f'ckpt-{s}') for s in steps
-              if _readable(os.path.join(directory, f'ckpt-{s}'))]
-  if not readable:
-    if steps:
+      found = path
+  if found is None:
+    steps = checkpoint_steps(workdir)
+    readable = [os.path.join(directory, f'ckpt-{s}') for s in steps
+                if _readable(os.path.join(directory, f'ckpt-{s}'))]
+    if readable:
+      found = readable[0]
+      if repair:
+        names = [os.path.basename(path) for path in readable]  # relative, as the manager's
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, names[0], all_model_checkpoint_paths=list(reversed(names)))
+    elif steps and not _stopped_steps(directory):
       raise WorkdirError(f'{directory} holds ckpt-* files but none is readable; move them '
                          'away to start over, or use another --workdir')
-    return None
-  if repair:
-    names = [os.path.basename(path) for path in readable]  # relative, as CheckpointManager's
-    tf.compat.v1.train.update_checkpoint_state(
-        directory, names[0], all_model_checkpoint_paths=list(reversed(names)))
-  return readable[0]
+  for step in _stopped_steps(directory):
+    path = os.path.join(directory, f'{STOPPED_PREFIX}{step}')
+    if step > (_step_of(found) if found else -1) and _readable(path):
+      return path
+  return found
+
+
+def remove_stopped(directory, keep=None):
+  """Removes the `stopped-N` checkpoints of a checkpoint folder, but step `keep`'s."""
+  for name in os.listdir(directory):
+    match = re.match(r'^stopped-(\d+)\.(index|data-\d+-of-\d+)$', name)
+    if match and int(match.group(1)) != keep:
+      try:
+        os.remove(os.path.join(directory, name))
+      except FileNotFoundError:
+        pass
 
 
 def remove_leftovers(workdir):
@@ -216,9 +255,10 @@ def remove_leftovers(workdir):
     return
   for name in os.listdir(directory):
     path = os.path.join(directory, name)
-    if re.match(r'^ckpt-\d+_temp', name) and os.path.isdir(path):
+    if re.match(r'^(ckpt|stopped)-\d+_temp', name) and os.path.isdir(path):
       shutil.rmtree(path, ignore_errors=True)
-    elif (re.match(r'^ckpt-\d+\.(index|data-\d+-of-\d+)$', name) and os.path.isfile(path)
+    elif (re.match(r'^(ckpt|stopped)-\d+\.(index|data-\d+-of-\d+)$', name)
+          and os.path.isfile(path)
           and os.path.getsize(path) == 0):
       os.remove(path)
 
@@ -271,7 +311,8 @@ def average_weights(model, workdir, count):
   except Exception:  # pylint: disable=broad-except  (a garbled index: the files decide)
     state = None
   if state is not None and state.all_model_checkpoint_paths:
-    paths = list(state.all_model_checkpoint_paths)[-count:]
+    paths = [_inside(checkpoint_dir(workdir), path)
+             for path in state.all_model_checkpoint_paths][-count:]
   else:  # a deleted or garbled index: the newest ckpt-N files
     paths = [os.path.join(checkpoint_dir(workdir), f'ckpt-{s}')
              for s in reversed(checkpoint_steps(workdir)[:count])]
