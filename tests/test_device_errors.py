@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -140,6 +141,20 @@ def test_runner_refuses_negative_langevin_settings(exported, tmp_path, flag, val
   line = _error_line(_run(RUNNER, exported[1] / 'model.tflite', '--out', tmp_path / 'out',
                           flag, value))
   assert flag in line and '>= 0' in line
+  assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('flag, value, says', [
+    ('--langevin_steps', '100000000', 'fewer --langevin_steps'),
+    ('--num_samples', '1000000000', 'fewer --num_samples'),
+])
+def test_runner_checks_the_memory_it_will_need_before_allocating(exported, tmp_path, flag,
+                                                                  value, says):
+  started = time.time()
+  line = _error_line(_run(RUNNER, exported[1] / 'model.tflite', '--out', tmp_path / 'out',
+                          flag, value))
+  assert 'GiB of memory' in line and 'GiB are free' in line and says in line, line
+  assert time.time() - started < 60  # refused before it allocates or runs
   assert not (tmp_path / 'out').exists()
 
 

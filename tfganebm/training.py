@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import shutil
 import time
 
@@ -455,8 +456,7 @@ class _Saves:
       save()
     except (tf.errors.OpError, OSError) as e:
       workdir_lib.remove_leftovers(self.workdir)
-      reason = (e.strerror if isinstance(e, OSError) and e.strerror
-                else str(e).splitlines()[0] if str(e) else type(e).__name__)
+      reason = e.strerror if isinstance(e, OSError) and e.strerror else _op_reason(e)
       raise RunError(f'cannot save the checkpoint of step {step} in {self.manager.directory} '
                      f'({reason}); {self.kept()}. Free space on that disk (or fix the folder), '
                      'then run the same command again') from None
@@ -469,6 +469,14 @@ class _Saves:
                        f'({e.strerror or e}); the checkpoint of step {step} is saved. Free '
                        'space on that disk, then run the same command again') from None
       self._recorded = True
+
+
+def _op_reason(error):
+  """The reason of a TensorFlow error, without its op and device names ("No space left on
+  device" out of a SaveV2 error)."""
+  text = (str(error).splitlines() or [type(error).__name__])[0]
+  text = re.sub(r'\s*\[Op:\w+\]', '', re.sub(r'\{\{.*?\}\}\s*', '', text))
+  return text.rsplit('; ', 1)[-1].strip() or type(error).__name__
 
 
 def _stop_agreement(strategy):

@@ -1,0 +1,255 @@
+"""What a shared cluster does to a run: a scheduler's SIGTERM, a relative --workdir, one
+refusing worker, a full disk."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import ROOT
+from tests.conftest import TINY_FLAGS
+from tfganebm import workdir as workdir_lib
+
+TINY = [f for f in TINY_FLAGS if not f.startswith(('--checkpoint_every', '--log_every'))]
+
+
+def _errors(stderr):
+  return [line for line in stderr.splitlines() if line.startswith('error:')]
+
+
+def _one_line(returncode, stderr, *words):
+  assert returncode != 0, stderr[-2000:]
+  assert 'Traceback' not in stderr, stderr[-3000:]
+  errors = _errors(stderr)
+  assert len(errors) == 1, stderr[-2000:]
+  for word in words:
+    assert word in errors[0], errors[0]
+  return errors[0]
+
+
+def _train(*args, cwd=ROOT, **kwargs):
+  return subprocess.run([sys.executable, '-m', 'tfganebm.train', *args], capture_output=True,
+                        text=True, cwd=cwd, timeout=600, check=False, **kwargs)
+
+
+def _weights(prefix, network='generator'):
+  reader = tf.train.load_checkpoint(str(prefix))
+  return {name: reader.get_tensor(name) for name in sorted(reader.get_variable_to_shape_map())
+          if name.startswith(f'{network}/') and 'OPTIMIZER' not in name}
+
+
+def _wait_for(path, process, timeout=180):
+  deadline = time.time() + timeout
+  while time.time() < deadline and not os.path.exists(path):
+    assert process.poll() is None, process.communicate()[1][-2000:]
+    time.sleep(0.02)
+  assert os.path.exists(path), f'{path} did not appear within {timeout} s'
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_exactly(tmp_path):
+  flags = [*TINY, '--train_steps=4000', '--checkpoint_every=2000', '--log_every=10']
+  workdir = tmp_path / 'run'
+  # Started as a scheduler starts it: SIGINT ignored, as a background job of a script.
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}', *flags], cwd=ROOT,
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  _wait_for(workdir / 'checkpoints' / 'ckpt-2000.index', process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=60)
+  line = _one_line(process.returncode, stderr, 'stopped by SIGTERM at step', 'saved',
+                   'run the same command again')
+  assert process.returncode == 128 + signal.SIGTERM
+  stopped = workdir_lib.latest_checkpoint(str(workdir))
+  step = int(stopped.rsplit('-', 1)[1])
+  assert os.path.basename(stopped).startswith('stopped-') and 2000 < step < 4000, line
+  assert f'at step {step}' in line
+  # The periodic checkpoints are as an uninterrupted run keeps them; the stop's is newer.
+  assert workdir_lib.checkpoint_steps(str(workdir)) == [2000]
+
+  result = _train(f'--workdir={workdir}', *flags)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f'resuming {workdir} at step {step}' in result.stderr
+  assert not list((workdir / 'checkpoints').glob('stopped-*'))  # the next save removed it
+  assert workdir_lib.checkpoint_steps(str(workdir)) == [4000, 2000]
+
+  reference = tmp_path / 'reference'
+  result = _train(f'--workdir={reference}', *flags)
+  assert result.returncode == 0, result.stderr[-2000:]
+  resumed = _weights(workdir / 'checkpoints' / 'ckpt-4000')
+  uninterrupted = _weights(reference / 'checkpoints' / 'ckpt-4000')
+  assert resumed.keys() == uninterrupted.keys() and resumed
+  for name, value in resumed.items():
+    np.testing.assert_allclose(value, uninterrupted[name], atol=1e-4, err_msg=name)
+
+
+@pytest.mark.slow
+def test_sigint_from_a_script_stops_the_same_way(tmp_path):
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}', *TINY,
+       '--train_steps=100000', '--checkpoint_every=100000', '--log_every=10'], cwd=ROOT,
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  deadline = time.time() + 180
+  while time.time() < deadline and not (workdir / 'tensorboard').exists():
+    time.sleep(0.05)
+  time.sleep(1.0)  # in the training steps
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=60)
+  _one_line(process.returncode, stderr, 'stopped by SIGINT at step', 'saved')
+  assert process.returncode == 130
+  assert os.path.basename(workdir_lib.latest_checkpoint(str(workdir))).startswith('stopped-')
+
+
+def _decoy(tmp_path):
+  """A run trained with another seed: other weights, the same shapes."""
+  decoy = tmp_path / 'decoy'
+  result = _train(f'--workdir={decoy}', *TINY, '--train_steps=8', '--checkpoint_every=2',
+                  '--log_every=2', '--seed=7')
+  assert result.returncode == 0, result.stderr[-2000:]
+  return decoy
+
+
+def _generate(workdir):
+  model, _ = workdir_lib.load_run(str(workdir))
+  z = np.random.default_rng(0).standard_normal((16, model.latent_dim)).astype(np.float32)
+  return model.generator(z, training=False).numpy(), z
+
+
+def _sample(workdir, out, cwd):
+  result = subprocess.run([sys.executable, '-m', 'tfganebm.sample', f'--workdir={workdir}',
+                           f'--out={out}', '--num_samples=16', '--langevin_steps=3'],
+                          capture_output=True, text=True, cwd=cwd, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return np.load(out / 'samples_langevin.npy')
+
+
+@pytest.mark.slow
+def test_a_relative_workdir_keeps_its_own_weights_wherever_a_command_starts(tmp_path):
+  home, elsewhere = tmp_path / 'home', tmp_path / 'elsewhere'
+  home.mkdir()
+  elsewhere.mkdir()
+  args = [*TINY, '--checkpoint_every=2', '--log_every=2']
+  assert _train('--workdir=run', *args, '--train_steps=4', cwd=home).returncode == 0
+  result = _train('--workdir=run', *args, '--train_steps=8', cwd=home)  # a resume
+  assert result.returncode == 0, result.stderr[-2000:]
+  workdir = home / 'run'
+  checkpoints = workdir / 'checkpoints'
+  assert workdir_lib.checkpoint_steps(str(workdir)) == [8, 6, 4]  # max_to_keep = 3
+  state = tf.train.get_checkpoint_state(str(checkpoints))
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+      'ckpt-4', 'ckpt-6', 'ckpt-8']
+  with open(checkpoints / 'checkpoint') as f:
+    index = f.read()
+  assert '/' not in index, index  # bare names, inside the folder
+  expected, z = _generate(workdir)
+  inside = _sample('run', home / 'inside', cwd=home)
+
+  # An index that names a path out of the workdir (as a relative --workdir used to write
+  # it), where another run's checkpoint lies: the run's own weights are loaded.
+  decoy = _decoy(tmp_path)
+  target = tmp_path / 'ckpt-8'
+  for name in os.listdir(decoy / 'checkpoints'):
+    if name.startswith('ckpt-8.'):
+      shutil.copy(decoy / 'checkpoints' / name, tmp_path / name)
+  outside = os.path.relpath(target, checkpoints)
+  with open(checkpoints / 'checkpoint', 'w') as f:
+    f.write(index.replace('"ckpt-8"', json.dumps(outside)))
+  assert not np.allclose(_generate(decoy)[0], expected)
+  np.testing.assert_array_equal(_generate(workdir)[0], expected)
+  np.testing.assert_array_equal(_sample(workdir, elsewhere / 'samples', cwd=elsewhere), inside)
+  exported = elsewhere / 'export'
+  result = subprocess.run([sys.executable, '-m', 'tfganebm.export', f'--workdir={workdir}',
+                           f'--out={exported}'], capture_output=True, text=True, cwd=elsewhere,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  generate = tf.saved_model.load(str(exported / 'saved_model')).signatures['generate']
+  np.testing.assert_allclose(generate(z=tf.constant(z))['x'].numpy(), expected, atol=1e-5)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+@pytest.mark.slow
+def test_a_refusing_chief_stops_every_worker_within_seconds(tmp_path):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  cluster = [f'localhost:{port}' for port in _free_ports(2)]
+  with workdir_lib.Lock(str(workdir)):  # another trainer holds the chief's workdir
+    started = time.time()
+    processes = [subprocess.Popen(
+        [sys.executable, '-m', 'tfganebm.train', '--strategy=multi_worker',
+         f'--workdir={workdir}', *TINY, '--train_steps=4'], cwd=ROOT,
+        env=dict(os.environ, TF_CONFIG=json.dumps({
+            'cluster': {'worker': cluster}, 'task': {'type': 'worker', 'index': index}})),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for index in (0, 1)]
+    outputs = []
+    for process in processes:
+      try:
+        outputs.append(process.communicate(timeout=90)[1])
+      except subprocess.TimeoutExpired:
+        for p in processes:
+          p.kill()
+        pytest.fail('a worker waited for the refusing chief')
+    assert time.time() - started < 60
+  chief = _one_line(processes[0].returncode, outputs[0], 'is in use by another')
+  worker = _one_line(processes[1].returncode, outputs[1], 'worker 0 refused to start',
+                     'is in use by another')
+  assert worker.endswith(chief.removeprefix('error: '))
+  assert not (workdir / 'checkpoints').exists()
+
+
+def _small_filesystem(path, size):
+  """Mounts a tmpfs of `size` at `path` where this process may (root, Linux); else None."""
+  path.mkdir()
+  if not sys.platform.startswith('linux') or os.geteuid() != 0 or not shutil.which('mount'):
+    return None
+  result = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)],
+                          capture_output=True, check=False)
+  return path if result.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(tmp_path):
+  disk = _small_filesystem(tmp_path / 'disk', '3m')
+  if disk is None:
+    pytest.skip('cannot mount a small tmpfs here (needs root on Linux); '
+                'test_a_failed_save_keeps_the_previous_checkpoint covers it by injection')
+  try:
+    workdir = disk / 'run'
+    args = [*TINY, '--checkpoint_every=2', '--log_every=2', '--image_every=0']
+    result = _train(f'--workdir={workdir}', *args, '--train_steps=2')
+    assert result.returncode == 0, result.stderr[-2000:]
+    filler = disk / 'filler'
+    free = shutil.disk_usage(disk).free
+    with open(filler, 'wb') as f:  # leave less room than a checkpoint needs
+      f.write(b'\0' * max(free - 4096, 0))
+    result = _train(f'--workdir={workdir}', *args, '--train_steps=4')
+    line = _one_line(result.returncode, result.stderr, 'cannot', 'step 2')
+    assert 'latest checkpoint (step 2)' in line or 'free space' in line.lower(), line
+    filler.unlink()
+    assert workdir_lib.latest_checkpoint(str(workdir)).endswith('ckpt-2')
+    assert workdir_lib.checkpoint_steps(str(workdir)) == [2]
+    assert not [n for n in os.listdir(workdir / 'checkpoints') if '_temp' in n]
+    result = _train(f'--workdir={workdir}', *args, '--train_steps=4')  # room again: resumes
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'resuming' in result.stderr and workdir_lib.checkpoint_steps(str(workdir))[0] == 4
+  finally:
+    subprocess.run(['umount', str(disk)], check=False)
