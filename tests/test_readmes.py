@@ -21,3 +21,11 @@ def test_configs_and_tools_readmes_are_generated_from_their_files():
 def test_readme_is_at_most_300_lines():
   with open(os.path.join(ROOT, 'README.md')) as f:
     assert len(f.read().splitlines()) <= 300
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    readme = f.read()
+  with open(os.path.join(ROOT, '.ci', 'run')) as f:
+    ci = [line for line in f.read().splitlines() if ' -m pytest' in line]
+  assert len(ci) == 1 and f'```bash\n{ci[0]}\n```' in readme, ci

@@ -4,7 +4,6 @@ checkpointed, no silent restart, a truthful flags.txt, one-line errors, no lefto
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -201,25 +200,6 @@ def test_read_only_workdir_is_refused(tmp_path, monkeypatch):
   monkeypatch.setattr(os, 'access', lambda path, mode: False)
   with pytest.raises(workdir_lib.WorkdirError, match='not writable'):
     workdir_lib.check_writable(str(tmp_path / 'run'))
-
-
-@pytest.mark.slow
-def test_ctrl_c_says_where_training_stopped(tmp_path):
-  workdir = tmp_path / 'run'
-  # A shell that starts a job in the background has it ignore SIGINT, and so would the
-  # trainer; give it the default, as a terminal's Ctrl-C meets it.
-  process = subprocess.Popen([sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}',
-                              *TINY, '--train_steps=100000'], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-  deadline = time.time() + 120
-  while time.time() < deadline and not list((workdir / 'checkpoints').glob('ckpt-*.index')):
-    time.sleep(0.2)
-  process.send_signal(signal.SIGINT)
-  _, stderr = process.communicate(timeout=120)
-  result = subprocess.CompletedProcess(process.args, process.returncode, '', stderr)
-  _assert_one_line_error(result, 'interrupted at step', 'run the same command again')
-  assert process.returncode == 130
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ started at G(z) and the replay buffer; --finetune_generator also trains D and G
 from absl import flags
 
 from tfganebm import cli
-from tfganebm import train
+# Not `from tfganebm import train`: the package's lazy `train` is the library function.
+from tfganebm.train import STOPPER
+from tfganebm.train import main as train_main
 
 
 def define_flags():
@@ -26,7 +28,7 @@ def define_flags():
 
 def run_main():
   define_flags()
-  cli.run(train.main, train.STOPPER)
+  cli.run(train_main, STOPPER)
 
 
 if __name__ == '__main__':

@@ -489,7 +489,7 @@ def _stop_agreement(strategy):
   @tf.function(autograph=False)
   def any_worker(flag):
     per_replica = strategy.run(lambda: tf.identity(flag))
-    return strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None)
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
   return lambda requested: bool(any_worker(tf.constant(1.0 if requested else 0.0)) > 0)
 

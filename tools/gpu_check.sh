@@ -3,7 +3,7 @@
 # moons (configs/moons.cfg, the XLA MLP path) and MNIST (configs/mnist.cfg with --train_steps
 # cut, the conv E path), each run followed by sample, export and the LiteRT device runner.
 # Prints one table: steps/s, images/s per replica, peak GPU memory, the metrics, and whether
-# sample / export / device worked.
+# sample / export / device worked; then the steps/s of XLA off and on under mirrored.
 #   bash tools/gpu_check.sh                  (a new folder from mktemp; PYTHON=python)
 #   OUT=DIR MNIST_DIR=DIR bash tools/gpu_check.sh
 # OUT must not exist or be empty: this script deletes nothing. MNIST runs when MNIST_DIR names
@@ -107,6 +107,12 @@ if [ -n "${MNIST_DIR:-}" ]; then
     done
   done
 fi
+# XLA under the mirrored strategy (off in training): what one GPU would gain, one process each.
+timeout "$LIMIT" "$PYTHON" tools/benchmark_strategies.py --flagfile configs/moons.cfg \
+  --steps "${XLA_STEPS:-1000}" --modes default,default_noxla,mirrored1,mirrored1_xla \
+  > "$OUT/xla_mirrored.txt" 2>&1 || echo "(the XLA measurement failed: $OUT/xla_mirrored.txt)"
 echo
 column -t -s $'\t' "$OUT/results.tsv" 2>/dev/null || cat "$OUT/results.tsv"
+echo
+tail -6 "$OUT/xla_mirrored.txt" || true
 echo "(logs and runs in $OUT)"
