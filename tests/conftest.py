@@ -8,6 +8,7 @@ import os
 os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
 os.environ.setdefault('TF_NUM_INTEROP_THREADS', '1')
 
+import socket
 import subprocess
 import sys
 
@@ -21,6 +22,17 @@ TINY_FLAGS = ['--nojit_compile', '--num_examples=256', '--batch_size=32',
               '--generator_units=8,8', '--discriminator_units=8,8', '--energy_units=8,8',
               '--train_langevin_steps=3', '--langevin_steps=5', '--eval_num_samples=64',
               '--buffer_capacity=64', '--checkpoint_every=2', '--log_every=2']
+
+
+def free_ports(count):
+  """`count` TCP ports free on localhost now (for a local multi-worker cluster)."""
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
 
 
 def run_module(module, *args):

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import ROOT
+from tests.conftest import free_ports
 from tests.conftest import TINY_FLAGS
 from tfganebm import workdir as workdir_lib
 
@@ -164,21 +164,11 @@ def test_a_relative_workdir_keeps_its_own_weights_wherever_a_command_starts(tmp_
                              atol=1e-5)
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('localhost', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 @pytest.mark.slow
 def test_a_refusing_chief_stops_every_worker_within_seconds(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  cluster = [f'localhost:{port}' for port in _free_ports(2)]
+  cluster = [f'localhost:{port}' for port in free_ports(2)]
   with workdir_lib.Lock(str(workdir)):  # another trainer holds the chief's workdir
     started = time.time()
     processes = [subprocess.Popen(

@@ -16,7 +16,6 @@ three as the command-line tools for the multi-worker mixed-precision cell.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import free_ports
 from tfganebm import evaluation
 from tfganebm import exporting
 from tfganebm import workdir as workdir_lib
@@ -46,22 +46,12 @@ PERIODS = {'default': (1000, 1200)}
 OTHER_PERIODS = (200, 300)
 
 
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('localhost', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def _environments(strategy):
   """One environment per process of the run: two TF_CONFIG workers for multi-worker."""
   base = {k: v for k, v in os.environ.items() if k != 'TF_CONFIG'}
   if not strategy.startswith('multi_worker'):
     return [base]
-  cluster = [f'localhost:{port}' for port in _free_ports(2)]
+  cluster = [f'localhost:{port}' for port in free_ports(2)]
   return [dict(base, TF_CONFIG=json.dumps({'cluster': {'worker': cluster},
                                            'task': {'type': 'worker', 'index': index}}))
           for index in (0, 1)]

@@ -291,7 +291,7 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   scored = [row for row in rows
             if row.get(primary) is not None and math.isfinite(row[primary])]
   if not scored:
-    raise SweepError(f'no cell of the grid gave finite samples; try smaller step sizes')
+    raise SweepError('no cell of the grid gave finite samples; try smaller step sizes')
   best = min(scored, key=lambda row: row[primary])
   default = next((row for row in rows if _same(_row_key(row), key(config.sampler))), None)
   _write_best(os.path.join(out, BEST_CFG), best, primary, workdir, default)

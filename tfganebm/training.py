@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import re
 import shutil
 import time
 
@@ -19,26 +18,13 @@ from tfganebm import evaluation
 from tfganebm import files
 from tfganebm import model as model_lib
 from tfganebm import pretrained
+from tfganebm import saving
 from tfganebm import signals
 from tfganebm import workdir as workdir_lib
+from tfganebm.errors import Diverged  # pylint: disable=unused-import  (training.Diverged)
+from tfganebm.errors import Interrupted
+from tfganebm.errors import RunError
 
-
-
-class RunError(ValueError):
-  """A problem with the user's input that ends the run with a one-line message."""
-
-
-class Diverged(RunError):
-  """Training produced a non-finite loss, energy or weight; nothing of it was saved."""
-
-
-class Interrupted(RunError):
-  """A stop signal (SIGTERM, Ctrl-C) during training: where it stopped, what was saved and
-  how to resume; `exit_code` is 128 + the signal number."""
-
-  def __init__(self, message, exit_code=130):
-    super().__init__(message)
-    self.exit_code = exit_code
 
 
 def _check_resume(workdir, config, step, data_record=None):
@@ -402,7 +388,7 @@ def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, 
 
   start = int(model.step.numpy())
   if start < config.train.train_steps:
-    saves = _Saves(workdir, manager, checkpoint, model, latest, record)
+    saves = saving.Saves(workdir, manager, checkpoint, model, latest, record)
     if stopper is None:
       _fit(model, strategy, jit_compile, saves, dataset, config, start, chief)
     else:
@@ -415,83 +401,6 @@ def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, 
     shutil.rmtree(manager.directory, ignore_errors=True)  # a worker's saves were only collective
     return {}
   return evaluate_run(config, dataset)
-
-
-class _Saves:
-  """The checkpoints training writes: the periodic ones, through the CheckpointManager, and
-  one at a stop signal (`stopped-N`, beside them but outside the manager, so that the kept and
-  averaged checkpoints stay the periodic ones; the next periodic save removes it). A failed
-  write (a full disk) ends the run in one line, the previous checkpoint still the latest."""
-
-  def __init__(self, workdir, manager, checkpoint, model, latest, record):
-    self.workdir, self.manager, self.checkpoint, self.model = workdir, manager, checkpoint, model
-    self.record = record
-    self.last_saved = None if latest is None else int(model.step.numpy())
-    self._recorded = False
-
-  def kept(self):
-    return (f'the latest checkpoint (step {self.last_saved}) is finite and a rerun resumes from '
-            'it' if self.last_saved is not None else 'no checkpoint was saved')
-
-  def periodic(self, step):
-    bad = workdir_lib.non_finite_state(self.model)
-    if bad:
-      raise Diverged(f'non-finite {", ".join(bad)} at step {step}, not saved; the latest '
-                     f'checkpoint is step {self.last_saved}. Try a lower --gd_learning_rate or '
-                     '--energy_learning_rate, or a smaller --train_langevin_step_size')
-    self._write(step, lambda: self.manager.save(checkpoint_number=step))
-    workdir_lib.remove_stopped(self.manager.directory)
-
-  def at_stop(self, step):
-    """Saves step `step` unless it is saved or not finite; returns the latest saved step."""
-    if step == self.last_saved or workdir_lib.non_finite_state(self.model):
-      return self.last_saved
-    prefix = os.path.join(self.manager.directory, f'{workdir_lib.STOPPED_PREFIX}{step}')
-    self._write(step, lambda: self.checkpoint.write(prefix))
-    workdir_lib.remove_stopped(self.manager.directory, keep=step)
-    return step
-
-  def _write(self, step, save):
-    try:
-      save()
-    except (tf.errors.OpError, OSError) as e:
-      workdir_lib.remove_leftovers(self.workdir)
-      reason = e.strerror if isinstance(e, OSError) and e.strerror else _op_reason(e)
-      raise RunError(f'cannot save the checkpoint of step {step} in {self.manager.directory} '
-                     f'({reason}); {self.kept()}. Free space on that disk (or fix the folder), '
-                     'then run the same command again') from None
-    self.last_saved = step
-    if not self._recorded:
-      try:
-        self.record()
-      except OSError as e:
-        raise RunError(f'cannot write the run\'s records in {self.workdir} '
-                       f'({e.strerror or e}); the checkpoint of step {step} is saved. Free '
-                       'space on that disk, then run the same command again') from None
-      self._recorded = True
-
-
-def _op_reason(error):
-  """The reason of a TensorFlow error, without its op and device names ("No space left on
-  device" out of a SaveV2 error)."""
-  text = (str(error).splitlines() or [type(error).__name__])[0]
-  text = re.sub(r'\s*\[Op:\w+\]', '', re.sub(r'\{\{.*?\}\}\s*', '', text))
-  return text.rsplit('; ', 1)[-1].strip() or type(error).__name__
-
-
-def _stop_agreement(strategy):
-  """`agree(requested) -> bool`: whether any worker was asked to stop. Under the multi-worker
-  strategy the workers agree by a collective at each period's end, so all stop at one step;
-  elsewhere it is the flag itself."""
-  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-    return bool
-
-  @tf.function(autograph=False)
-  def any_worker(flag):
-    per_replica = strategy.run(lambda: tf.identity(flag))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-  return lambda requested: bool(any_worker(tf.constant(1.0 if requested else 0.0)) > 0)
 
 
 def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stopper=None):
@@ -511,7 +420,7 @@ def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, sto
       pictures = evaluation.ImageSummaries(model, config, jit_compile)
     except (tf.errors.OpError, ValueError, RuntimeError, OSError) as e:
       logging.warning('TensorBoard pictures are off for this run: %s', e)
-  agree = _stop_agreement(strategy) if stopper is not None else None
+  agree = saving.stop_agreement(strategy) if stopper is not None else None
   # Calls cut short by time only where every replica's loop is in this process.
   cut = stopper is not None and not isinstance(strategy,
                                                tf.distribute.MultiWorkerMirroredStrategy)
@@ -564,10 +473,10 @@ def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, sto
       if step % config.run.checkpoint_every == 0 or step == config.train.train_steps:
         saves.periodic(step)
       if agree is not None and agree(stopper.requested is not None):
-        _stop(saves, stopper, step)
+        saving.stop(saves, stopper, step)
   except signals.Stopped as e:  # a second signal, or one outside the deferred steps
     raise Interrupted(f'stopped by {signals.name(e.signum)} at step {int(model.step.numpy())}; '
-                      f'{_where(saves.last_saved)}', signals.exit_code(e.signum)) from None
+                      f'{saving.where(saves.last_saved)}', signals.exit_code(e.signum)) from None
   finally:
     try:
       writer.flush()
@@ -576,23 +485,6 @@ def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, sto
   for device in tf.config.list_logical_devices('GPU'):
     peak = tf.config.experimental.get_memory_info(device.name)['peak']
     logging.info('peak memory of %s: %.0f MiB', device.name, peak / 2**20)
-
-
-def _where(last_saved):
-  return (f'the latest checkpoint is step {last_saved}; run the same command again to resume '
-          'from it' if last_saved is not None else
-          'no checkpoint was saved yet; run the same command again to start over')
-
-
-def _stop(saves, stopper, step):
-  """Saves the step a stop signal let training reach, then raises `Interrupted`."""
-  signum = stopper.requested or signals.signal.SIGTERM  # another worker's signal
-  saved = saves.at_stop(step)
-  stopper.cancel_watchdog()
-  what = ('saved its checkpoint; run the same command again to resume from it'
-          if saved == step else _where(saved))
-  raise Interrupted(f'stopped by {signals.name(signum)} at step {step}: {what}',
-                    signals.exit_code(signum))
 
 
 def evaluate_run(config, dataset=None):
