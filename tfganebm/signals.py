@@ -15,7 +15,6 @@ the trainer uses this instead.
 import contextlib
 import os
 import signal
-import sys
 import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -71,15 +70,16 @@ class Stopper:
     if not self._deferring or self.requested is not None:
       raise Stopped(signum)
     self.requested = signum
-    print(f'{name(signum)}: stopping at the end of the current steps and saving a checkpoint '
-          f'(grace period {self.grace:g} s)', file=sys.stderr, flush=True)
+    # os.write: a handler that printed to sys.stderr while the main thread was writing it
+    # would meet a reentrant call of the buffered stream.
+    os.write(2, (f'{name(signum)}: stopping at the end of the current steps and saving a '
+                 f'checkpoint (grace period {self.grace:g} s)\n').encode())
     self._timer = threading.Timer(self.grace, self._expire, args=(signum,))
     self._timer.daemon = True
     self._timer.start()
 
   def _expire(self, signum):
-    sys.stderr.write(self.expired_line.format(signal=name(signum), grace=self.grace) + '\n')
-    sys.stderr.flush()
+    os.write(2, (self.expired_line.format(signal=name(signum), grace=self.grace) + '\n').encode())
     os._exit(exit_code(signum))  # pylint: disable=protected-access  (from a timer thread)
 
   @contextlib.contextmanager
