@@ -2,9 +2,9 @@
 train -> SIGKILL after a checkpoint -> resume -> sample -> export -> the device runner.
 
 Training runs the command-line tool as a user does, with configs/moons.cfg's networks; the
-default strategy's cells with its periods (--log_every=100, --checkpoint_every=1000: the host
-loop runs 100 steps per call), the others with a checkpoint every 200 steps (the same loop,
-fewer calls). Only the length of the training chains (60 -> 5 steps), the other strategies'
+default strategy's float32 cell with its periods (--log_every=100, --checkpoint_every=1000:
+the host loop runs 100 steps per call), the others with a checkpoint every 200 steps (the
+same loop, fewer calls). Only the length of the training chains (60 -> 5 steps), the other strategies'
 run length and the final evaluation are cut, to keep the 8 cells within CI's time: they set
 the cost of a run, not the graph's structure.
 Sampling, export and the device runner load a workdir the same way whatever trained it
@@ -41,8 +41,9 @@ STRATEGIES = {
     'multi_worker_two_workers': ['--strategy=multi_worker'],
 }
 PRECISIONS = {'float32': [], 'mixed': ['--mixed_precision']}
-# (first checkpoint, last step): the shipped period for the default strategy, shorter elsewhere.
-PERIODS = {'default': (1000, 1200)}
+# (first checkpoint, last step): the shipped period for the default strategy in float32,
+# shorter elsewhere.
+PERIODS = {('default', 'float32'): (1000, 1200)}
 OTHER_PERIODS = (200, 300)
 
 
@@ -130,8 +131,8 @@ def _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first=1000)
 @pytest.mark.parametrize('strategy', STRATEGIES)
 def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   workdir = tmp_path / 'run'
-  first, end = PERIODS.get(strategy, OTHER_PERIODS)
-  periods = [] if strategy in PERIODS else [f'--checkpoint_every={first}']
+  first, end = PERIODS.get((strategy, precision), OTHER_PERIODS)
+  periods = [] if (strategy, precision) in PERIODS else [f'--checkpoint_every={first}']
   flags = [*MOONS, f'--workdir={workdir}', f'--train_steps={end}', *periods,
            *STRATEGIES[strategy], *PRECISIONS[precision]]
   _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first)

@@ -117,7 +117,7 @@ def test_ctrl_c_during_sample(trained, tmp_path):
   out = tmp_path / 'samples'
   process = subprocess.Popen(
       [sys.executable, '-m', 'tfganebm.sample', f'--workdir={trained}', f'--out={out}',
-       '--num_samples=64', '--langevin_steps=1000000'], cwd=ROOT, stdout=subprocess.DEVNULL,
+       '--num_samples=64', '--langevin_steps=400000'], cwd=ROOT, stdout=subprocess.DEVNULL,
       stderr=subprocess.PIPE, text=True)
   time.sleep(5)  # in TensorFlow's import or the chains: both stop in one line
   assert process.poll() is None

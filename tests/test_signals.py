@@ -58,3 +58,22 @@ def test_the_watchdog_ends_a_stop_that_overruns_its_grace_period():
   assert lines[0].startswith('SIGTERM: stopping at the end of the current steps')
   assert lines[-1].startswith('error: stopped by SIGTERM: no checkpoint could be written '
                               'within the grace period of 0.5 s')
+
+
+def test_sigint_from_a_script_that_ignores_it_stops_the_command():
+  # A shell script's background job starts with SIGINT ignored; the commands handle it.
+  code = textwrap.dedent('''
+      import os, signal
+      from tfganebm import signals
+      signals.Stopper().install()
+      try:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10**7):
+          pass
+      except signals.Stopped as e:
+        print('stopped', e.exit_code)
+  ''')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  assert result.stdout.strip() == 'stopped 130', result.stderr

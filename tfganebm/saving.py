@@ -56,7 +56,7 @@ class Saves:
     try:
       save()
     except (tf.errors.OpError, OSError) as e:
-      workdir_lib.remove_leftovers(self.workdir)
+      workdir_lib.remove_leftovers_in(self.manager.directory)  # this task's folder only
       reason = e.strerror if isinstance(e, OSError) and e.strerror else op_reason(e)
       raise RunError(f'cannot save the checkpoint of step {step} in {self.manager.directory} '
                      f'({reason}); {self.kept()}. Free space on that disk (or fix the folder), '
@@ -104,8 +104,13 @@ def where(last_saved):
 def stop(saves, stopper, step):
   """Saves the step a stop signal let training reach, then raises `Interrupted`."""
   signum = stopper.requested or signals.signal.SIGTERM  # another worker's signal
-  saved = saves.at_stop(step)
-  stopper.cancel_watchdog()
+  try:
+    saved = saves.at_stop(step)
+  except RunError as e:  # a full disk: the line says which checkpoint is the latest
+    raise Interrupted(f'stopped by {signals.name(signum)} at step {step}, but {e}',
+                      signals.exit_code(signum)) from None
+  finally:
+    stopper.cancel_watchdog()
   what = ('saved its checkpoint; run the same command again to resume from it'
           if saved == step else where(saved))
   raise Interrupted(f'stopped by {signals.name(signum)} at step {step}: {what}',

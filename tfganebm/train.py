@@ -55,6 +55,10 @@ def main(argv):
     sys.exit(e.exit_code)
   except training.RunError as e:
     sys.exit(f'error: {e}')
+  except signals.Stopped as e:  # before training's steps, or in the final evaluation
+    print(f'error: stopped by {signals.name(e.signum)} outside the training steps; run the '
+          'same command again to resume from the latest checkpoint', file=sys.stderr)
+    sys.exit(e.exit_code)
   logging.info('metrics: %s', json.dumps(result, sort_keys=True))
 
 

@@ -394,6 +394,11 @@ def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, 
     else:
       with stopper.deferred():
         _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stopper)
+      if stopper.requested is not None:  # after the last save: training is whole
+        stopper.cancel_watchdog()
+        raise Interrupted(f'stopped by {signals.name(stopper.requested)} after the last step '
+                          f'({config.train.train_steps}), which is saved; run the same command '
+                          'again to evaluate the run', signals.exit_code(stopper.requested))
   else:
     record()
 
@@ -454,10 +459,14 @@ def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, sto
         now = time.perf_counter()
         rate = (step - window_start) / max(now - clock, 1e-9)
         clock, window_start = now, step
-        with writer.as_default(step=step):
-          for name, value in logs.items():
-            tf.summary.scalar(name, value)
-          tf.summary.scalar('steps_per_second', rate)
+        try:
+          with writer.as_default(step=step):
+            for name, value in logs.items():
+              tf.summary.scalar(name, value)
+            tf.summary.scalar('steps_per_second', rate)
+        except tf.errors.OpError as e:  # a full disk: TensorBoard stops, training goes on
+          logging.warning('TensorBoard scalars are off for this run: %s', saving.op_reason(e))
+          writer = tf.summary.create_noop_writer()
         logging.info('step %d/%d (%.1f steps/s) %s', step, config.train.train_steps, rate,
                      ' '.join(f'{k}={float(v):.4g}' for k, v in logs.items()))
         model.reset_metrics()  # the next window's means start afresh
@@ -475,6 +484,8 @@ def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, sto
       if agree is not None and agree(stopper.requested is not None):
         saving.stop(saves, stopper, step)
   except signals.Stopped as e:  # a second signal, or one outside the deferred steps
+    if stopper is not None:
+      stopper.cancel_watchdog()
     raise Interrupted(f'stopped by {signals.name(e.signum)} at step {int(model.step.numpy())}; '
                       f'{saving.where(saves.last_saved)}', signals.exit_code(e.signum)) from None
   finally:

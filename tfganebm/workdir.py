@@ -226,13 +226,13 @@ def latest_checkpoint(workdir, repair=False):
         names = [os.path.basename(path) for path in readable]  # relative, as the manager's
         tf.compat.v1.train.update_checkpoint_state(
             directory, names[0], all_model_checkpoint_paths=list(reversed(names)))
-    elif steps and not _stopped_steps(directory):
-      raise WorkdirError(f'{directory} holds ckpt-* files but none is readable; move them '
-                         'away to start over, or use another --workdir')
   for step in _stopped_steps(directory):
     path = os.path.join(directory, f'{STOPPED_PREFIX}{step}')
     if step > (_step_of(found) if found else -1) and _readable(path):
       return path
+  if found is None and (checkpoint_steps(workdir) or _stopped_steps(directory)):
+    raise WorkdirError(f'{directory} holds checkpoint files but none is readable; move them '
+                       'away to start over, or use another --workdir')
   return found
 
 
@@ -250,7 +250,11 @@ def remove_stopped(directory, keep=None):
 def remove_leftovers(workdir):
   """Removes what a save killed midway leaves in the checkpoint folder: `ckpt-N_temp/`
   staging folders and empty ckpt-N files. Only names TensorFlow's saver writes are touched."""
-  directory = checkpoint_dir(workdir)
+  remove_leftovers_in(checkpoint_dir(workdir))
+
+
+def remove_leftovers_in(directory):
+  """`remove_leftovers` of one checkpoint folder (a worker's scratch folder, say)."""
   if not os.path.isdir(directory):
     return
   for name in os.listdir(directory):
@@ -258,8 +262,7 @@ def remove_leftovers(workdir):
     if re.match(r'^(ckpt|stopped)-\d+_temp', name) and os.path.isdir(path):
       shutil.rmtree(path, ignore_errors=True)
     elif (re.match(r'^(ckpt|stopped)-\d+\.(index|data-\d+-of-\d+)$', name)
-          and os.path.isfile(path)
-          and os.path.getsize(path) == 0):
+          and os.path.isfile(path) and os.path.getsize(path) == 0):
       os.remove(path)
 
 
