@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -35,6 +36,10 @@ def test_a_deferred_signal_is_a_request_and_a_second_one_stops_at_once(stopper):
     for _ in range(10**5):
       pass
     assert stopper.requested == signal.SIGINT
+    os.kill(os.getpid(), signal.SIGTERM)  # within a second: the same stop, repeated
+    for _ in range(10**5):
+      pass
+    time.sleep(1.0)
     with pytest.raises(signals.Stopped):
       os.kill(os.getpid(), signal.SIGTERM)
       for _ in range(10**6):

@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -48,7 +49,8 @@ class Stopper:
 
   While a request is deferred, a watchdog gives the code `grace` seconds; when they pass
   first, the process ends with `expired_line` on stderr (the scheduler would SIGKILL it
-  soon after). A second signal while one is deferred stops at once.
+  soon after). A second signal while one is deferred stops at once (one within a second of
+  the first is the same stop: GNU `timeout` signals the process, then its group).
   """
 
   def __init__(self, grace=30.0):
@@ -56,6 +58,7 @@ class Stopper:
     self.requested = None  # the signal number of a deferred stop
     self._deferring = False
     self._timer = None
+    self._since = 0.0
     self.expired_line = ('error: stopped by {signal}: no checkpoint could be written within '
                          'the grace period of {grace:g} s; run the same command again to '
                          'resume from the latest checkpoint on disk')
@@ -67,9 +70,11 @@ class Stopper:
     return self
 
   def _handle(self, signum, unused_frame):
+    if self.requested is not None and time.monotonic() - self._since < 1.0:
+      return  # the same stop twice (GNU timeout signals the process and then its group)
     if not self._deferring or self.requested is not None:
       raise Stopped(signum)
-    self.requested = signum
+    self.requested, self._since = signum, time.monotonic()
     # os.write: a handler that printed to sys.stderr while the main thread was writing it
     # would meet a reentrant call of the buffered stream.
     os.write(2, (f'{name(signum)}: stopping at the end of the current steps and saving a '
