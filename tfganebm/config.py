@@ -181,8 +181,9 @@ class RunConfig(fields.Section):
   log_every: int = setting(100, 'Steps between TensorBoard scalars.', low=1)
   grace_period: float = setting(30.0, 'Seconds a stop signal (SIGTERM from a scheduler, '
                                 'Ctrl-C) leaves training to save a checkpoint of the step it '
-                                'reached; it then exits with 128 + the signal number.',
-                                above=0.0)
+                                'reached; it then exits with 128 + the signal number. Under '
+                                'multi_worker the tasks stop at the end of a --log_every '
+                                'period: keep one period shorter than this.', above=0.0)
   image_every: int = setting(1000, 'Steps between TensorBoard images (G and G + chain; 2D: '
                              'their scatter over the energy map); 0: none.', low=0)
   eval_num_samples: int = setting(2000, 'Samples drawn for metrics.json and figures at the end.',
