@@ -110,20 +110,35 @@ def _device_samples(model_path, num_samples, steps):
                        langevin['step_size'], langevin['noise'], seed=0)
 
 
-def _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first=1000):
-  """Starts training, SIGKILLs every process once ckpt-`first` is the latest checkpoint."""
+def _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first=1000,
+                                 how=signal.SIGKILL):
+  """Starts training and, once ckpt-`first` is the latest checkpoint, SIGKILLs every process
+  (or sends them `how`, a scheduler's SIGTERM); returns the step a resume starts from."""
   processes = _start(flags, _environments(strategy), tmp_path, 'first')
   index = workdir / 'checkpoints' / 'checkpoint'
   deadline = time.time() + 400
   while (time.time() < deadline and all(p.poll() is None for p in processes)
          and not (index.exists() and f'ckpt-{first}' in index.read_text())):
     time.sleep(0.1)
+  if how != signal.SIGKILL:
+    time.sleep(0.5)  # past the periodic save
   for process in processes:
     if process.poll() is None:
-      process.send_signal(signal.SIGKILL)
-    process.wait()
+      process.send_signal(how)
+  codes = [process.wait(timeout=120) for process in processes]
   assert index.exists() and f'ckpt-{first}' in index.read_text(), _log(tmp_path, 'first')[-3000:]
-  assert not (workdir / 'metrics.json').exists()  # killed before the end
+  assert not (workdir / 'metrics.json').exists()  # stopped before the end
+  if how == signal.SIGKILL:
+    return first
+  # Every worker stops at one step, which the chief saved; each says so in one line.
+  assert codes == [128 + how] * len(processes), _log(tmp_path, 'first')[-3000:]
+  stopped = workdir_lib.latest_checkpoint(str(workdir))
+  step = int(stopped.rsplit('-', 1)[1])
+  assert os.path.basename(stopped).startswith('stopped-') and step > first, stopped
+  for index_ in range(len(processes)):
+    log = (tmp_path / f'first_{index_}.log').read_text()
+    assert f'error: stopped by SIGTERM at step {step}: saved its checkpoint' in log
+  return step
 
 
 @pytest.mark.slow
@@ -135,13 +150,19 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   periods = [] if (strategy, precision) in PERIODS else [f'--checkpoint_every={first}']
   flags = [*MOONS, f'--workdir={workdir}', f'--train_steps={end}', *periods,
            *STRATEGIES[strategy], *PRECISIONS[precision]]
-  _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first)
+  # The multi-worker float32 cell is stopped as a scheduler stops a job (SIGTERM to every
+  # task), the others killed outright.
+  how = signal.SIGKILL
+  if (strategy, precision) == ('multi_worker_two_workers', 'float32'):
+    how = signal.SIGTERM  # the workers agree to stop at a period's end: 50 steps apart here
+    flags.append('--log_every=50')
+  resumed = _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first, how)
 
   processes = _start(flags, _environments(strategy), tmp_path, 'resume')
   for process in processes:
     assert process.wait(timeout=600) == 0, _log(tmp_path, 'resume')[-3000:]
   log = _log(tmp_path, 'resume')
-  assert f'resuming {workdir} at step {first}' in log and f'step {end}/{end}' in log
+  assert f'resuming {workdir} at step {resumed}' in log and f'step {end}/{end}' in log
   with open(workdir / 'metrics.json') as f:
     metrics = json.load(f)
   assert metrics['step'] == end and 'non_finite_samples' not in metrics

@@ -345,6 +345,10 @@ def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, 
   data_shape = dataset.shape
   run = config.run
   strategy = _strategy(run)
+  if stopper is not None:
+    # MultiWorkerMirroredStrategy's coordination service installs its own SIGTERM handler
+    # (a preemption notifier that does not stop the process); the command's comes back.
+    stopper.install()
   if run.deterministic:
     tf.config.experimental.enable_op_determinism()
   jit_compile = uses_xla(run)
