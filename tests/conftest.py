@@ -35,10 +35,22 @@ def free_ports(count):
   return ports
 
 
-def run_module(module, *args):
-  """`python -m module args...` from the repository root, its output captured."""
-  return subprocess.run([sys.executable, '-m', module, *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=600, check=False)
+def run_module(module, *args, cwd=ROOT):
+  """`python -m module args...` from the repository root (or `cwd`), its output captured."""
+  return subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True,
+                        text=True, cwd=cwd, timeout=600, check=False)
+
+
+def one_line_error(result, *words):
+  """The one `error:` line of a failed command (a CompletedProcess) holding `words`; fails
+  the test on a zero exit, a traceback, or more or fewer error lines."""
+  assert result.returncode != 0, result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1, result.stderr[-2000:]
+  for word in words:
+    assert word in errors[0], errors[0]
+  return errors[0]
 
 
 def tiny_config(workdir='', **overrides):

@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from tests.conftest import ROOT
 from tests.conftest import free_ports
+from tests.conftest import one_line_error
+from tests.conftest import run_module
 from tests.conftest import TINY_FLAGS
 from tfganebm import evaluation
 from tfganebm import exporting
@@ -23,23 +25,12 @@ from tfganebm import workdir as workdir_lib
 TINY = [f for f in TINY_FLAGS if not f.startswith(('--checkpoint_every', '--log_every'))]
 
 
-def _errors(stderr):
-  return [line for line in stderr.splitlines() if line.startswith('error:')]
-
-
 def _one_line(returncode, stderr, *words):
-  assert returncode != 0, stderr[-2000:]
-  assert 'Traceback' not in stderr, stderr[-3000:]
-  errors = _errors(stderr)
-  assert len(errors) == 1, stderr[-2000:]
-  for word in words:
-    assert word in errors[0], errors[0]
-  return errors[0]
+  return one_line_error(subprocess.CompletedProcess((), returncode, '', stderr), *words)
 
 
-def _train(*args, cwd=ROOT, **kwargs):
-  return subprocess.run([sys.executable, '-m', 'tfganebm.train', *args], capture_output=True,
-                        text=True, cwd=cwd, timeout=600, check=False, **kwargs)
+def _train(*args, cwd=ROOT):
+  return run_module('tfganebm.train', *args, cwd=cwd)
 
 
 def _weights(prefix, network='generator'):

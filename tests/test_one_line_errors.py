@@ -13,24 +13,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
+from tests.conftest import one_line_error
+from tests.conftest import run_module
 from tests.conftest import TINY_FLAGS
 from tests.conftest import tiny_config
 from tfganebm import training
-
-
-def _run(module, *args, cwd=ROOT):
-  return subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True,
-                        text=True, cwd=cwd, timeout=600, check=False)
-
-
-def _one_line(result, *words):
-  assert result.returncode != 0, result.stderr[-2000:]
-  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-  assert len(errors) == 1, result.stderr[-2000:]
-  for word in words:
-    assert word in errors[0], errors[0]
-  return errors[0]
 
 
 @pytest.fixture(scope='module')
@@ -49,8 +36,8 @@ def _copy(trained, tmp_path):
 def test_a_binary_flagfile(tmp_path):
   flagfile = tmp_path / 'moons.cfg'
   flagfile.write_bytes(b'\x89PNG\r\n\x1a\n\x00\xff\xfe\x80')
-  result = _run('tfganebm.train', f'--flagfile={flagfile}', f'--workdir={tmp_path}/run')
-  _one_line(result, 'moons.cfg', 'not a text file')
+  result = run_module('tfganebm.train', f'--flagfile={flagfile}', f'--workdir={tmp_path}/run')
+  one_line_error(result, 'moons.cfg', 'not a text file')
   assert not (tmp_path / 'run').exists()
 
 
@@ -62,8 +49,8 @@ def test_a_damaged_record_on_resume(trained, tmp_path, name, content, says):
   workdir = _copy(trained, tmp_path)
   (workdir / name).write_bytes(content)
   before = sorted(os.listdir(workdir / 'checkpoints'))
-  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY_FLAGS, '--train_steps=4')
-  _one_line(result, says, 'restore it')
+  result = run_module('tfganebm.train', f'--workdir={workdir}', *TINY_FLAGS, '--train_steps=4')
+  one_line_error(result, says, 'restore it')
   assert (workdir / name).read_bytes() == content
   assert sorted(os.listdir(workdir / 'checkpoints')) == before
 
@@ -83,9 +70,9 @@ def test_mnist_labels_out_of_range(tmp_path):
     labels = rng.integers(0, 10, n)
     labels[5] = 12
     _idx(data_dir / f'{prefix}-labels-idx1-ubyte', labels, 2049)
-  result = _run('tfganebm.train', '--dataset=mnist', f'--data_dir={data_dir}',
+  result = run_module('tfganebm.train', '--dataset=mnist', f'--data_dir={data_dir}',
                 f'--workdir={tmp_path}/run', '--batch_size=32', '--train_steps=2')
-  _one_line(result, 'label 12', 'labels 0-9')
+  one_line_error(result, 'label 12', 'labels 0-9')
   assert not (tmp_path / 'run').exists()
 
 
@@ -106,8 +93,8 @@ def test_report_out_in_a_read_only_folder(trained, tmp_path):
   if folder is None:
     pytest.skip('cannot mount a read-only tmpfs here (needs root on Linux)')
   try:
-    result = _run('tfganebm.report', trained, f'--out={folder}/results.html')
-    _one_line(result, 'results.html', 'Read-only file system', 'choose another folder')
+    result = run_module('tfganebm.report', trained, f'--out={folder}/results.html')
+    one_line_error(result, 'results.html', 'Read-only file system', 'choose another folder')
   finally:
     subprocess.run(['umount', str(folder)], check=False)
 
@@ -123,7 +110,7 @@ def test_ctrl_c_during_sample(trained, tmp_path):
   assert process.poll() is None
   process.send_signal(signal.SIGINT)
   _, stderr = process.communicate(timeout=60)
-  _one_line(subprocess.CompletedProcess(process.args, process.returncode, '', stderr),
+  one_line_error(subprocess.CompletedProcess(process.args, process.returncode, '', stderr),
             'stopped by SIGINT', 'nothing half-written')
   assert process.returncode == 130
   assert not out.exists() or not os.listdir(out)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import one_line_error
 from tests.conftest import tiny_config
 from tfganebm import model as model_lib
 from tfganebm import workdir as workdir_lib
@@ -33,18 +34,7 @@ def _run(module, *args, **kwargs):
                         cwd=ROOT, timeout=600, check=False, **kwargs)
 
 
-def _errors(result):
-  return [line for line in result.stderr.splitlines() if line.startswith('error:')]
-
-
-def _assert_one_line_error(result, *words):
-  assert result.returncode != 0, result.stderr[-2000:]
-  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-  errors = _errors(result)
-  assert len(errors) == 1, result.stderr[-2000:]
-  for word in words:
-    assert word in errors[0], errors[0]
-  return errors[0]
+_assert_one_line_error = one_line_error
 
 
 def _step(workdir):

@@ -52,6 +52,10 @@ def task():
   return current.get('type'), int(current.get('index', 0))
 
 
+def _cluster():
+  return json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
+
+
 def is_chief():
   """Whether this process writes figures, metrics, flags.txt and the real checkpoints.
 
@@ -60,8 +64,7 @@ def is_chief():
   task_type, index = task()
   if task_type is None or task_type == 'chief':
     return True
-  cluster = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
-  return task_type == 'worker' and index == 0 and 'chief' not in cluster
+  return task_type == 'worker' and index == 0 and 'chief' not in _cluster()
 
 
 def checkpoint_dir(directory):
@@ -76,13 +79,10 @@ def checkpoint_dir(directory):
   return os.path.join(directory, f'.{task_type}_{index}_scratch')
 
 
-def _cluster():
-  return json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
-
-
 def num_tasks():
   """How many processes train together (TF_CONFIG's chief and workers); 1 without a cluster."""
-  return max(1, len(_cluster().get('chief', [])) + len(_cluster().get('worker', [])))
+  cluster = _cluster()
+  return max(1, len(cluster.get('chief', [])) + len(cluster.get('worker', [])))
 
 
 def is_multi_worker(strategy_name):

@@ -109,8 +109,6 @@ def stop(saves, stopper, step):
   except RunError as e:  # a full disk: the line says which checkpoint is the latest
     raise Interrupted(f'stopped by {signals.name(signum)} at step {step}, but {e}',
                       signals.exit_code(signum)) from None
-  finally:
-    stopper.cancel_watchdog()
   what = ('saved its checkpoint; run the same command again to resume from it'
           if saved == step else where(saved))
   raise Interrupted(f'stopped by {signals.name(signum)} at step {step}: {what}',

@@ -89,14 +89,13 @@ class Stopper:
 
   @contextlib.contextmanager
   def deferred(self):
-    """Within the block, a signal sets `requested` instead of raising."""
+    """Within the block, a signal sets `requested` instead of raising; the watchdog ends
+    with the block, however it ends (the save at the stop is inside it)."""
     self._deferring = True
     try:
       yield self
     finally:
       self._deferring = False
-
-  def cancel_watchdog(self):
-    if self._timer is not None:
-      self._timer.cancel()
-      self._timer = None
+      if self._timer is not None:
+        self._timer.cancel()
+        self._timer = None

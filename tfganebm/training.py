@@ -399,7 +399,6 @@ def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, 
       with stopper.deferred():
         _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stopper)
       if stopper.requested is not None:  # after the last save: training is whole
-        stopper.cancel_watchdog()
         raise Interrupted(f'stopped by {signals.name(stopper.requested)} after the last step '
                           f'({config.train.train_steps}), which is saved; run the same command '
                           'again to evaluate the run', signals.exit_code(stopper.requested))
@@ -488,8 +487,6 @@ def _fit(model, strategy, jit_compile, saves, dataset, config, start, chief, sto
       if agree is not None and agree(stopper.requested is not None):
         saving.stop(saves, stopper, step)
   except signals.Stopped as e:  # a second signal, or one outside the deferred steps
-    if stopper is not None:
-      stopper.cancel_watchdog()
     raise Interrupted(f'stopped by {signals.name(e.signum)} at step {int(model.step.numpy())}; '
                       f'{saving.where(saves.last_saved)}', signals.exit_code(e.signum)) from None
   finally:

@@ -36,6 +36,8 @@ LOCK_FILE = '.lock'
 STOPPED_PREFIX = 'stopped-'  # the checkpoint written at a stop signal (training.py)
 _CHECKPOINT = re.compile(r'^ckpt-(\d+)\.index$')
 _STOPPED = re.compile(r'^stopped-(\d+)\.index$')
+# Any file of a checkpoint TensorFlow's saver writes: (kind, step).
+_CHECKPOINT_FILE = re.compile(r'^(ckpt|stopped)-(\d+)\.(index|data-\d+-of-\d+)$')
 
 
 class WorkdirError(ValueError):
@@ -216,8 +218,8 @@ def latest_checkpoint(workdir, repair=False):
     path = _inside(directory, state.model_checkpoint_path)
     if os.path.exists(path + '.index'):
       found = path
+  steps, stopped = checkpoint_steps(workdir), _stopped_steps(directory)
   if found is None:
-    steps = checkpoint_steps(workdir)
     readable = [os.path.join(directory, f'ckpt-{s}') for s in steps
                 if _readable(os.path.join(directory, f'ckpt-{s}'))]
     if readable:
@@ -226,11 +228,11 @@ def latest_checkpoint(workdir, repair=False):
         names = [os.path.basename(path) for path in readable]  # relative, as the manager's
         tf.compat.v1.train.update_checkpoint_state(
             directory, names[0], all_model_checkpoint_paths=list(reversed(names)))
-  for step in _stopped_steps(directory):
+  for step in stopped:
     path = os.path.join(directory, f'{STOPPED_PREFIX}{step}')
     if step > (_step_of(found) if found else -1) and _readable(path):
       return path
-  if found is None and (checkpoint_steps(workdir) or _stopped_steps(directory)):
+  if found is None and (steps or stopped):
     raise WorkdirError(f'{directory} holds checkpoint files but none is readable; move them '
                        'away to start over, or use another --workdir')
   return found
@@ -239,8 +241,8 @@ def latest_checkpoint(workdir, repair=False):
 def remove_stopped(directory, keep=None):
   """Removes the `stopped-N` checkpoints of a checkpoint folder, but step `keep`'s."""
   for name in os.listdir(directory):
-    match = re.match(r'^stopped-(\d+)\.(index|data-\d+-of-\d+)$', name)
-    if match and int(match.group(1)) != keep:
+    match = _CHECKPOINT_FILE.match(name)
+    if match and match.group(1) == 'stopped' and int(match.group(2)) != keep:
       try:
         os.remove(os.path.join(directory, name))
       except FileNotFoundError:
@@ -261,8 +263,8 @@ def remove_leftovers_in(directory):
     path = os.path.join(directory, name)
     if re.match(r'^(ckpt|stopped)-\d+_temp', name) and os.path.isdir(path):
       shutil.rmtree(path, ignore_errors=True)
-    elif (re.match(r'^(ckpt|stopped)-\d+\.(index|data-\d+-of-\d+)$', name)
-          and os.path.isfile(path) and os.path.getsize(path) == 0):
+    elif (_CHECKPOINT_FILE.match(name) and os.path.isfile(path)
+          and os.path.getsize(path) == 0):
       os.remove(path)
 
 
