@@ -18,7 +18,7 @@ from tests.conftest import free_ports
 from tests.conftest import one_line_error
 from tests.conftest import run_module
 from tests.conftest import TINY_FLAGS
-from tfganebm import evaluation
+from tfganebm import sample
 from tfganebm import exporting
 from tfganebm import workdir as workdir_lib
 
@@ -90,7 +90,7 @@ def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_exactly(tmp
 
 
 def _sample(workdir, out):
-  evaluation.sample_run(str(workdir), str(out), 16, overrides={'langevin_steps': 3})
+  sample.sample_run(str(workdir), str(out), 16, overrides={'langevin_steps': 3})
   return np.load(out / 'samples_langevin.npy')
 
 

@@ -15,6 +15,7 @@ import pytest
 from tfganebm import cli
 from tfganebm import config as config_lib
 from tfganebm import fields
+from tfganebm import runs
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,7 +163,7 @@ def test_a_workdir_of_the_previous_version_loads_and_resumes(tmp_path):
   config = workdir_lib.read_config(str(run))
   assert config.data.data_noise == 0.07 and config.sampler.metropolis is True
   assert config.run.jit_compile is False and config.networks.energy_units == (8, 8)
-  model, loaded = workdir_lib.load_run(str(run), {'langevin_steps': 2})
+  model, loaded = runs.load_run(str(run), {'langevin_steps': 2})
   assert int(model.step.numpy()) == 6 and loaded.sampler.steps == 2
   resumed = config.override(workdir=str(run), train_steps=8, eval_num_samples=32)
   result = training.train(resumed)

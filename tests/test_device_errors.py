@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from tests.test_export import _snapshot
 from tfganebm import exporting
+from tfganebm import runs
 from tfganebm import training
-from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, 'export', 'sample_litert.py')
@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('device')
   training.train(tiny_config(root / 'run', train_steps=2))
-  model, config = workdir_lib.load_run(str(root / 'run'))
+  model, config = runs.load_run(str(root / 'run'))
   data_shape = model.data_shape
   exporting.export(model, config, data_shape, str(root / 'exported'))
   return root / 'run', root / 'exported'

@@ -1,13 +1,17 @@
 """Distribution and fault tolerance: replicas, per-replica buffers, kill -9 and resume."""
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from tests.conftest import tiny_config
 from tfganebm import distribute
+from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,11 +29,6 @@ def _train(workdir, *flags):
   return subprocess.run([sys.executable, '-m', 'tfganebm.train', f'--workdir={workdir}', *TINY,
                          *flags], capture_output=True, text=True, cwd=ROOT, timeout=600,
                         check=False)
-
-
-def _checkpoint(workdir):
-  reader = tf.train.load_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
-  return lambda name: reader.get_tensor(f'{name}/.ATTRIBUTES/VARIABLE_VALUE')
 
 
 def test_loss_scaling_makes_the_replica_update_equal_the_global_batch_update():
@@ -90,28 +89,79 @@ print("ok")
   assert result.returncode == 0 and result.stdout.strip().endswith('ok'), result.stderr[-2000:]
 
 
-def test_only_the_chief_writes(monkeypatch):
+def _tf_config(task_type, index, cluster):
+  return json.dumps({'cluster': cluster, 'task': {'type': task_type, 'index': index}})
+
+
+def test_the_chief_is_the_chief_task_else_worker_0(monkeypatch):
+  """Fails if a cluster with a 'chief' task also had its worker 0 write (two writers of
+  one workdir), or a cluster of workers had none."""
   monkeypatch.delenv('TF_CONFIG', raising=False)
-  assert distribute.is_chief()
-  cluster = '"cluster": {"worker": ["a:1", "b:2"]}'
-  monkeypatch.setenv('TF_CONFIG', '{' + cluster + ', "task": {"type": "worker", "index": 0}}')
-  assert distribute.is_chief()
-  monkeypatch.setenv('TF_CONFIG', '{' + cluster + ', "task": {"type": "worker", "index": 1}}')
-  assert not distribute.is_chief()
-  assert distribute.checkpoint_dir('ckpts') == os.path.join('ckpts', '.worker_1_scratch')
-  with_chief = '"cluster": {"chief": ["c:0"], "worker": ["a:1"]}'
-  monkeypatch.setenv('TF_CONFIG', '{' + with_chief + ', "task": {"type": "worker", "index": 0}}')
-  assert not distribute.is_chief()
+  assert distribute.is_chief()  # no cluster: the one process
+  workers = {'worker': ['a:1', 'b:2']}
+  with_chief = {'chief': ['c:0'], 'worker': ['a:1']}
+  for task, cluster, chief in ((('worker', 0), workers, True), (('worker', 1), workers, False),
+                               (('chief', 0), with_chief, True),
+                               (('worker', 0), with_chief, False)):
+    monkeypatch.setenv('TF_CONFIG', _tf_config(*task, cluster))
+    assert distribute.is_chief() == chief, (task, cluster)
 
 
+def _files(folder):
+  """{path relative to `folder`: contents} of every file and folder (None) under it."""
+  found = {}
+  for directory, folders, names in os.walk(folder):
+    for name in folders:
+      found[os.path.relpath(os.path.join(directory, name), folder)] = None
+    for name in names:
+      with open(os.path.join(directory, name), 'rb') as f:
+        found[os.path.relpath(os.path.join(directory, name), folder)] = f.read()
+  return found
+
+
+def test_a_worker_that_is_not_the_chief_leaves_the_workdir_as_the_chief_wrote_it(
+    tmp_path, monkeypatch):
+  """Worker 1 of two (TF_CONFIG; under the default strategy, so it runs alone here: who
+  writes is training's decision, taken from `distribute.is_chief`) resumes the chief's run
+  in the shared workdir at step 2 and trains to step 4. It saves its share of the collective
+  checkpoint into its scratch folder, removes that, and leaves every file of the workdir as
+  the chief wrote it. Fails if any write of a run (flags.txt, config.json, the architecture
+  record, metrics.json, figures, TensorBoard events, generator.keras, the lock, a repaired
+  checkpoint index) did not ask whether this task is the chief, or if the worker saved
+  where the chief's checkpoints are."""
+  workdir = tmp_path / 'run'
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  training.train(tiny_config(workdir, train_steps=2, eval_num_samples=16))  # the chief's run
+  before = _files(workdir)
+  saves = []
+  save = tf.train.CheckpointManager.save
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save',
+                      lambda self, **kwargs: saves.append(self.directory) or save(self, **kwargs))
+  monkeypatch.setenv('TF_CONFIG', _tf_config('worker', 1, {'worker': ['a:1', 'b:2']}))
+  assert training.train(tiny_config(workdir, train_steps=4)) == {}
+  assert saves == [str(workdir / workdir_lib.CHECKPOINT_DIR / '.worker_1_scratch')]  # step 4
+  assert _files(workdir) == before
+
+
+@pytest.mark.slow
 def test_deterministic_runs_are_bit_identical(tmp_path):
+  """Two --deterministic runs: every value of their checkpoints the same bit for bit: the
+  weights, the optimizers' moments, the replay buffer, BatchNorm's statistics. Fails if a
+  draw of training does not follow from --seed (initial weights, the batches' order, z, the
+  buffer's choices, the chains' noise). (On a CPU, TF's kernels give the same result without
+  op determinism too; what --deterministic adds is checked where a GPU runs.)"""
   # In subprocesses: op determinism is process-wide (and Keras turns XLA off under it).
   for name in ('a', 'b'):
     result = _train(tmp_path / name, '--deterministic', '--train_steps=4', '--checkpoint_every=2')
     assert result.returncode == 0, result.stderr[-2000:]
-  a, b = _checkpoint(tmp_path / 'a'), _checkpoint(tmp_path / 'b')
-  for name in ('replay_buffer/samples', 'rng/_state_var', 'step'):
-    np.testing.assert_array_equal(a(name), b(name))
+  a, b = (tf.train.load_checkpoint(os.path.join(tmp_path, name, workdir_lib.CHECKPOINT_DIR))
+          for name in ('a', 'b'))
+  names = sorted(a.get_variable_to_shape_map())
+  assert names == sorted(b.get_variable_to_shape_map())
+  for part in ('generator/', 'discriminator/', 'e_optimizer/', 'replay_buffer/'):
+    assert any(name.startswith(part) for name in names), part
+  for name in names:
+    np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
 
 
 def test_mirrored_on_one_gpu_trains_through_the_host_loop():

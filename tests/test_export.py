@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,11 +12,16 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from tests.conftest import one_line_error
+from tests.conftest import run_module
 from tfganebm import exporting
 from tfganebm import langevin
+from tfganebm import runs
 from tfganebm import sampler as sampler_lib
+from tfganebm import signatures
 from tfganebm import training
 from tfganebm import workdir as workdir_lib
+from tfganebm import xnnpack_form
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-4  # float32 LiteRT vs TensorFlow
@@ -26,7 +32,7 @@ def exported(tmp_path_factory):
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('export')
   training.train(tiny_config(root / 'run', train_steps=6, energy_units=(16, 16)))
-  model, config = workdir_lib.load_run(str(root / 'run'))
+  model, config = runs.load_run(str(root / 'run'))
   data_shape = model.data_shape
   out = root / 'exported'
   exporting.export(model, config, data_shape, str(out), quantize=('float16', 'dynamic_range'))
@@ -77,6 +83,25 @@ def test_litert_langevin_step_and_chain_match_tensorflow(exported):
   np.testing.assert_allclose(fused, expected, atol=TOLERANCE)
 
 
+def _tf_latent_chain(model, z, noise, step_size, uniform=None, noise_std=None):
+  """(z, the acceptance of each step) after tfganebm.sampler's chain on U(z) = E(G(z)) +
+  |z|^2 / 2 in TensorFlow, fed `noise` [K, B, latent]; MALA steps given `uniform` [K, B]."""
+  potential = sampler_lib.latent_energy(model.energy_of,
+                                        lambda z: model.generator(z, training=False))
+  z = tf.constant(z)
+  energy, grad = langevin.energy_and_gradient(potential, z)
+  accepted = []
+  for k, noise_k in enumerate(noise):
+    if uniform is not None:
+      z, energy, grad, ok = langevin.metropolis_step(
+          potential, z, energy, grad, noise_k / noise_std, uniform[k], step_size, noise_std,
+          low=None, high=None)
+      accepted.append(ok.numpy())
+    else:
+      z = langevin.langevin_step(potential, z, noise_k, step_size, 1.0, low=None, high=None)
+  return z, accepted
+
+
 @pytest.mark.parametrize('metropolis', [False, True])
 def test_litert_latent_chain_matches_tensorflow(exported, metropolis):
   """The latent sampler's signatures, stepped on the device side and fused, against
@@ -87,20 +112,8 @@ def test_litert_latent_chain_matches_tensorflow(exported, metropolis):
   z = rng.standard_normal((batch, model.latent_dim)).astype(np.float32)
   noise = (noise_std * rng.standard_normal((steps, batch, model.latent_dim))).astype(np.float32)
   uniform = rng.uniform(size=(steps, batch)).astype(np.float32)
-  potential = sampler_lib.latent_energy(model.energy_of,
-                                        lambda z: model.generator(z, training=False))
-  expected = tf.constant(z)
-  energy, grad = langevin.energy_and_gradient(potential, expected)
-  accepted = []
-  for k in range(steps):
-    if metropolis:
-      expected, energy, grad, ok = langevin.metropolis_step(
-          potential, expected, energy, grad, noise[k] / noise_std, uniform[k], step_size,
-          noise_std, low=None, high=None)
-      accepted.append(ok.numpy())
-    else:
-      expected = langevin.langevin_step(potential, expected, noise[k], step_size, 1.0,
-                                        low=None, high=None)
+  expected, accepted = _tf_latent_chain(model, z, noise, step_size,
+                                        *((uniform, noise_std) if metropolis else ()))
   if metropolis:
     assert 0.05 < np.mean(accepted) < 1.0  # both branches of the accept/reject are exercised
   assert np.abs(expected.numpy()).max() > 1.0  # unbounded: nothing clipped z to [-1, 1]
@@ -148,10 +161,48 @@ def test_export_refuses_to_overwrite_and_leaves_the_old_files(exported, tmp_path
 def test_saved_model_signatures_match_the_model(exported):
   model, out = exported
   loaded = tf.saved_model.load(str(out / 'saved_model'))
-  assert set(loaded.signatures) == set(exporting.SIGNATURES)
+  assert set(loaded.signatures) == set(signatures.SIGNATURES)
   z = tf.random.normal([4, model.latent_dim])
   np.testing.assert_allclose(loaded.signatures['generate'](z=z)['x'],
                              model.generator(z, training=False), atol=1e-6)
+
+
+def test_both_formats_and_export_json_name_the_tables_inputs_and_outputs(exported):
+  """An MLP G's export holds every signature of the table, in each place under the names
+  the table gives its inputs and output (what the device runner calls them by)."""
+  _, out = exported
+  info = json.loads((out / 'export.json').read_text())
+  table = {s.name: (sorted(s.input_names), [s.output]) for s in signatures.TABLE}
+  assert {name: (sorted(entry['inputs']), entry['outputs'])
+          for name, entry in info['signatures'].items()} == table
+  litert = Interpreter(model_path=str(out / 'model.tflite')).get_signature_list()
+  assert {name: (sorted(entry['inputs']), sorted(entry['outputs']))
+          for name, entry in litert.items()} == table
+  saved = tf.saved_model.load(str(out / 'saved_model')).signatures
+  assert {name: (sorted(function.structured_input_signature[1]),
+                 sorted(function.structured_outputs)) for name, function in saved.items()} == table
+
+
+# The README's shapes of each kind of input in the table.
+_README_SHAPES = {signatures.X: '[B, *data_shape]', signatures.Z: '[B, latent]',
+                  signatures.X_CHAIN: '[K, B, ...]', signatures.Z_CHAIN: '[K, B, latent]',
+                  signatures.PER_CHAIN: '[B]', signatures.PER_STEP: '[K, B]'}
+
+
+def test_readme_signature_table_is_the_export_table():
+  """The README's table: the table's signatures in its order, with their inputs' and
+  output's names, and the shape of each input where the README gives one."""
+  with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+    rows = [line for line in f if line.startswith('| `')]
+  assert [re.match(r'\| `(\w+)`', row).group(1) for row in rows] == list(signatures.SIGNATURES)
+  for row, signature in zip(rows, signatures.TABLE):
+    inputs, output = re.match(r'\| `\w+` \| `([^`]*)` -> `([^`]*)`', row).groups()
+    given = [re.match(r'(\w+)(?: (\[.*\]))?$', part).groups()
+             for part in re.split(r', (?![^\[]*\])', inputs)]
+    assert [name for name, _ in given] == list(signature.input_names), row
+    for (name, shape), (_, kind) in zip(given, signature.inputs):
+      assert shape in (None, _README_SHAPES.get(kind)), (row, name)
+    assert output.split(' ')[0] == signature.output, row
 
 
 @pytest.mark.parametrize('space', ['data', 'latent'])
@@ -166,8 +217,26 @@ def test_device_runner_needs_no_tensorflow(exported, tmp_path, space):
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=300, check=False)
   assert result.returncode == 0, result.stderr
+  # The runner's draws (seed 0: z, then the noise of each step) through TF's model and chain.
+  model, settings = exported[0], json.loads((out / 'export.json').read_text())['langevin']
+  assert not settings['metropolis'] and settings['proposal'] == 'langevin'
+  rng, step_size = np.random.default_rng(0), np.float32(settings['step_size'])
+  z = rng.standard_normal((40, model.latent_dim)).astype(np.float32)
+  x_gen = model.generator(z, training=False)
+  np.testing.assert_allclose(np.load(tmp_path / 'samples_generator.npy'), x_gen, atol=TOLERANCE)
+  noise_shape = (5, 40, model.latent_dim if space == 'latent' else 2)
+  noise = (settings['noise'] * rng.standard_normal(noise_shape)).astype(np.float32)
+  if space == 'latent':
+    expected = model.generator(_tf_latent_chain(model, z, noise, step_size)[0], training=False)
+  else:
+    expected = x_gen
+    for noise_k in noise:
+      expected = langevin.langevin_step(model.energy_of, expected, noise_k, step_size, 1.0,
+                                        settings['grad_clip'])
   samples = np.load(tmp_path / 'samples.npy')
-  assert samples.shape == (40, 2) and np.abs(samples).max() <= 1.0
+  assert samples.shape == (40, 2)
+  assert np.abs(samples - x_gen).max() > 1e-3  # the chains moved
+  np.testing.assert_allclose(samples, expected, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize('metropolis', [False, True])
@@ -181,8 +250,13 @@ def test_device_runner_latent_sampler_loops_and_fuses_alike(exported, metropolis
   (x_gen, looped), (_, fused) = draw(False), draw(True)
   np.testing.assert_allclose(fused, looped, atol=TOLERANCE)
   assert np.abs(looped - x_gen).max() > 1e-3  # the chains moved
-  # Every sample is G of some z: the latent chain never leaves G's range.
-  assert np.abs(looped).max() <= 1.0
+  # The runner's draws (seed 1: z, the noise, then the uniforms) through TF's latent chain.
+  rng, step_size, noise_std = np.random.default_rng(1), np.float32(0.05), np.float32(0.3)
+  z = rng.standard_normal((40, model.latent_dim)).astype(np.float32)
+  noise = (0.3 * rng.standard_normal((8, 40, model.latent_dim))).astype(np.float32)
+  uniform = rng.uniform(size=(8, 40)).astype(np.float32) if metropolis else None
+  z_chain, _ = _tf_latent_chain(model, z, noise, step_size, uniform, noise_std)
+  np.testing.assert_allclose(looped, model.generator(z_chain, training=False), atol=TOLERANCE)
 
 
 def _device_runner():
@@ -401,7 +475,7 @@ def test_export_restores_an_earlier_export_that_a_kill_left_moved_aside(exported
 @pytest.mark.parametrize('network, label', [('generator', 'G'), ('energy', 'E')])
 def test_export_refuses_non_finite_weights_before_writing(exported, tmp_path, network, label):
   _, out = exported
-  model, config = workdir_lib.load_run(str(out.parent / 'run'))
+  model, config = runs.load_run(str(out.parent / 'run'))
   data_shape = model.data_shape
   weight = getattr(model, network).weights[0]
   weight.assign(np.full(weight.shape, np.nan, np.float32))
@@ -410,11 +484,24 @@ def test_export_refuses_non_finite_weights_before_writing(exported, tmp_path, ne
   assert not os.listdir(tmp_path)
 
 
-def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_model(tmp_path,
-                                                                                   capsys):
+def _keras_convolutions():
+  """The Keras classes' convolution methods that the XNNPACK form must leave alone."""
+  import keras  # pylint: disable=g-import-not-at-top
+  return keras.layers.Conv2D.convolution_op, keras.layers.Conv2DTranspose.call
+
+
+def _op_types(function, *specs):
+  return {op.type for op in tf.function(function, autograph=False).get_concrete_function(
+      *specs).graph.get_operations()}
+
+
+def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_model(
+    tmp_path, capsys, monkeypatch):
   """DCGAN G and the conv E: LiteRT's file has no TRANSPOSE_CONV (whose dynamic output shape
   keeps it off XNNPACK's threads), yet its G and chain step are the model's; the SavedModel
-  keeps TensorFlow's own kernels."""
+  keeps TensorFlow's own kernels. While the export traces the XNNPACK form, another Keras
+  layer in the process still traces TensorFlow's own op."""
+  import keras  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   config = tiny_config(dataset='mnist', generator_network='dcgan', generator_units=(16, 8),
@@ -423,7 +510,25 @@ def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_mode
                        langevin_step_size=1.0, langevin_grad_clip=1.0)
   model = model_lib.build(config, (28, 28, 1), inference=True)
   out = tmp_path / 'export'
-  exporting.export(model, config, (28, 28, 1), str(out))
+  keras_methods = _keras_convolutions()
+  transposed = [layer for layer in model.generator.layers
+                if isinstance(layer, keras.layers.Conv2DTranspose)]
+  other = keras.layers.Conv2DTranspose(2, 4, strides=2, padding='same')  # another model's
+  other.build((None, 7, 7, 3))
+  seen = []  # (XNNPACK form on, Keras' methods unchanged, `other`'s op TF's own) per E call
+  energy_of = model.energy_of
+
+  def energy_while_tracing(x, training=False):
+    seen.append(('call' in vars(transposed[0]), _keras_convolutions() == keras_methods,
+                 'Conv2DBackpropInput' in _op_types(other, tf.TensorSpec([None, 7, 7, 3]))))
+    return energy_of(x, training=training)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(model, 'energy_of', energy_while_tracing)
+    exporting.export(model, config, (28, 28, 1), str(out))
+  assert {form for form, _, _ in seen} == {False, True}  # traced for TF, then for LiteRT
+  assert all(unchanged and own for _, unchanged, own in seen)
+  assert _keras_convolutions() == keras_methods and 'call' not in vars(transposed[0])
   assert sorted(os.listdir(out)) == ['export.json', 'model.tflite', 'saved_model']
   tf.lite.experimental.Analyzer.analyze(model_path=str(out / 'model.tflite'))
   ops = capsys.readouterr().out
@@ -445,26 +550,33 @@ def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_mode
   assert b'Conv2DBackpropInput' in graph and b'DepthToSpace' not in graph
 
 
-@pytest.mark.parametrize('kernel_size, width', [(3, 28), ((3, 5), 28), (3, 27), (5, 28)])
-def test_xnnpack_form_keeps_every_convolutions_gradient_and_restores_keras(kernel_size, width):
-  """Square kernels on inputs padded alike take the rewritten gradient; others (a 3 x 5
-  kernel, rows and columns padded unalike) keep TF's op; either way the gradient is TF's."""
+@pytest.mark.parametrize('kernel_size, width, rewritten',
+                         [(3, 28, True), ((3, 5), 28, False), (3, 27, False), (5, 28, True)])
+def test_xnnpack_form_keeps_every_convolutions_gradient_and_changes_only_its_layers(
+    kernel_size, width, rewritten):
+  """Square kernels on inputs padded alike take the rewritten gradient (depth_to_space);
+  others (a 3 x 5 kernel, rows and columns padded unalike) keep TF's op; either way the
+  gradient is TF's. Only the layer given changes, and only inside the block."""
   import keras  # pylint: disable=g-import-not-at-top
   layer = keras.layers.Conv2D(4, kernel_size, strides=2, padding='same')
+  other = keras.layers.Conv2D(4, kernel_size, strides=2, padding='same')
   x = tf.constant(np.random.default_rng(0).standard_normal((2, 28, width, 3)), tf.float32)
 
-  def gradient():
+  def gradient(conv=layer):
     with tf.GradientTape() as tape:
       tape.watch(x)
-      total = tf.reduce_sum(tf.sin(layer(x)))
+      total = tf.reduce_sum(tf.sin(conv(x)))
     return tape.gradient(total, x)
 
-  expected = gradient()
-  original = keras.layers.Conv2D.convolution_op
-  with exporting._xnnpack_convolutions():  # pylint: disable=protected-access
+  expected, keras_methods = gradient(), _keras_convolutions()
+  other(x)  # built outside the traces below
+  with xnnpack_form.convolutions([layer]) as changed:
+    assert changed == (kernel_size == 3 or kernel_size == 5)  # square: rewritten where it fits
     np.testing.assert_allclose(gradient(), expected, atol=1e-5)
-  assert keras.layers.Conv2D.convolution_op is original
-  assert 'convolution_op' not in vars(keras.layers.Conv2D)
+    assert ('DepthToSpace' in _op_types(gradient)) == rewritten
+    assert 'DepthToSpace' not in _op_types(lambda: gradient(other))
+    assert _keras_convolutions() == keras_methods
+  assert 'DepthToSpace' not in _op_types(gradient) and 'convolution_op' not in vars(layer)
 
 
 def test_litert_prior_latent_chain_matches_tensorflow(exported, tmp_path):
@@ -522,3 +634,15 @@ def test_litert_prior_latent_chain_matches_tensorflow(exported, tmp_path):
   assert refused.returncode != 0 and refused.stderr.count('\n') == 1
   assert 'local_beta' in refused.stderr and 'in (0, 1]' in refused.stderr
   assert not (tmp_path / 'other').exists()
+
+
+def test_export_refuses_an_energy_with_batch_norm_in_one_line(tmp_path):
+  """E's BatchNorm has an input gradient that needs the Flex delegate: the command says so
+  in one line, before anything is written."""
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  training.train(tiny_config(tmp_path / 'run', train_steps=2, energy_batch_norm=True))
+  result = run_module('tfganebm.export', '--workdir', tmp_path / 'run', '--out',
+                      tmp_path / 'exported')
+  one_line_error(result, 'E has BatchNorm (--energy_batch_norm)', 'Flex delegate',
+                 'retrain without it')
+  assert os.listdir(tmp_path) == ['run']

@@ -2,14 +2,13 @@
 
 import dataclasses
 import gzip
-import pathlib
 import pickle
 
 import numpy as np
 import pytest
 
 from tfganebm import images
-from tfganebm import workdir as workdir_lib
+from tfganebm import runs
 from tfganebm.sampler import SamplerConfig
 
 
@@ -122,7 +121,7 @@ def _check_image_run(workdir, result, shape):
   # Real images are closer to real images than 4-step G samples are.
   assert result['real_data']['fid'] < result['generator']['fid']
   assert result['classifier']['test_accuracy'] > 0.5
-  model, _ = workdir_lib.load_run(str(workdir))
+  model, _ = runs.load_run(str(workdir))
   assert model.data_shape == shape
 
 
@@ -164,10 +163,11 @@ def test_mnist_run_from_idx_files_end_to_end(tiny, tmp_path, monkeypatch):
 def _check_langevin_sweep(workdir, loaded, tmp_path):
   """tfganebm.sweep on images: the cell of k steps scores what `sample --langevin_steps k`
   draws, in classifier-FID against training images."""
-  from tfganebm import classifier, evaluation, metrics, sweep  # pylint: disable=g-import-not-at-top
-  model, config = workdir_lib.load_run(str(workdir))
+  from tfganebm import chains, classifier, metrics  # pylint: disable=g-import-not-at-top
+  from tfganebm import sweeping  # pylint: disable=g-import-not-at-top
+  model, config = runs.load_run(str(workdir))
   settings = SamplerConfig(steps=6, step_size=1.0, noise=0.005)
-  rows, best, _ = sweep.run(str(workdir), str(tmp_path / 'sweep'),
+  rows, best, _ = sweeping.run(str(workdir), str(tmp_path / 'sweep'),
                             dict(steps=[0, 3, 6], step_size=[1.0], noise=[0.005]),
                             num_samples=32, seed=1, num_reference=50)
   scores = {row['steps']: row['fid'] for row in rows}
@@ -176,7 +176,7 @@ def _check_langevin_sweep(workdir, loaded, tmp_path):
                                     loaded.held_out_labels, config.run.classifier_dir)
   order = np.random.default_rng(0).permutation(len(loaded.train))[:50]
   reference, _ = scorer.features_and_probabilities(images.to_model_range(loaded.train[order]))
-  x_gen, x_three, _ = evaluation.draw_samples(model, 32, 1, dataclasses.replace(settings, steps=3))
+  x_gen, x_three, _ = chains.draw_samples(model, 32, 1, dataclasses.replace(settings, steps=3))
   for x, steps in ((x_gen, 0), (x_three, 3)):
     assert metrics.frechet_distance(scorer.features_and_probabilities(x)[0],
                                     reference) == pytest.approx(scores[steps], rel=1e-4)

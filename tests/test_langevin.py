@@ -128,54 +128,55 @@ def test_metropolis_chain_samples_a_cold_narrow_well_inside_the_range():
   np.testing.assert_allclose(x.std(0), [0.1, 0.1], rtol=0.05)
 
 
-@pytest.mark.parametrize('space, metropolis, batch, proposal, jump_prob', [
-    ('data', False, None, 'langevin', 1.0), ('data', True, None, 'langevin', 1.0),
-    ('latent', False, None, 'langevin', 1.0), ('latent', True, None, 'langevin', 1.0),
-    ('data', False, 16, 'langevin', 1.0), ('latent', True, 16, 'langevin', 1.0),
-    ('latent', False, None, 'prior', 1.0), ('latent', False, 16, 'prior', 1.0),
-    ('latent', False, 16, 'prior', 0.4)])  # jumps and local moves mixed
-def test_chains_scored_at_several_lengths_are_one_chain(space, metropolis, batch, proposal,
-                                                        jump_prob, monkeypatch):
-  """evaluation.chains_at runs one chain in segments: its state at k steps is the state of
-  one k-step chain from the same seed (draw_samples), in either space, also when the
-  chains run in batches (16 of 2 values: 4 batches of the 50 chains)."""
-  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
-  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
-  if batch:
-    monkeypatch.setattr(evaluation, 'CHAIN_BATCH_VALUES', 2 * batch)
-  model = model_lib.build(tiny_config(), (2,), inference=True)
-  sampler = SamplerConfig(steps=7, step_size=0.02, noise=0.2, metropolis=metropolis,
-                          space=space, proposal=proposal, jump_prob=jump_prob)
-  scored = dict(evaluation.chains_at(model, 50, 3, sampler, [7, 0, 3]))
-  assert sorted(scored) == [0, 3, 7]
-  x_gen, x_7, trajectory = evaluation.draw_samples(model, 50, 3, sampler, record_every=7,
-                                                   record_chains=20)
-  np.testing.assert_allclose(scored[0], x_gen)
-  np.testing.assert_allclose(scored[7], x_7, atol=1e-5)
-  assert not np.allclose(scored[3], scored[7])
-  assert trajectory.shape == (2, 20, 2)  # chains 0-19, across two batches of 16
-  np.testing.assert_allclose(trajectory[-1], x_7[:20], atol=1e-5)
+@pytest.mark.parametrize('jump_prob', [1.0, 0.4])  # jumps only; jumps and local moves
+def test_a_prior_chain_in_segments_is_one_chain(jump_prob):
+  """NoiseStream(seed, first_step) for the prior proposals too: 3 steps and then 4 more
+  draw what 7 steps draw (the quality curves read latent chains at several lengths). Fails
+  if a segment restarted the stream (its second part would repeat the first's draws)."""
+  potential = lambda z: 0.5 * tf.reduce_sum(tf.square(z - 1.0), 1)
+  z = tf.constant(np.random.default_rng(2).standard_normal((64, 3)), tf.float32)
+  run = lambda z, first, steps: langevin.prior_chain(
+      potential, z, langevin.NoiseStream(tf.constant([8, 9], tf.int64), first), steps, 0.5,
+      jump_prob, local_beta=0.3)
+  whole = run(z, 0, 7)
+  assert not np.allclose(whole, z)
+  np.testing.assert_allclose(run(run(z, 0, 3), 3, 4), whole, atol=1e-6)
+  assert not np.allclose(run(run(z, 0, 3), 0, 4), whole, atol=1e-3)
 
 
-def test_each_batch_of_chains_has_its_own_noise_seed():
-  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
-  rng = tf.random.Generator.from_seed(5)
-  state = rng.state.numpy()
-  one = evaluation._chain_seeds(rng, 10, 16)  # pylint: disable=protected-access
-  rng.reset(state)  # one batch: the seed that one unbatched chain draws from the stream
-  np.testing.assert_array_equal(one[0], langevin.NoiseStream.of(rng).seed)
-  seeds = evaluation._chain_seeds(rng, 50, 16)  # pylint: disable=protected-access
-  assert len({tuple(seed.numpy()) for seed in seeds}) == 4
+@pytest.mark.parametrize('xla', [False, True])
+@pytest.mark.parametrize('chain', ['langevin', 'prior'])
+def test_a_chain_on_a_generator_draws_one_seed_from_it(chain, xla):
+  """Given a tf.random.Generator, a chain draws one seed from it (`NoiseStream.of`), in graph
+  mode and under XLA: it is the chain of NoiseStream(that seed), and the generator moves on
+  by that one draw, so the next chain (the next training step, the next batch of an
+  evaluation) has noise of its own and a seeded run or a resume draws the same. Fails if a
+  chain took a fixed seed or did not advance the generator (every step's chains would share
+  their noise), or drew more than one seed from it (the streams after it would shift)."""
+  energy_fn = _gaussian_energy(0.2, 0.3)
+  x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (16, 2)), tf.float32)
+  if chain == 'langevin':
+    run = lambda x, draws: langevin.langevin(energy_fn, x, draws, 5, 0.01, 0.1)
+  else:
+    run = lambda x, draws: langevin.prior_chain(energy_fn, x, draws, 5, 0.5, 0.5)
+  run = tf.function(run, jit_compile=xla)
+  rng = tf.random.Generator.from_seed(7, alg='philox')
+  copy = tf.random.Generator.from_state(rng.state.numpy(), rng.algorithm)
+  first = run(x, rng)
+  np.testing.assert_allclose(first, run(x, langevin.NoiseStream(copy.make_seeds(1)[:, 0])),
+                             atol=1e-6)
+  np.testing.assert_array_equal(rng.state, copy.state)
+  second = run(x, rng)
+  assert not np.allclose(first, second, atol=1e-3)
+  np.testing.assert_allclose(second, run(x, langevin.NoiseStream(copy.make_seeds(1)[:, 0])),
+                             atol=1e-6)
 
 
 @pytest.mark.parametrize('shape', [(64, 28, 28, 1), (7, 3), (1,)])
 @pytest.mark.parametrize('xla', [False, True])
 def test_standard_normal_is_standard_normal_in_any_shape(shape, xla):
-  """Box-Muller over stateless uniforms (XLA: its own stateless normal): the shape asked for
-  (odd sizes too), mean 0, variance 1, a normal's tails, no two steps alike, the same draw
-  from the same seed."""
+  """In graph mode and under XLA: the shape asked for (odd sizes too), mean 0, variance 1,
+  a normal's tails, no two steps alike, the same draw from the same seed."""
   like = tf.zeros(shape)
   compiled = tf.function(lambda step: langevin.standard_normal(like, tf.stack([3, step])),
                          jit_compile=xla)
@@ -188,32 +189,6 @@ def test_standard_normal_is_standard_normal_in_any_shape(shape, xla):
   assert abs(np.mean(np.abs(draws) > 1.96) - 0.05) < 5 * np.sqrt(0.05 * 0.95 / draws.size)
   np.testing.assert_array_equal(draw(1), draw(1))
   assert not np.allclose(draw(1), draw(2))
-
-
-@pytest.mark.parametrize('metropolis', [False, True])
-def test_an_xla_chain_draws_straight_from_its_generator(metropolis):
-  """Under XLA a chain on a Generator draws its normal (and MALA's uniform) from it step by
-  step, the stream the 2D configs' training drew before NoiseStream."""
-  energy_fn = _gaussian_energy(0.2, 0.3)
-  x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (16, 2)), tf.float32)
-  rng = tf.random.Generator.from_seed(7, alg='philox')
-  chain = tf.function(lambda x: langevin.langevin(energy_fn, x, rng, 5, 0.01, 0.1,
-                                                  metropolis=metropolis), jit_compile=True)
-  got = chain(x)
-  rng.reset_from_seed(7)
-
-  @tf.function(jit_compile=True)
-  def by_hand(x):
-    energy, grad = langevin.energy_and_gradient(energy_fn, x)
-    for _ in range(5):
-      if metropolis:
-        x, energy, grad, _ = langevin.metropolis_step(
-            energy_fn, x, energy, grad, rng.normal(tf.shape(x)), rng.uniform([16]), 0.01, 0.1)
-      else:
-        x = langevin.langevin_step(energy_fn, x, rng.normal(tf.shape(x)), 0.01, 0.1)
-    return x
-
-  np.testing.assert_allclose(got, by_hand(x), atol=1e-5)
 
 
 @pytest.mark.parametrize('metropolis', [False, True])

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tests.conftest import free_ports
 from tfganebm import evaluation
 from tfganebm import exporting
+from tfganebm import runs
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -190,7 +191,7 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
 
 def _inference_in_process(workdir, tmp_path, export=True):
   """G and E only, float32, one device, whatever trained them."""
-  model, config = workdir_lib.load_run(str(workdir), {'langevin_steps': 20})
+  model, config = runs.load_run(str(workdir), {'langevin_steps': 20})
   data_shape = model.data_shape
   _, x_gen, x_langevin = evaluation.evaluate(model, config, str(tmp_path / 'samples'), 128, 0,
                                              refuse_non_finite=True)

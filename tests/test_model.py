@@ -35,6 +35,11 @@ def _changed(network, before):
   return [not np.array_equal(v.numpy(), b) for v, b in zip(network.trainable_variables, before)]
 
 
+def _copy_of_generator(rng):
+  """A tf.random.Generator that draws what `rng` will draw next, leaving `rng` as it is."""
+  return tf.random.Generator.from_state(rng.state.numpy(), rng.algorithm)
+
+
 def _one_step(tiny, **overrides):
   config = tiny(**{'jit_compile': False, **overrides})
   train, _ = data.load_points('moons', 256, None, 0)
@@ -52,6 +57,54 @@ def test_train_step_updates_all_three_networks(tiny):
   assert {'d_loss', 'g_loss', 'e_loss', 'buffer_reuse'} <= set(logs)
   assert int(model.step.numpy()) == 1
   assert int(model.replay_buffer.size.numpy()[0]) == len(x_real)
+
+
+def test_keras_fit_runs_the_train_step_and_reports_each_epochs_means(tiny):
+  """`compile` then Keras' `fit`, the public shape of a keras.Model GAN: two epochs of one
+  step each run the steps that `train_step` runs (a twin model from the same seed), train
+  every network, and report each epoch's means of the trackers. With --buffer_reuse_prob=1
+  the first step starts every chain fresh (an empty buffer: reuse 0) and the second every
+  chain from the buffer (reuse 1). Fails if `metrics` did not list the trackers (Keras
+  would not reset them between epochs: epoch 2 would report 0.5), or if the model were
+  not marked built (`fit` would call it on a data batch as if it were z)."""
+  model, x_real = _one_step(tiny, buffer_reuse_prob=1.0)
+  twin, _ = _one_step(tiny, buffer_reuse_prob=1.0)
+  networks = (model.generator, model.discriminator, model.energy)
+  before = [_snapshot(n) for n in networks]
+  batches = tf.data.Dataset.from_tensor_slices(x_real).batch(len(x_real)).repeat()
+  history = model.fit(batches, epochs=2, steps_per_epoch=1, shuffle=False, verbose=0).history
+  assert set(history) == set(model.trackers)
+  assert history['buffer_reuse'] == [0.0, 1.0]
+  for epoch in range(2):
+    twin.reset_metrics()
+    logs = twin.train_step(tf.constant(x_real))
+    for name, value in logs.items():
+      np.testing.assert_allclose(history[name][epoch], value, rtol=1e-5, atol=1e-6)
+  for network, snapshot in zip(networks, before):
+    assert all(_changed(network, snapshot)), network.name
+  assert int(model.step.numpy()) == 2
+  assert int(model.e_optimizer.iterations.numpy()) == 2
+
+
+def test_keras_fit_writes_tensorboard_pictures_at_the_models_steps(tiny, tmp_path):
+  """`loop.TensorBoardPictures` as a callback of `fit`, with --image_every=2, over 2 epochs
+  of 2 steps: pictures after steps 2 and 4, the model's steps. Fails if the callback counted
+  Keras' batch index (which starts again each epoch: pictures twice at 'step 2') or wrote
+  after every batch."""
+  from tests.test_training import _pictures  # pylint: disable=g-import-not-at-top
+  from tfganebm import loop  # pylint: disable=g-import-not-at-top
+  config = tiny(tmp_path, image_every=2, train_steps=4)
+  model, x_real = _one_step(tiny, image_every=2, train_steps=4)
+  writer = tf.summary.create_file_writer(str(tmp_path / 'tensorboard'))
+  pictures = loop.TensorBoardPictures(model, config, False, writer, last_step=4)
+  written, write = [], pictures.pictures.write
+  pictures.pictures.write = lambda step: written.append(step) or write(step)
+  batches = tf.data.Dataset.from_tensor_slices(x_real).batch(len(x_real)).repeat()
+  model.fit(batches, epochs=2, steps_per_epoch=2, shuffle=False, verbose=0,
+            callbacks=[pictures])
+  writer.flush()
+  assert written == [2, 4]
+  assert [step for step, _ in _pictures(tmp_path)['samples']] == [2, 4]
 
 
 @pytest.mark.parametrize('trained', ['generator', 'discriminator', 'energy'])
@@ -96,16 +149,30 @@ def test_plain_gan_trains_without_an_energy(tiny):
   assert all(_changed(model.generator, before))
 
 
-def test_latent_training_chains_start_from_the_prior_and_stay_on_gs_range(tiny):
+def test_latent_training_chains_start_from_the_prior_and_end_as_g_of_their_z(tiny):
+  """--train_langevin_space=latent: the step's chains run in z from fresh prior draws (after
+  G's batch), and what E learns from and the buffer keeps is G(z) at their end (G in
+  inference mode), recomputed here from a copy of the model's generator with E before the
+  step. Fails if the chains started from the buffer or from the z of G's batch, or if the
+  pushed samples were G of the chains' starts (z not moved) or x moved in data space."""
+  from tfganebm import sampler as sampler_lib  # pylint: disable=g-import-not-at-top
   model, x_real = _one_step(tiny, train_langevin_space='latent', buffer_reuse_prob=0.0,
                             train_langevin_step_size=0.05, train_langevin_noise=0.3)
+  batch = len(x_real)
+  rng = _copy_of_generator(model.rng)
+  weights = model.generator.get_weights()
+  model.generator(rng.normal([batch, model.latent_dim]), training=True)  # G's batch (and
+  z = rng.normal([batch, model.latent_dim])  # its BatchNorm statistics, which G(z) reads)
+  x_chains = sampler_lib.refine(model.energy_of, model.inference_generator, z, rng,
+                                model.sampler).numpy()
+  assert np.abs(x_chains - model.inference_generator(z).numpy()).max() > 1e-2  # z moved
+  model.generator.set_weights(weights)  # as before: the step updates them itself
   energy_before = _snapshot(model.energy)
   logs = model.train_step(tf.constant(x_real))
   assert all(_changed(model.energy, energy_before))
   assert float(logs['buffer_reuse']) == 0.0
-  # The pushed chains are G(z) of moved z: inside G's tanh range, not data-range clipped.
-  pushed = model.replay_buffer.samples.numpy()[0][:len(x_real)]
-  assert np.abs(pushed).max() < 1.0 and np.isfinite(pushed).all()
+  np.testing.assert_allclose(model.replay_buffer.samples.numpy()[0][:batch], x_chains,
+                             atol=1e-5)
 
 
 def test_latent_training_chains_refuse_the_replay_buffer(tiny):
@@ -114,11 +181,26 @@ def test_latent_training_chains_refuse_the_replay_buffer(tiny):
 
 
 @pytest.mark.parametrize('gan_target', ['chains', 'data'])
-def test_gan_target_is_what_d_sees_as_real(gan_target):
-  """D's real batch: the step's Langevin chains (report), or the data itself; with packs of
-  4, D judges the batch in 32 / 4 packs."""
+def test_d_judges_the_steps_chains_as_real_and_g_samples_as_fake(gan_target):
+  """Algorithm 3: D's real batch is this step's data-space chains (K Langevin steps on E
+  from G's samples, the ones pushed into the buffer), or the data with
+  --gan_target=data; its fake batch is G's samples. Both are recomputed here from a copy
+  of the model's generator, with E before the step. Fails if D were fed G's raw samples
+  (or the chains' starts) as real, or the chains as fake; with packs of 4, D judges the
+  batch of 32 in 8 packs."""
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import sampler as sampler_lib  # pylint: disable=g-import-not-at-top
   model = model_lib.build(tiny_config(gan_target=gan_target, discriminator_pack=4))
+  x_real = tf.random.uniform([32, 2], -0.5, 0.5, seed=1)
+  # The step's draws, in its order: z for G, the buffer's choice (empty: G's samples), the
+  # chains' noise.
+  rng = _copy_of_generator(model.rng)
+  weights = model.generator.get_weights()
+  x_gen = model.generator(rng.normal([32, model.latent_dim]), training=True).numpy()
+  model.generator.set_weights(weights)  # BatchNorm's statistics: the step updates them
+  x_init, _ = model.replay_buffer.initial_chains(tf.constant(x_gen), rng)
+  x_chains = sampler_lib.run(model.chain_energy, x_init, rng, model.sampler).numpy()
+  assert np.abs(x_chains - x_gen).max() > 1e-2  # the chains moved: the test tells them apart
   seen = []
   discriminator = model.discriminator
 
@@ -132,10 +214,11 @@ def test_gan_target_is_what_d_sees_as_real(gan_target):
       return logits
 
   model.discriminator = Recording()
-  x_real = tf.random.uniform([32, 2], -0.5, 0.5)
   model.train_step(x_real)
-  is_data = np.allclose(seen[0], x_real.numpy())
-  assert is_data == (gan_target == 'data')
+  real, fake = seen[:2]  # D's update; then G's, on fresh z
+  np.testing.assert_allclose(real, x_chains if gan_target == 'chains' else x_real, atol=1e-5)
+  np.testing.assert_allclose(fake, x_gen, atol=1e-5)
+  np.testing.assert_allclose(model.replay_buffer.samples.numpy()[0, :32], x_chains, atol=1e-5)
 
 
 @pytest.mark.parametrize('model_name', ['gan_ebm', 'gan'])

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tests.conftest import TINY_FLAGS, run_module
 from tfganebm import pretrained
+from tfganebm import runs
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ def refined(tmp_path_factory):
 
 def test_refine_trains_only_e_and_keeps_the_users_generator(refined):
   user, root, workdir = refined
-  model, config = workdir_lib.load_run(str(workdir))
+  model, config = runs.load_run(str(workdir))
   assert config.networks.latent_dim == 4  # read from the user's model
   assert config.pretrained.generator_range == (0.0, 1.0)
   assert not config.pretrained.finetune_generator
@@ -58,8 +59,8 @@ def test_refine_trains_only_e_and_keeps_the_users_generator(refined):
   metrics = json.loads((workdir / 'metrics.json').read_text())
   assert metrics['step'] == 4 and 'generator_langevin' in metrics
   assert (workdir / 'source_generator.keras').exists()  # the run is whole without mine.keras
-  early, _ = workdir_lib.load_run(str(workdir))
-  workdir_lib.restore_networks(early, str(workdir / 'checkpoints' / 'ckpt-2'))
+  early, _ = runs.load_run(str(workdir))
+  runs.restore_networks(early, str(workdir / 'checkpoints' / 'ckpt-2'))
   assert int(early.step.numpy()) == 2
   assert any(not np.allclose(a, b) for a, b in zip(model.energy.get_weights(),
                                                    early.energy.get_weights()))  # E learned
@@ -105,7 +106,7 @@ def test_finetune_generator_also_trains_g(refined, tmp_path):
   result = _run('tfganebm.refine', f'--generator={root / "mine.keras"}', '--generator_range=0,1',
                 '--finetune_generator', f'--workdir={workdir}', *TINY, '--train_steps=2')
   assert result.returncode == 0, result.stderr[-3000:]
-  model, _ = workdir_lib.load_run(str(workdir))
+  model, _ = runs.load_run(str(workdir))
   z = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
   assert not np.allclose(model.generator(z), 2 * np.asarray(user(z)) - 1, atol=1e-6)
 

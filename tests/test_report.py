@@ -2,16 +2,15 @@
 
 import base64
 import html.parser
-import os
 import shutil
 import subprocess
 
 import pytest
 
 from tests.conftest import run_module, tiny_config
-from tfganebm import evaluation
-from tfganebm import report
-from tfganebm import sweep
+from tfganebm import reporting
+from tfganebm import sample
+from tfganebm import sweeping
 from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
@@ -23,10 +22,10 @@ def runs(tmp_path_factory):
   ebm, gan = root / 'moons', root / 'gan_moons'
   training.train(tiny_config(ebm, train_steps=4))
   training.train(tiny_config(gan, train_steps=4, model='gan'))
-  evaluation.sample_run(str(ebm), str(ebm / 'curve'), 64, overrides={'langevin_steps': 4},
-                        steps_list=[0, 2, 4], baseline=str(gan))
-  sweep.run(str(ebm), str(ebm / 'sweep'), dict(steps=[0, 3], space=['data', 'latent']),
-            num_samples=64)
+  sample.sample_run(str(ebm), str(ebm / 'curve'), 64, overrides={'langevin_steps': 4},
+                    steps_list=[0, 2, 4], baseline=str(gan))
+  sweeping.run(str(ebm), str(ebm / 'sweep'), dict(steps=[0, 3], space=['data', 'latent']),
+               num_samples=64)
   return ebm, gan
 
 
@@ -67,7 +66,7 @@ class _Page(html.parser.HTMLParser):
 def test_report_page_holds_every_table_image_and_command(runs, tmp_path):
   ebm, gan = runs
   out = tmp_path / 'page.html'
-  report.write([str(ebm), str(gan)], str(out))
+  reporting.write([str(ebm), str(gan)], str(out))
   page = _Page()
   page.feed(out.read_text())
   labels = [row[0] for row in page.tables[0][1:]]
@@ -88,18 +87,18 @@ def test_report_page_holds_every_table_image_and_command(runs, tmp_path):
   assert len(page.pre) == 2 and page.pre[1].startswith('python -m tfganebm.train')
   assert '--model=gan' in page.pre[1] and '--train_steps=4' in page.pre[1]
   config = workdir_lib.read_config(str(ebm))
-  assert report.command(config) == page.pre[0]
+  assert reporting.command(config) == page.pre[0]
 
 
 def test_report_replaces_its_own_page_but_never_another_file(runs, tmp_path):
   ebm, _ = runs
   page = tmp_path / 'page.html'
-  report.write([str(ebm)], str(page))
-  report.write([str(ebm)], str(page))  # an earlier page of the report: replaced
+  reporting.write([str(ebm)], str(page))
+  reporting.write([str(ebm)], str(page))  # an earlier page of the report: replaced
   other = tmp_path / 'notes.html'
   other.write_text('<html>my notes</html>')
-  with pytest.raises(report.ReportError, match='not a page written by tfganebm.report'):
-    report.write([str(ebm)], str(other))
+  with pytest.raises(reporting.ReportError, match='not a page written by tfganebm.report'):
+    reporting.write([str(ebm)], str(other))
   assert other.read_text() == '<html>my notes</html>'
 
 
@@ -118,7 +117,7 @@ CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 def test_report_page_renders_in_chromium_with_every_image_loaded(runs, tmp_path):
   ebm, gan = runs
   out = tmp_path / 'page.html'
-  report.write([str(ebm), str(gan)], str(out))
+  reporting.write([str(ebm), str(gan)], str(out))
   browser = [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars',
              f'--user-data-dir={tmp_path / "profile"}']
   dom = subprocess.run(browser + ['--virtual-time-budget=10000', '--dump-dom', out.as_uri()],

@@ -1,4 +1,5 @@
-"""tfganebm.sweep: an inference-time grid over a trained run, resumable, with best.cfg."""
+"""tfganebm.sweep (tfganebm.sweeping): an inference-time grid over a trained run, resumable,
+with best.cfg."""
 
 import csv
 import json
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_module, tiny_config
-from tfganebm import sweep
+from tfganebm import runs
+from tfganebm import sweeping
 from tfganebm import training
 
 GRID = dict(steps=[0, 2, 5], step_size=[0.001, 0.01], space=['data', 'latent'])
@@ -23,7 +25,7 @@ def run_dir(tmp_path_factory):
 
 def test_sweep_scores_every_cell_on_training_data_and_writes_best_cfg(run_dir, tmp_path):
   out = tmp_path / 'sweep'
-  rows, best, _ = sweep.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES)
+  rows, best, _ = sweeping.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES)
   assert len(rows) == 3 * 2 * 2
   with open(out / 'sweep.csv', newline='') as f:
     table = list(csv.DictReader(f))
@@ -42,14 +44,14 @@ def test_sweep_scores_every_cell_on_training_data_and_writes_best_cfg(run_dir, t
                       f'--out={samples}', f'--num_samples={NUM_SAMPLES}')
   assert result.returncode == 0, result.stderr
   used = json.loads((samples / 'metrics.json').read_text())['langevin']
-  assert {name: used[name] for name in sweep.SETTINGS} == {
-      name: best[name] for name in sweep.SETTINGS}
+  assert {name: used[name] for name in sweeping.SETTINGS} == {
+      name: best[name] for name in sweeping.SETTINGS}
   assert used['proposal'] == 'langevin'  # the run's own: not a sweep axis
   model_x = np.load(samples / ('samples_langevin.npy' if best['steps'] else
                                'samples_generator.npy'))
-  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  _, config = workdir_lib.load_run(str(run_dir))
-  scorer = sweep.TrainingScorer(config, NUM_SAMPLES, 0)
+  _, config = runs.load_run(str(run_dir))
+  from tfganebm import evaluators  # pylint: disable=g-import-not-at-top
+  scorer = evaluators.training_scorer(config, NUM_SAMPLES)
   assert scorer(model_x)['sliced_wasserstein'] == pytest.approx(best['sliced_wasserstein'],
                                                                 rel=1e-5)
   # ... and export, whose export.json gives the device runner those settings.
@@ -70,39 +72,41 @@ def test_a_killed_sweep_reruns_only_the_missing_cells(run_dir, tmp_path):
       raise KeyboardInterrupt
 
   with pytest.raises(KeyboardInterrupt):
-    sweep.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES, after_cell=kill_after_five)
-  first = [sweep._row_key(row) for row in scored]  # pylint: disable=protected-access
+    sweeping.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES,
+                 after_cell=kill_after_five)
+  first = [sweeping._row_key(row) for row in scored]  # pylint: disable=protected-access
   rescored = []
-  rows, _, _ = sweep.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES,
-                         after_cell=rescored.append)
+  rows, _, _ = sweeping.run(str(run_dir), str(out), GRID, num_samples=NUM_SAMPLES,
+                            after_cell=rescored.append)
   assert len(rescored) == 12 - 5 and len(rows) == 12
-  assert not set(first) & {sweep._row_key(row) for row in rescored}  # pylint: disable=protected-access
+  assert not set(first) & {sweeping._row_key(row) for row in rescored}  # pylint: disable=protected-access
   # A resumed cell scores what an uninterrupted sweep scores (the chains are seeded).
-  whole, _, _ = sweep.run(str(run_dir), str(tmp_path / 'whole'), GRID, num_samples=NUM_SAMPLES)
-  by_key = lambda rs: {sweep._row_key(r): r['sliced_wasserstein'] for r in rs}  # pylint: disable=protected-access
+  whole, _, _ = sweeping.run(str(run_dir), str(tmp_path / 'whole'), GRID,
+                             num_samples=NUM_SAMPLES)
+  by_key = lambda rs: {sweeping._row_key(r): r['sliced_wasserstein'] for r in rs}  # pylint: disable=protected-access
   assert by_key(rows) == pytest.approx(by_key(whole))
 
 
 def test_a_sweep_with_other_settings_refuses_the_same_out(run_dir, tmp_path):
   out = tmp_path / 'sweep'
-  sweep.run(str(run_dir), str(out), dict(steps=[0, 2]), num_samples=NUM_SAMPLES)
+  sweeping.run(str(run_dir), str(out), dict(steps=[0, 2]), num_samples=NUM_SAMPLES)
   before = (out / 'sweep.csv').read_text()
-  with pytest.raises(sweep.SweepError, match='num_samples'):
-    sweep.run(str(run_dir), str(out), dict(steps=[0, 2]), num_samples=NUM_SAMPLES + 1)
+  with pytest.raises(sweeping.SweepError, match='num_samples'):
+    sweeping.run(str(run_dir), str(out), dict(steps=[0, 2]), num_samples=NUM_SAMPLES + 1)
   assert (out / 'sweep.csv').read_text() == before
 
 
 def test_grid_takes_temperatures_and_refuses_bad_samplers():
   from tfganebm.config import Config  # pylint: disable=g-import-not-at-top
-  cells = sweep.grid(Config(), step_size=[0.01, 0.04], temperature=[1.0, 0.5])
+  cells = sweeping.grid(Config(), step_size=[0.01, 0.04], temperature=[1.0, 0.5])
   assert [(c.step_size, round(c.noise, 6)) for c in cells] == [
       (0.01, 0.141421), (0.01, 0.1), (0.04, 0.282843), (0.04, 0.2)]
-  with pytest.raises(sweep.SweepError, match='not both'):
-    sweep.grid(Config(), noise=[0.1], temperature=[1.0])
-  with pytest.raises(sweep.SweepError, match='--langevin_step_size'):
-    sweep.grid(Config(), step_size=[-1.0])
-  with pytest.raises(sweep.SweepError, match='--langevin_temperature'):
-    sweep.grid(Config(), temperature=[0.0])
+  with pytest.raises(sweeping.SweepError, match='not both'):
+    sweeping.grid(Config(), noise=[0.1], temperature=[1.0])
+  with pytest.raises(sweeping.SweepError, match='--langevin_step_size'):
+    sweeping.grid(Config(), step_size=[-1.0])
+  with pytest.raises(sweeping.SweepError, match='--langevin_temperature'):
+    sweeping.grid(Config(), temperature=[0.0])
 
 
 @pytest.mark.parametrize('flag', ['--langevin_steps=3,x', '--langevin_metropolis=yes',
@@ -117,11 +121,11 @@ def test_sweep_command_rejects_bad_grids_in_one_line(run_dir, tmp_path, flag):
 
 def test_a_second_grid_into_the_same_out_adds_its_cells(run_dir, tmp_path):
   out = tmp_path / 'sweep'
-  sweep.run(str(run_dir), str(out), dict(steps=[0, 2], step_size=[0.001]),
-            num_samples=NUM_SAMPLES)
-  rows, best, _ = sweep.run(str(run_dir), str(out), dict(steps=[2], step_size=[0.05],
-                                                         space=['latent']),
-                            num_samples=NUM_SAMPLES)
+  sweeping.run(str(run_dir), str(out), dict(steps=[0, 2], step_size=[0.001]),
+               num_samples=NUM_SAMPLES)
+  rows, best, _ = sweeping.run(str(run_dir), str(out), dict(steps=[2], step_size=[0.05],
+                                                            space=['latent']),
+                               num_samples=NUM_SAMPLES)
   assert {(r['steps'], r['step_size'], r['space']) for r in rows} == {
       (0, 0.001, 'data'), (2, 0.001, 'data'), (2, 0.05, 'latent')}
   assert best['sliced_wasserstein'] == min(r['sliced_wasserstein'] for r in rows)
@@ -129,15 +133,16 @@ def test_a_second_grid_into_the_same_out_adds_its_cells(run_dir, tmp_path):
 
 
 def test_a_diverged_cell_is_never_the_best(run_dir, tmp_path, monkeypatch):
-  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
-  chains_at = evaluation.chains_at
+  from tfganebm import chains  # pylint: disable=g-import-not-at-top
+  chains_at = chains.chains_at
 
   def diverging(model, num, seed, sampler, steps_list):
     for k, x in chains_at(model, num, seed, sampler, steps_list):
       yield k, (x * np.nan if sampler.step_size > 0.005 and k else x)
 
-  monkeypatch.setattr(evaluation, 'chains_at', diverging)
-  rows, best, _ = sweep.run(str(run_dir), str(tmp_path / 's'),
-                            dict(steps=[0, 2], step_size=[0.001, 0.01]), num_samples=NUM_SAMPLES)
+  monkeypatch.setattr(chains, 'chains_at', diverging)
+  rows, best, _ = sweeping.run(str(run_dir), str(tmp_path / 's'),
+                               dict(steps=[0, 2], step_size=[0.001, 0.01]),
+                               num_samples=NUM_SAMPLES)
   assert [r['sliced_wasserstein'] for r in rows if r['step_size'] == 0.01 and r['steps']] == [None]
   assert best['step_size'] == 0.001

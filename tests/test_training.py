@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfganebm import loop
+from tfganebm import runs
 from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
@@ -45,6 +47,7 @@ def test_run_writes_its_workdir(tiny, tmp_path):
     written = json.load(f)
   assert written['step'] == 4 and written['num_samples'] == 64 and written['model'] == 'gan_ebm'
   assert {'generator', 'generator_langevin', 'real_data', 'energy'} <= set(written)
+  assert np.isfinite(written['energy']['held_out_nll'])  # read by tools/compare_runs.py
   # The held-out floor is closer to the data than 4 steps of G.
   assert written['real_data']['mmd2'] < written['generator']['mmd2']
   assert written['langevin']['steps'] == 5  # the inference sampler, not the training one (3)
@@ -83,7 +86,7 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
     saved.append(model)
   assert len(saved) == 4
 
-  loaded, _ = workdir_lib.load_run(str(tmp_path))
+  loaded, _ = runs.load_run(str(tmp_path))
 
   assert loaded.averaged_steps == [2, 3, 4, 5] and int(loaded.step.numpy()) == 5
   for name in ('generator', 'energy'):
@@ -96,8 +99,8 @@ def test_average_checkpoints_gives_g_and_e_the_mean_of_the_last_n(tiny, tmp_path
   for part in tf.io.gfile.glob(oldest + '.data-*'):
     os.remove(part)
   with pytest.raises(workdir_lib.LoadError, match='average_checkpoints=1'):
-    workdir_lib.load_run(str(tmp_path))
-  loaded, _ = workdir_lib.load_run(str(tmp_path), {'average_checkpoints': 1})
+    runs.load_run(str(tmp_path))
+  loaded, _ = runs.load_run(str(tmp_path), {'average_checkpoints': 1})
   assert loaded.averaged_steps is None
   for weight, latest in zip(loaded.generator.get_weights(), saved[-1].generator.get_weights()):
     np.testing.assert_array_equal(weight, latest)
@@ -121,7 +124,7 @@ def test_ema_decay_gives_sampling_the_moving_average_of_g_and_e(tiny, tmp_path, 
   assert {n.split('/')[0] for n in _variables(tmp_path) if '_average' in n.split('/')[0]} == {
       f'{name}_average' for name in names}
 
-  loaded, _ = workdir_lib.load_run(str(tmp_path))
+  loaded, _ = runs.load_run(str(tmp_path))
 
   assert sorted(loaded.averages) == sorted(names)
   for name in names:
@@ -150,6 +153,34 @@ def _pictures(workdir):
           if events.SummaryMetadata(tag).plugin_data.plugin_name == 'images'}
 
 
+def _scalars(workdir):
+  """{tag: [(step, value)]} of the scalar summaries in a run's events."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(str(workdir / 'tensorboard'),
+                                              size_guidance={'tensors': 0})
+  events.Reload()
+  return {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+          for tag in events.Tags()['tensors']
+          if events.SummaryMetadata(tag).plugin_data.plugin_name == 'scalars'}
+
+
+def test_tensorboard_scalars_are_the_means_of_each_log_window(tiny, tmp_path):
+  """--log_every=2 over 4 steps: every tracker and the speed at steps 2 and 4, each the mean
+  of its window's steps. With --buffer_reuse_prob=1 the first step reuses no chain (an empty
+  buffer) and every later one all of them: reuse 1/2 at step 2, 1 at step 4. Fails if the
+  trackers were not reset between windows (step 4 would show 3/4, the run's mean) or a
+  window's scalars were written at another step."""
+  training.train(tiny(tmp_path, train_steps=4, log_every=2, buffer_reuse_prob=1.0,
+                      eval_num_samples=16))
+  scalars = _scalars(tmp_path)
+  assert set(scalars) == {'d_loss', 'g_loss', 'e_loss', 'energy_real', 'energy_ebm',
+                          'buffer_reuse', 'steps_per_second'}
+  for tag, values in scalars.items():
+    assert [step for step, _ in values] == [2, 4], tag
+    assert all(np.isfinite(value) for _, value in values), tag
+  assert scalars['buffer_reuse'] == [(2, 0.5), (4, 1.0)]
+
+
 def test_tensorboard_holds_pictures_of_g_and_the_chain(tmp_path):
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   training.train(tiny_config(tmp_path / 'run', train_steps=6, image_every=3))
@@ -164,19 +195,20 @@ def test_train_step_and_samplers_trace_once_across_a_run_and_its_resume(tmp_path
   """Every call of the host loop (any number of steps), every TensorBoard picture and every
   segment of a quality curve reuses its one trace: no retracing in a run or a resume."""
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  from tfganebm import chains  # pylint: disable=g-import-not-at-top
+  from tfganebm import summaries  # pylint: disable=g-import-not-at-top
   loops, pictures = [], []
-  make_multi_step = training.make_multi_step
-  monkeypatch.setattr(training, 'make_multi_step',
+  make_multi_step = loop.make_multi_step
+  monkeypatch.setattr(loop, 'make_multi_step',
                       lambda *args: loops.append(make_multi_step(*args)) or loops[-1])
 
-  class Pictures(evaluation.ImageSummaries):
+  class Pictures(summaries.ImageSummaries):
 
     def __init__(self, *args):
       super().__init__(*args)
       pictures.append(self)
 
-  monkeypatch.setattr(evaluation, 'ImageSummaries', Pictures)
+  monkeypatch.setattr(summaries, 'ImageSummaries', Pictures)
   workdir = tmp_path / 'run'
   # Calls of 2, 1, 2 and 1 steps (log 2, checkpoint 3, pictures 2): one signature.
   training.train(tiny_config(workdir, train_steps=6, log_every=2, checkpoint_every=3,
@@ -184,13 +216,13 @@ def test_train_step_and_samplers_trace_once_across_a_run_and_its_resume(tmp_path
   training.train(tiny_config(workdir, train_steps=11, log_every=2, checkpoint_every=3,
                              image_every=2, eval_num_samples=16))  # resumes from step 6
   assert len(loops) == len(pictures) == 2
-  for loop, picture in zip(loops, pictures):
-    assert loop.experimental_get_tracing_count() == 1
+  for host_loop, picture in zip(loops, pictures):
+    assert host_loop.experimental_get_tracing_count() == 1
     assert picture.refine.experimental_get_tracing_count() == 1
     assert picture.generate.experimental_get_tracing_count() == 1
 
   # The quality curve advances one chain in segments of 2, 3 and 5 steps: one trace.
-  model, config = workdir_lib.load_run(str(workdir))
+  model, config = runs.load_run(str(workdir))
   traced, function = [], tf.function
 
   def spy(func=None, **options):
@@ -200,10 +232,10 @@ def test_train_step_and_samplers_trace_once_across_a_run_and_its_resume(tmp_path
     return traced[-1]
 
   monkeypatch.setattr(tf, 'function', spy)
-  list(evaluation.chains_at(model, 16, 0, config.sampler, [0, 2, 5, 10]))
+  list(chains.chains_at(model, 16, 0, config.sampler, [0, 2, 5, 10]))
   # ... and so does every other draw and step size of that kind of chain (a sweep's cells).
   other = dataclasses.replace(config.sampler, step_size=0.01, noise=0.2)
-  list(evaluation.chains_at(model, 16, 1, other, [3, 7]))
+  list(chains.chains_at(model, 16, 1, other, [3, 7]))
   assert len(traced) == 1 and traced[0].experimental_get_tracing_count() == 1
 
 

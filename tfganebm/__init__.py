@@ -9,7 +9,7 @@ before TensorFlow loads:
   GanEbm, build_model         the Keras model of Algorithm 3 and its builder (tfganebm.model)
   ReplayBuffer                the replay buffer of Algorithm 2 (tfganebm.replay)
   train                       a whole run in its workdir (tfganebm.training)
-  load_run                    a trained workdir's model and config (tfganebm.workdir)
+  load_run                    a trained workdir's model and config (tfganebm.runs)
   export_model                SavedModel + TFLite export (tfganebm.exporting.export)
 
 The sampler of Algorithm 1 is `tfganebm.sampler.run` (over `tfganebm.langevin`).
@@ -25,7 +25,7 @@ _EXPORTS = {
     'build_model': ('model', 'build'),
     'ReplayBuffer': ('replay', 'ReplayBuffer'),
     'train': ('training', 'train'),
-    'load_run': ('workdir', 'load_run'),
+    'load_run': ('runs', 'load_run'),
     'export_model': ('exporting', 'export'),
 }
 __all__ = sorted(_EXPORTS)

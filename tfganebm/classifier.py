@@ -18,6 +18,7 @@ import numpy as np
 
 from tfganebm import files
 from tfganebm import progress
+from tfganebm import seeding
 
 RECIPE = dict(version=2, epochs=5, min_steps=200, batch_size=128, learning_rate=1e-3, seed=0)
 FEATURES_LAYER = 'features'
@@ -92,6 +93,32 @@ def _cached(folder, name, digest):
   return others[0] if others else path
 
 
+def _fit(train_images, train_labels, num_classes, name):
+  """The classifier of RECIPE trained on the images (uint8) and their labels."""
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  model = build(train_images.shape[1:], num_classes)
+  model.compile(keras.optimizers.Adam(RECIPE['learning_rate']),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=['accuracy'])
+  x_train = data.to_unit_range(train_images)
+  rng = np.random.default_rng(RECIPE['seed'])
+  batch_size = min(RECIPE['batch_size'], len(x_train))
+  steps_per_epoch = len(x_train) // batch_size
+  epochs = max(RECIPE['epochs'], -(-RECIPE['min_steps'] // steps_per_epoch))  # small datasets
+  bar = progress.keras_callback(epochs * steps_per_epoch, f'{name} metrics classifier')
+  if epochs == RECIPE['epochs']:
+    order = rng.permutation(len(x_train))
+    model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
+              epochs=epochs, shuffle=True, verbose=0, callbacks=[bar])
+  else:  # a small dataset: its many passes as one shuffled sequence, one Keras epoch (each
+    # epoch costs a fixed setup time, more than its few steps)
+    order = np.concatenate([rng.permutation(len(x_train)) for _ in range(epochs)])
+    order = order[:len(order) // batch_size * batch_size]
+    model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
+              epochs=1, shuffle=False, verbose=0, callbacks=[bar])
+  return model
+
+
 def load_or_train(name, train_images, train_labels, test_images, test_labels, directory='',
                   num_classes=NUM_CLASSES):
   """The cached classifier of `name` for these training images, trained and cached if missing.
@@ -118,34 +145,19 @@ def load_or_train(name, train_images, train_labels, test_images, test_labels, di
       logging.warning('retraining the classifier: cannot read %s (%s)', path, e)
 
   logging.info('training the %s classifier of the image metrics (cached in %s)', name, folder)
-  keras.utils.set_random_seed(RECIPE['seed'])
-  model = build(train_images.shape[1:], num_classes)
-  model.compile(keras.optimizers.Adam(RECIPE['learning_rate']),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=['accuracy'])
-  x_train = data.to_unit_range(train_images)
-  rng = np.random.default_rng(RECIPE['seed'])
-  batch_size = min(RECIPE['batch_size'], len(x_train))
-  steps_per_epoch = len(x_train) // batch_size
-  epochs = max(RECIPE['epochs'], -(-RECIPE['min_steps'] // steps_per_epoch))  # small datasets
-  bar = progress.keras_callback(epochs * steps_per_epoch, f'{name} metrics classifier')
-  if epochs == RECIPE['epochs']:
-    order = rng.permutation(len(x_train))
-    model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
-              epochs=epochs, shuffle=True, verbose=0, callbacks=[bar])
-  else:  # a small dataset: its many passes as one shuffled sequence, one Keras epoch (each
-    # epoch costs a fixed setup time, more than its few steps)
-    order = np.concatenate([rng.permutation(len(x_train)) for _ in range(epochs)])
-    order = order[:len(order) // batch_size * batch_size]
-    model.fit(x_train[order], np.asarray(train_labels)[order], batch_size=batch_size,
-              epochs=1, shuffle=False, verbose=0, callbacks=[bar])
+  with seeding.seeded(RECIPE['seed']):
+    model = _fit(train_images, train_labels, num_classes, name)
   _, accuracy = model.evaluate(data.to_unit_range(test_images), np.asarray(test_labels),
                                batch_size=500, verbose=0)
   info = dict(test_accuracy=float(accuracy), file=os.path.basename(path),
               num_train=int(len(train_images)), **RECIPE)
   logging.info('%s classifier: test accuracy %.4f', name, accuracy)
-  os.makedirs(folder, exist_ok=True)
-  with files.atomic_path(path) as temporary:
-    model.save(temporary)
-  files.write_json(info_path, info)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with files.atomic_path(path) as temporary:
+      model.save(temporary)
+    files.write_json(info_path, info)
+  except OSError as e:  # a read-only or full cache: the metrics use the network in memory
+    logging.warning('the classifier is not cached (%s); the next evaluation trains it again',
+                    f'{e.strerror or e}: {e.filename}' if e.filename else e)
   return Classifier(model, info)

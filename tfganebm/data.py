@@ -151,7 +151,7 @@ def is_image(data_config):
 
 
 def kind(data_config):
-  """'images' or 'points': what evaluation.EVALUATORS is keyed by."""
+  """'images' or 'points': what evaluators.EVALUATORS is keyed by."""
   return 'images' if is_image(data_config) else 'points'
 
 

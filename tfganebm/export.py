@@ -4,7 +4,7 @@
       [--langevin_steps K --langevin_space latent ...: the device's default sampler]
 
 Writes OUT/saved_model/, OUT/model.tflite (float32) and OUT/export.json; see
-`tfganebm.exporting` for the signatures. The output directory appears whole or not
+`tfganebm.signatures` for the signatures. The output directory appears whole or not
 at all. Quantized TFLite files are not offered: measured with
 tools/benchmark_export.py, neither float16 nor dynamic-range weights ran faster than
 float32 under LiteRT's CPU kernels at batch 1 and 64 alike (see the README).
@@ -16,6 +16,7 @@ from absl import flags
 from absl import logging
 
 from tfganebm import cli
+from tfganebm.sampler import SamplerConfig
 
 FLAGS = flags.FLAGS
 QUANTIZATIONS = ('none',)
@@ -28,9 +29,8 @@ _NOT_OFFERED = {
 }
 # The run's settings this command may override: the sampler written to export.json as
 # the device's defaults (its grad clip is built into the graphs), and the averaging.
-OVERRIDES = ('langevin_steps', 'langevin_step_size', 'langevin_noise', 'langevin_grad_clip',
-             'langevin_metropolis', 'langevin_space', 'langevin_proposal', 'langevin_jump_prob',
-             'langevin_local_beta', 'average_checkpoints')
+OVERRIDES = tuple(f'langevin_{name}' for name in SamplerConfig.names()) + (
+    'average_checkpoints',)
 
 
 def define_flags():

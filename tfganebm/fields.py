@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 def setting(default, help, *, low=None, above=None, high=None, below=None,  # pylint: disable=redefined-builtin
-            choices=None, fixed=False, why='', check=None, empty=False):
+            choices=None, fixed=False, why='', check=None, empty=False, tensor=False):
   """A dataclass field with its help text and checks.
 
   Args:
@@ -48,10 +48,13 @@ def setting(default, help, *, low=None, above=None, high=None, below=None,  # py
     check: for a list of numbers or a string, value -> None or the phrase that says what
       is wrong.
     empty: a list that may be empty (its automatic value); lists whose default is empty may.
+    tensor: a sampler's setting that a compiled chain takes as a tensor, so one trace serves
+      all its values; every other sampler setting shapes the chain's graph (a new one is in
+      the compile cache's key by default).
   """
   return dataclasses.field(default=default, metadata=dict(
       help=help, low=low, above=above, high=high, below=below, choices=choices, fixed=fixed,
-      why=why, check=check, empty=empty or default == ()))
+      why=why, check=check, empty=empty or default == (), tensor=tensor))
 
 
 def kind(field):
@@ -164,3 +167,39 @@ class Section:
     for names, predicate, template in self.RELATIONS:
       if not predicate(*(getattr(self, name) for name in names)):
         raise ConfigError(template, names)
+
+
+def flag_line(name, field, value):
+  """The flagfile line that sets `field` (named `name`) to `value`: `--name=value`, a bool
+  as `--name` / `--noname`, a float exactly (repr)."""
+  what = kind(field)
+  if what == 'bool':
+    return f'--{name}' if value else f'--no{name}'
+  if what in ('ints', 'floats'):
+    return f'--{name}={",".join(map(repr, value))}'
+  return f'--{name}={value!r}' if what == 'float' else f'--{name}={value}'
+
+
+def parse_text(field, text):
+  """One value of `field` from its text (a flag's list item, a CSV cell).
+
+  Raises:
+    ValueError: text that is not such a value.
+  """
+  what = kind(field)
+  if what == 'bool':
+    lowered = text.strip().lower()
+    if lowered not in ('true', 'false'):
+      raise ValueError(f'{text!r} is not true or false')
+    return lowered == 'true'
+  if what == 'int':
+    number = float(text)
+    if number != int(number):
+      raise ValueError(f'{text!r} is not an integer')
+    return int(number)
+  if what in ('float', 'optional float'):
+    return float(text)
+  if what == 'str':
+    return text.strip()
+  raise ValueError(f'a {what} setting is not read from one text')
+

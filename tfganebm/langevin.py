@@ -15,7 +15,6 @@ steps can be large enough to cross flat regions of E without being thrown out
 of its narrow wells.
 """
 
-import math
 
 import tensorflow as tf
 
@@ -106,34 +105,12 @@ def standard_normal(like, seed):
   """Standard normal noise shaped as `like`, from the stateless `seed` [2] (int).
 
   Stateless, so a step's noise carries no ordering edge to the chain's other stateful ops
-  and the scheduler draws it while the gradients run. In graph mode, Box-Muller over
-  `tf.random.stateless_uniform` (TF's uniform kernel with Eigen's vectorised log, sqrt,
-  cos and sin): about 2.2x cheaper than TF's normal kernel on a CPU (MNIST chain batch 64,
-  one thread: 132 against 294 us). Uniforms in [0, 1) bound |eps| by sqrt(2 * 23 ln 2) =
-  5.65 (a tail of 1.6e-8), as TF's own Box-Muller does. Under XLA,
-  `tf.random.stateless_normal`, which XLA generates itself (the Box-Muller ops ran XLA's
-  moons chain 20 % slower).
+  and the scheduler draws it while the gradients run. One path in graph mode and under XLA:
+  `tf.random.stateless_normal` (XLA generates it itself; a Box-Muller of stateless
+  uniforms was 2.2x cheaper in graph mode on a CPU but ran XLA's moons chain 20 % slower,
+  and two paths drew two streams).
   """
-  if _in_xla():
-    return tf.random.stateless_normal(tf.shape(like), seed)
-  size = tf.size(like)
-  half = (size + 1) // 2
-  uniform = tf.random.stateless_uniform(tf.stack([2, half]), seed)
-  radius = tf.sqrt(-2.0 * tf.math.log1p(-uniform[0]))
-  angle = (2.0 * math.pi) * uniform[1]
-  eps = tf.reshape(tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)[:size],
-                   tf.shape(like))
-  eps.set_shape(like.shape)
-  return eps
-
-
-def _in_xla():
-  """Whether the op being built goes into an XLA-compiled function (jit_compile=True)."""
-  try:
-    from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
-  except ImportError:  # TF moved it: Box-Muller, correct either way
-    return False
-  return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+  return tf.random.stateless_normal(tf.shape(like), seed, dtype=like.dtype)
 
 
 class NoiseStream:
@@ -151,11 +128,10 @@ class NoiseStream:
   @classmethod
   def of(cls, source):
     """`source` itself, or for a tf.random.Generator a stream seeded by one draw from it
-    (so a chain's noise follows from the generator's state: seeded runs, exact resume).
-    Under XLA, the generator's own draws, step after step (`GeneratorDraws`)."""
-    if isinstance(source, (cls, GeneratorDraws)):
+    (so a chain's noise follows from the generator's state: seeded runs, exact resume)."""
+    if isinstance(source, cls):
       return source
-    return GeneratorDraws(source) if _in_xla() else cls(source.make_seeds(1)[:, 0])
+    return cls(source.make_seeds(1)[:, 0])
 
   def group(self, index):
     """The stream of a group of chains (`chain_energy`): its own seed, the same steps."""
@@ -175,28 +151,6 @@ class NoiseStream:
   def uniform(self, shape, i, draw=1):
     """Uniforms in [0, 1) of `shape` for step i (`draw`: which of the step's draws)."""
     return tf.random.stateless_uniform(shape, self._seed(i, draw))
-
-
-class GeneratorDraws:
-  """A chain's draws straight from a tf.random.Generator, as `NoiseStream` draws them: for
-  XLA-compiled chains, which order their ops themselves and generate the generator's normal
-  as fast as a stateless one. This keeps the XLA chains' random stream (the 2D configs'
-  training) what it was before `NoiseStream`. Chains run in segments need a NoiseStream."""
-
-  def __init__(self, rng):
-    self.rng = rng
-
-  def group(self, index):
-    del index  # groups (one by default under XLA) draw in turn from the one generator
-    return self
-
-  def normal(self, like, i):
-    del i
-    return self.rng.normal(tf.shape(like))
-
-  def uniform(self, shape, i, draw=1):
-    del i, draw
-    return self.rng.uniform(shape)
 
 
 def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,

@@ -69,11 +69,11 @@ def mmd2(x, y, bandwidths=MMD_BANDWIDTHS, chunk=1024):
   return float(total)
 
 
-def nearest_neighbour_distance(x, y, chunk=1024):
+def nearest_neighbour_distance(x, y):
   """Mean Euclidean distance from each row of x to its nearest row of y."""
-  x, y = _flat(x), _flat(y)
-  nearest = [np.sqrt(_squared_distances(x[i:i + chunk], y).min(1)) for i in range(0, len(x), chunk)]
-  return float(np.concatenate(nearest).mean())
+  from sklearn import neighbors  # pylint: disable=g-import-not-at-top
+  distances, _ = neighbors.NearestNeighbors(n_neighbors=1).fit(_flat(y)).kneighbors(_flat(x))
+  return float(distances.mean())
 
 
 def mode_metrics(x, centres, std, recovered_fraction=0.2):
@@ -111,12 +111,11 @@ def mode_metrics(x, centres, std, recovered_fraction=0.2):
 
 def kl_to_uniform(counts):
   """KL(p || uniform) of the distribution p proportional to `counts` [k] (None if all 0)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
   counts = np.asarray(counts, np.float64)
   if counts.sum() <= 0:
     return None
-  p = counts / counts.sum()
-  nonzero = p > 0
-  return float(np.sum(p[nonzero] * np.log(p[nonzero] * len(p))))
+  return float(stats.entropy(counts, np.ones_like(counts)))
 
 
 def evaluate_points(samples, reference, mixture=None):
@@ -171,6 +170,7 @@ def kernel_inception_distance(features_a, features_b, num_subsets=10, subset_siz
   Returns:
     (mean, std) over the subsets.
   """
+  from sklearn.metrics import pairwise  # pylint: disable=g-import-not-at-top
   a, b = _flat(features_a), _flat(features_b)
   size = min(subset_size, len(a), len(b))
   rng = np.random.default_rng(seed)
@@ -178,7 +178,8 @@ def kernel_inception_distance(features_a, features_b, num_subsets=10, subset_siz
   for _ in range(num_subsets):
     x = a[rng.choice(len(a), size, replace=False)]
     y = b[rng.choice(len(b), size, replace=False)]
-    kernel = lambda u, v: (u @ v.T / a.shape[1] + 1) ** 3
+    kernel = lambda u, v: pairwise.polynomial_kernel(u, v, degree=3, gamma=1 / a.shape[1],
+                                                     coef0=1)
     k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
     off_diagonal = lambda k: (k.sum() - np.trace(k)) / (size * (size - 1))
     values.append(off_diagonal(k_xx) + off_diagonal(k_yy) - 2 * k_xy.mean())
@@ -200,9 +201,8 @@ def class_coverage(probabilities, min_share=0.2):
   probabilities = np.asarray(probabilities, np.float64)
   num_classes = probabilities.shape[1]
   histogram = np.bincount(probabilities.argmax(1), minlength=num_classes) / len(probabilities)
-  nonzero = histogram[histogram > 0]
   return dict(class_histogram=[float(h) for h in histogram],
-              class_kl=float((nonzero * np.log(nonzero * num_classes)).sum()),
+              class_kl=kl_to_uniform(histogram),
               classes_covered=int((histogram >= min_share / num_classes).sum()),
               confidence=float(probabilities.max(1).mean()))
 

@@ -14,6 +14,7 @@ from tfganebm import losses
 from tfganebm import networks
 from tfganebm import replay
 from tfganebm import sampler as sampler_lib
+from tfganebm import seeding
 
 
 class WeightAverage(tf.Module):
@@ -145,10 +146,9 @@ class GanEbm(keras.Model):
   @staticmethod
   def _per_replica(loss):
     """Scales a per-replica mean loss so that summing gradients over replicas (what the
-    optimizers do under a strategy) gives the gradient of the global-batch mean."""
-    context = tf.distribute.get_replica_context()
-    replicas = context.num_replicas_in_sync if context is not None else 1
-    return loss / replicas if replicas > 1 else loss
+    optimizers do under a strategy) gives the gradient of the global-batch mean: the
+    replica's mean as one example of a global batch of one per replica."""
+    return tf.nn.compute_average_loss(tf.reshape(loss, [1]))
 
   def _update_gd(self, x_d_real, x_gen, batch):
     """One D step (x_d_real real, x_gen fake), then one G step on fresh z."""
@@ -316,7 +316,8 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
   `data_shape` defaults to the dataset's. `generator`: a callable that makes G in the
   strategy's scope (a user's pretrained one, `config.pretrained`) instead of the
   config's architecture. Initial weights are a function of
-  `config.run.seed` (this seeds Keras' global generators). `strategy` defaults to
+  `config.run.seed` (Keras is seeded for the build; NumPy's and Python's random states are
+  left as they were). `strategy` defaults to
   the current one. With `config.run.mixed_precision` (and not `inference`), G and D
   compute in bfloat16 while E, the chains and the buffer stay float32;
   `inference=True` builds everything in float32, whatever the run trained in.
@@ -325,12 +326,11 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
   data_shape = tuple(data_shape or data.shape_of(config.data))
   config = for_data(config, data_shape)
   net, train = config.networks, config.train
-  keras.utils.set_random_seed(config.run.seed)
   strategy = strategy or tf.distribute.get_strategy()
   mixed = config.run.mixed_precision and not inference
   policy = keras.config.dtype_policy()
   try:
-    with strategy.scope():
+    with seeding.seeded(config.run.seed), strategy.scope():
       keras.config.set_dtype_policy('mixed_bfloat16' if mixed else 'float32')
       g_name, d_name, e_name = config.network_names()
       if generator is None:

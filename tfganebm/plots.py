@@ -171,7 +171,8 @@ def _setting_label(row, names):
       parts.append('in z' if value == 'latent' else 'in x')
     else:
       short = dict(step_size='eta', noise='sigma', grad_clip='clip').get(name, name)
-      parts.append(f'{short}={value:g}')
+      parts.append(f'{short}={value:g}' if isinstance(value, (int, float))
+                   and not isinstance(value, bool) else f'{short}={value}')
   return ' '.join(parts)
 
 
@@ -182,7 +183,7 @@ def sweep_heat_map(path, rows, metric, settings, title=''):
   Args:
     rows: sweep rows (dicts with the `settings` and the metrics).
   """
-  varying = [n for n in settings[1:] if len({row[n] for row in rows}) > 1]
+  varying = [n for n in settings if n != 'steps' and len({row[n] for row in rows}) > 1]
   steps = sorted({row['steps'] for row in rows})
   columns = sorted({tuple(row[n] for n in varying) for row in rows}, key=str)
   table = np.full((len(steps), len(columns)), np.nan)

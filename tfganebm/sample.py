@@ -21,19 +21,20 @@ the plain GAN of --baseline; the samples and metrics.json are those of the
 longest chain.
 """
 
+import os
 import sys
 
 from absl import flags
 from absl import logging
 
 from tfganebm import cli
+from tfganebm.sampler import SamplerConfig
 
 FLAGS = flags.FLAGS
 # The run's settings this command may override (default: the run's own).
-OVERRIDES = ('langevin_step_size', 'langevin_noise', 'langevin_grad_clip',
-             'langevin_metropolis', 'langevin_space', 'langevin_proposal',
-             'langevin_jump_prob', 'langevin_local_beta', 'data_dir', 'classifier_dir',
-             'average_checkpoints')
+# Every sampler setting but the chain length (a list here: --langevin_steps).
+OVERRIDES = tuple(f'langevin_{name}' for name in SamplerConfig.names() if name != 'steps') + (
+    'data_dir', 'classifier_dir', 'average_checkpoints')
 
 
 def define_flags():
@@ -58,6 +59,65 @@ def _valid_steps(values):
     return False
 
 
+def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list=None,
+               baseline=None):
+  """What `python -m tfganebm.sample` does: G and G + sampler samples of a trained run,
+  as OUT/samples_generator.npy and OUT/samples_langevin.npy (row i of the second refines
+  row i of the first; G alone for a plain GAN), with metrics.json and the figures.
+
+  Args:
+    run_dir: the run's workdir; out_dir: where to write (not the workdir itself).
+    overrides: {flag name: value} for `runs.load_run` (the sampler, data folders...).
+    steps_list: chain lengths k for `evaluation.quality_against_steps`
+      (OUT/quality_vs_steps.*), if any.
+    baseline: a plain GAN's workdir, the baseline line of that plot.
+
+  Returns:
+    The metrics dict.
+
+  Raises:
+    workdir.LoadError, images.DataError, chains.NonFiniteSamples: nothing was written.
+  """
+  # Imported here: the command refuses what it can before TensorFlow loads (`main`).
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  from tfganebm import evaluators  # pylint: disable=g-import-not-at-top
+  from tfganebm import files  # pylint: disable=g-import-not-at-top
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.check_output(run_dir, out_dir)
+  model, config = runs.load_run(run_dir, overrides)
+  if steps_list and model.energy is None and max(steps_list) > 0:
+    raise workdir_lib.LoadError(f'{run_dir} is a plain GAN: it has no energy to run chains on; '
+                                'give it as --baseline of a gan_ebm run instead')
+  baseline_model = None
+  if baseline:
+    baseline_model, baseline_config = runs.load_run(baseline, {})
+    if (baseline_config.data.dataset != config.data.dataset):
+      raise workdir_lib.LoadError(f'--baseline {baseline} was trained on '
+                                  f'{baseline_config.data.dataset}, not {config.data.dataset}')
+  dataset = None
+  if config.data.dataset not in data.DATASETS:  # loaded once for both evaluations
+    dataset = evaluators.load_data(config)
+  # One evaluator and one draw for both: the curve takes G, G + K and the floor from the
+  # evaluation, and runs its chains only to the longest shorter k.
+  evaluator = evaluators.EVALUATORS[data.kind(config.data)](config, num_samples, seed, dataset)
+  result, x_gen, x_langevin = evaluation.evaluate(model, config, out_dir, num_samples, seed,
+                                                  dataset=dataset, refuse_non_finite=True,
+                                                  evaluator=evaluator)
+  if steps_list:
+    evaluation.quality_against_steps(model, config, out_dir, steps_list, num_samples, seed,
+                                     baseline=baseline_model, evaluator=evaluator,
+                                     measured=result)
+  files.write_npy(os.path.join(out_dir, 'samples_generator.npy'), x_gen)
+  if x_langevin is None:
+    if model.energy is None:
+      logging.warning('%s is a plain GAN: samples_langevin.npy holds G alone', run_dir)
+    x_langevin = x_gen
+  files.write_npy(os.path.join(out_dir, 'samples_langevin.npy'), x_langevin)
+  return result
+
+
 def main(argv):
   if len(argv) > 1:
     sys.exit(f'error: unexpected arguments {argv[1:]}; flags look like --name=value')
@@ -75,15 +135,14 @@ def main(argv):
       workdir.preflight(FLAGS.baseline)
   except workdir.LoadError as e:
     sys.exit(f'error: {e}')
-  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  from tfganebm import chains  # pylint: disable=g-import-not-at-top
   from tfganebm import images  # pylint: disable=g-import-not-at-top
   try:
-    result = evaluation.sample_run(FLAGS.workdir, FLAGS.out, FLAGS.num_samples, FLAGS.seed,
-                                   overrides, steps_list=steps if len(steps) > 1 else None,
-                                   baseline=FLAGS.baseline)
+    result = sample_run(FLAGS.workdir, FLAGS.out, FLAGS.num_samples, FLAGS.seed, overrides,
+                        steps_list=steps if len(steps) > 1 else None, baseline=FLAGS.baseline)
   except (workdir.LoadError, images.DataError) as e:
     sys.exit(f'error: {e}')
-  except evaluation.NonFiniteSamples as e:
+  except chains.NonFiniteSamples as e:
     sys.exit(f'error: {e}; nothing was written to {FLAGS.out}')
   logging.info('wrote %d samples to %s; metrics: %s', FLAGS.num_samples, FLAGS.out,
                {k: v for k, v in result.items() if isinstance(v, dict)})

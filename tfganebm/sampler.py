@@ -36,11 +36,12 @@ from tfganebm.fields import setting
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig(fields.Section):
   """Short-run Langevin dynamics on E from G's samples (report, Algorithm 1)."""
-  steps: int = setting(60, 'Langevin steps K (0: G alone).', low=0)
-  step_size: float = setting(1e-3, 'Langevin step size eta.', low=0.0)
+  steps: int = setting(60, 'Langevin steps K (0: G alone).', low=0, tensor=True)
+  step_size: float = setting(1e-3, 'Langevin step size eta.', low=0.0, tensor=True)
   noise: float = setting(0.0447, 'Langevin noise std sigma; sqrt(2 * eta) samples exp(-E).',
-                         low=0.0)
-  grad_clip: float = setting(0.0, 'Per-sample L2 clip of grad E (0: off).', low=0.0)
+                         low=0.0, tensor=True)
+  grad_clip: float = setting(0.0, 'Per-sample L2 clip of grad E (0: off).', low=0.0,
+                             tensor=True)
   metropolis: bool = setting(False, 'Metropolis-adjusted Langevin (MALA) steps.')
   space: str = setting('data', 'Where the chain runs: data (x on E(x), from G(z)) or latent '
                        '(z on E(G(z)) + |z|^2/2, then x = G(z)).', choices=('data', 'latent'))
@@ -65,6 +66,23 @@ class SamplerConfig(fields.Section):
                (('proposal', 'step_size', 'noise'), lambda proposal, step_size, noise:
                 proposal == 'langevin' or min(step_size, noise) > 0,
                 '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'))
+
+  @classmethod
+  def names(cls):
+    """Every setting's name, in declaration order: the flags (with their prefix), the sweep's
+    axes and sweep.csv's columns, best.cfg and export.json all follow from it."""
+    return tuple(field.name for field in dataclasses.fields(cls))
+
+  @classmethod
+  def graph_names(cls):
+    """The settings a compiled chain holds as constants (the compile cache's key); the
+    others (`fields.setting(tensor=True)`) come in as tensors."""
+    return tuple(field.name for field in dataclasses.fields(cls)
+                 if not field.metadata.get('tensor'))
+
+  @classmethod
+  def field_of(cls, name):
+    return next(field for field in dataclasses.fields(cls) if field.name == name)
 
   def describe(self):
     """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for

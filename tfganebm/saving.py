@@ -11,6 +11,7 @@ import re
 
 import tensorflow as tf
 
+from tfganebm import runs
 from tfganebm import signals
 from tfganebm import workdir as workdir_lib
 from tfganebm.errors import Diverged
@@ -35,7 +36,7 @@ class Saves:
             'it' if self.last_saved is not None else 'no checkpoint was saved')
 
   def periodic(self, step):
-    bad = workdir_lib.non_finite_state(self.model)
+    bad = runs.non_finite_state(self.model)
     if bad:
       raise Diverged(f'non-finite {", ".join(bad)} at step {step}, not saved; the latest '
                      f'checkpoint is step {self.last_saved}. Try a lower --gd_learning_rate or '
@@ -45,7 +46,7 @@ class Saves:
 
   def at_stop(self, step):
     """Saves step `step` unless it is saved or not finite; returns the latest saved step."""
-    if step == self.last_saved or workdir_lib.non_finite_state(self.model):
+    if step == self.last_saved or runs.non_finite_state(self.model):
       return self.last_saved
     prefix = os.path.join(self.manager.directory, f'{workdir_lib.STOPPED_PREFIX}{step}')
     self._write(step, lambda: self.checkpoint.write(prefix))

@@ -11,8 +11,8 @@
   WORKDIR/source_generator*      a refined run's copy of the user's generator (its G's file)
   WORKDIR/.lock                  held (flock) by the one trainer of this workdir; holds its PID
 
-Training (`training.py`) writes it and resumes with `restore_training` (everything);
-sampling, evaluation and export open it with `load_run` (G and E only).
+Training (`training.py`) writes it and resumes with `runs.restore_training` (everything);
+sampling, evaluation and export open it with `runs.load_run` (G and E only).
 """
 
 import errno
@@ -23,7 +23,6 @@ import re
 import shutil
 import time
 
-import numpy as np
 
 from tfganebm import files
 
@@ -176,7 +175,7 @@ def _readable(prefix):
     return False
 
 
-def _inside(directory, recorded):
+def inside(directory, recorded):
   """`directory`/NAME for a path the `checkpoint` index records, NAME its last component:
   whatever the index says (a path relative to where an earlier command ran, an absolute
   one from a copied run), a run's checkpoints are read from its own folder."""
@@ -215,7 +214,7 @@ def latest_checkpoint(workdir, repair=False):
   except Exception:  # pylint: disable=broad-except  (a garbled text proto)
     state = None
   if state is not None and state.model_checkpoint_path:
-    path = _inside(directory, state.model_checkpoint_path)
+    path = inside(directory, state.model_checkpoint_path)
     if os.path.exists(path + '.index'):
       found = path
   steps, stopped = checkpoint_steps(workdir), _stopped_steps(directory)
@@ -285,54 +284,6 @@ def write_architecture(workdir, record):
   files.write_json(os.path.join(checkpoint_dir(workdir), ARCHITECTURE_FILE), record)
 
 
-def restore_networks(model, path):
-  """Restores only G, E (when the model has one) and the step from checkpoint `path`; G and
-  E take their moving averages where the run keeps them (`--ema_decay`).
-
-  What inference needs: it works whatever replica count, strategy and precision the
-  run trained with (the replay buffer, D and the optimizers are not read).
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  checkpoint = tf.train.Checkpoint(**model.inference_items())
-  checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
-  model.use_averages()
-
-
-def average_weights(model, workdir, count):
-  """Gives G and E the mean of their weights over the last `count` checkpoints of `workdir`
-  (Polyak averaging, for sampling and export) and sets `model.averaged_steps` to their steps
-  (None when fewer than two are kept). Only G and E are read; the rest is left as it is.
-
-  Raises:
-    An exception of whatever kind reading an unreadable checkpoint raises.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  networks = dict(generator=model.generator)
-  if model.energy is not None:
-    networks['energy'] = model.energy
-  partial = tf.train.Checkpoint(**model.inference_items())
-  try:
-    state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
-  except Exception:  # pylint: disable=broad-except  (a garbled index: the files decide)
-    state = None
-  if state is not None and state.all_model_checkpoint_paths:
-    paths = [_inside(checkpoint_dir(workdir), path)
-             for path in state.all_model_checkpoint_paths][-count:]
-  else:  # a deleted or garbled index: the newest ckpt-N files
-    paths = [os.path.join(checkpoint_dir(workdir), f'ckpt-{s}')
-             for s in reversed(checkpoint_steps(workdir)[:count])]
-  snapshots = []
-  for path in paths:
-    partial.restore(path).expect_partial()
-    model.use_averages()
-    snapshots.append([network.get_weights() for network in networks.values()])
-  if snapshots:
-    for i, network in enumerate(networks.values()):
-      network.set_weights([np.mean(w, axis=0) for w in zip(*(s[i] for s in snapshots))])
-  model.averaged_steps = ([int(path.rsplit('-', 1)[1]) for path in paths]
-                          if len(paths) > 1 else None)
-
-
 def write_config(workdir, config):
   files.write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
@@ -382,7 +333,7 @@ def check_output(workdir, out):
                       'choose an --out outside the workdir')
 
 
-def _no_checkpoint(workdir):
+def no_checkpoint(workdir):
   return f'no checkpoint in {checkpoint_dir(workdir)}; train first (python -m tfganebm.train ...)'
 
 
@@ -411,98 +362,5 @@ def preflight(workdir, overrides=None, out=None):
     raise LoadError(str(e)) from e
   directory = checkpoint_dir(workdir)
   if not checkpoint_steps(workdir) and not os.path.exists(os.path.join(directory, 'checkpoint')):
-    raise LoadError(_no_checkpoint(workdir))  # nothing that `latest_checkpoint` could find
+    raise LoadError(no_checkpoint(workdir))  # nothing that `latest_checkpoint` could find
   return config
-
-
-def load_run(workdir, overrides=None):
-  """The model of `workdir` for inference, and its config.
-
-  G and E (and the step) are restored from the latest checkpoint, averaged over the
-  last `average_checkpoints`. The model is built in float32 on one device, whatever
-  strategy, replica count and precision the run trained with; the replay buffer, D
-  and the optimizers are not read.
-
-  Args:
-    workdir: a directory written by tfganebm.train.
-    overrides: {flag name: value} of settings to change for this use: the sampler
-      (`langevin_steps`, ...), `average_checkpoints`, `data_dir`, `classifier_dir`.
-
-  Returns:
-    (model, config).
-
-  Raises:
-    LoadError: no config, an unreadable one, a bad override, no checkpoint, or a
-      checkpoint that does not fit the networks of the config.
-  """
-  config = preflight(workdir, overrides)
-  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  try:
-    latest = latest_checkpoint(workdir)
-  except WorkdirError as e:
-    raise LoadError(str(e)) from e
-  if latest is None:
-    raise LoadError(_no_checkpoint(workdir))
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  generator = None
-  if config.pretrained.generator:  # G from the copy the run keeps of the user's file
-    from tfganebm import data  # pylint: disable=g-import-not-at-top
-    from tfganebm import pretrained  # pylint: disable=g-import-not-at-top
-    source = pretrained.source_path(workdir, config.pretrained.generator)
-    if not os.path.exists(source):
-      raise LoadError(f'{source} is missing: the run\'s copy of its --generator; put it back '
-                      f'(a copy of {config.pretrained.generator})')
-    shape = data.shape_of(config.data)
-    generator = lambda: pretrained.load(source, shape, config.pretrained.generator_range,
-                                        check=False)
-  model = model_lib.build(config, strategy=tf.distribute.get_strategy(), inference=True,
-                          generator=generator)
-  try:
-    restore_networks(model, latest)
-  except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
-    raise LoadError(f'cannot restore the checkpoint in {workdir}: '
-                    f'{str(e).splitlines()[0]}; is it damaged or from other flags?') from e
-  count = config.run.average_checkpoints
-  if count > 1:
-    try:
-      average_weights(model, workdir, count)
-    except Exception as e:  # pylint: disable=broad-except
-      raise LoadError(f'cannot average the last {count} checkpoints in {workdir}: '
-                      f'{str(e).splitlines()[0]}; restore the missing files or pass '
-                      '--average_checkpoints=1') from e
-  return model, config
-
-
-def non_finite_state(model):
-  """Names of the checkpointed floating-point state (weights, optimizer slots, buffer) that
-  holds a NaN or infinity."""
-  bad = []
-  for name, item in model.checkpoint_items().items():
-    variables = getattr(item, 'variables', None)
-    if variables is None:
-      continue
-    values = (np.asarray(v.numpy()) for v in variables)
-    if any(a.dtype.kind == 'f' and not np.all(np.isfinite(a)) for a in values):
-      bad.append(name)
-  return bad
-
-
-def restore_training(checkpoint, model, path, workdir):
-  """Restores the whole training state (every item of `checkpoint`, a tf.train.Checkpoint
-  of `model.checkpoint_items()`) from `path`, for a resume.
-
-  Raises:
-    WorkdirError: a damaged checkpoint, one of another model or replica count, or one
-      holding non-finite state.
-  """
-  try:
-    checkpoint.restore(path).assert_consumed()
-  except Exception as e:  # pylint: disable=broad-except  (damaged files fail in many ways)
-    raise WorkdirError(f'cannot resume from the checkpoint in {workdir}: '
-                       f'{str(e).splitlines()[0]}; it is damaged or was written by another '
-                       'model or replica count: move it away or use a new --workdir') from e
-  bad = non_finite_state(model)
-  if bad:
-    raise WorkdirError(f'the latest checkpoint of {workdir} ({path}) holds non-finite '
-                       f'{", ".join(bad)}: it diverged before it was saved; move its ckpt-N '
-                       'files away to resume from an earlier one, or use a new --workdir')

@@ -26,9 +26,9 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from tfganebm import data
-from tfganebm import evaluation
+from tfganebm import evaluators
 from tfganebm import exporting
-from tfganebm import workdir as workdir_lib
+from tfganebm import runs
 
 
 
@@ -55,7 +55,7 @@ def main():
   args = parser.parse_args()
   threads = [int(t) for t in args.threads.split(',')]
   quantizations = ['none'] + [q for q in args.quantize.split(',') if q not in ('', 'none')]
-  model, config = workdir_lib.load_run(args.workdir)
+  model, config = runs.load_run(args.workdir)
   data_shape = model.data_shape
   out = os.path.join(tempfile.mkdtemp(), 'export')
   info = exporting.export(model, config, data_shape, out, quantize=quantizations[1:],
@@ -136,7 +136,7 @@ def main():
 def _quality(args, config, saved, engines, quantizations, threads, chain, inputs):
   """Scores each engine's G + K samples, drawn with the same z and noise, at batch 64."""
   kind = data.kind(config.data)
-  evaluator = evaluation.EVALUATORS[kind](config, args.num_samples, 0)
+  evaluator = evaluators.EVALUATORS[kind](config, args.num_samples, 0)
   metric = evaluator.headline[0]
   batches = [inputs(64) for _ in range(-(-args.num_samples // 64))]
   print(f'\nquality of G + {args.steps} steps, {args.num_samples} samples per engine ({metric} '

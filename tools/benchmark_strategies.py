@@ -45,8 +45,8 @@ def _measure(flagfile, mode, steps, data_dir):
   from tfganebm import cli  # pylint: disable=g-import-not-at-top
   from tfganebm import data  # pylint: disable=g-import-not-at-top
   from tfganebm import distribute  # pylint: disable=g-import-not-at-top
+  from tfganebm import loop  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tfganebm import training  # pylint: disable=g-import-not-at-top
 
   config = cli.read_flagfile(flagfile)
   if data_dir:
@@ -69,7 +69,7 @@ def _measure(flagfile, mode, steps, data_dir):
     model.fit(batches.skip(warmup), epochs=1, verbose=0, shuffle=False)
   else:
     iterator = iter(strategy.experimental_distribute_dataset(batches))
-    run = training.make_multi_step(model, strategy, jit_compile)
+    run = loop.make_multi_step(model, strategy, jit_compile)
     for _ in range(warmup // chunk):
       float(run(iterator, tf.constant(chunk, tf.int64))[0]['d_loss'])
     start = time.perf_counter()

@@ -30,10 +30,12 @@ def main(paths):
     for kind in ('real_data', 'generator', 'generator_langevin'):
       if kind in result:
         row = result[kind]
-        cells = ''.join(f'{row[c]:15.4g}' if c in row else f'{"-":>15s}' for c in columns)
+        cells = ''.join(f'{row[c]:15.4g}' if row.get(c) is not None else f'{"-":>15s}'
+                        for c in columns)
         print(f'{path[-40:]:40s} {kind:18s}{cells}')
+    nll = (result.get('energy') or {}).get('held_out_nll')
     if 'energy' in result:
-      print(f'{"":40s} {"energy":18s} held-out NLL {result["energy"]["held_out_nll"]:.4g}')
+      print(f'{"":40s} {"energy":18s} held-out NLL ' + ('-' if nll is None else f'{nll:.4g}'))
 
 
 if __name__ == '__main__':

@@ -2,8 +2,9 @@
 
   python tools/make_readmes.py [--check]
 
-configs/README.md: each flagfile's leading comment block (its command, what it trains, its
-runtime on a named CPU and what it reaches, measured when the config was last changed).
+configs/README.md: the results table of configs/results.json (written by tools/results.py:
+each config trained on several seeds, the median and range of its metrics.json), then each
+flagfile's leading comment block (its command, what it trains, its runtime on a named CPU).
 tools/README.md: each tool's docstring (gpu_check.sh: its leading comments). The figures are
 written once, beside what produced them; these pages only gather them. --check exits 1 when a
 page is not what the files make (a test runs it).
@@ -12,6 +13,7 @@ page is not what the files make (a test runs it).
 import argparse
 import ast
 import glob
+import json
 import os
 import sys
 
@@ -32,11 +34,72 @@ def _comment_block(path, skip_shebang=False):
   return lines
 
 
+# The columns of the results table: (section of metrics.json, metric, heading, format).
+RESULT_COLUMNS = (
+    ('generator', 'fid', 'FID G', '.1f'), ('generator_langevin', 'fid', 'FID G+chain', '.1f'),
+    ('generator', 'sliced_wasserstein', 'SW G', '.3f'),
+    ('generator_langevin', 'sliced_wasserstein', 'SW G+chain', '.3f'),
+    ('generator_langevin', 'modes_recovered', 'modes G+chain', '.0f'),
+    ('generator_langevin', 'high_quality_fraction', 'high quality G+chain', '.3f'),
+    ('generator_langevin', 'mode_kl', 'mode KL G+chain', '.3f'),
+    ('generator_langevin', 'kid', 'KID G+chain', '.4f'),
+    ('generator_langevin', 'class_kl', 'class KL G+chain', '.3f'))
+
+
+def _spread(values, fmt):
+  """'median (min-max)' of the seeds' values."""
+  values = sorted(values)
+  middle = len(values) // 2
+  median = (values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2)
+  if len(values) == 1:
+    return format(median, fmt)
+  return f'{median:{fmt}} ({values[0]:{fmt}}-{values[-1]:{fmt}})'
+
+
+def results_table():
+  """The markdown table of configs/results.json ('' without one)."""
+  path = os.path.join(ROOT, 'configs', 'results.json')
+  if not os.path.exists(path):
+    return ''
+  with open(path) as f:
+    results = json.load(f)
+  seeds_of = {name: list(entry.get('seeds', {}).values()) for name, entry in results.items()}
+  columns = [c for c in RESULT_COLUMNS
+             if any(c[1] in s.get(c[0], {}) for runs in seeds_of.values() for s in runs)]
+  cpus = sorted({s['cpu'] for runs in seeds_of.values() for s in runs if 'cpu' in s})
+  lines = ['\n## Results\n\n',
+           'Written by `python tools/results.py` (each config\'s own command, seeds 0, 1, 2; '
+           'metrics.json of each run: 2,000 samples for points, the run\'s --eval_num_samples '
+           'for images) and rendered here by `python tools/make_readmes.py`. Each cell: the '
+           'median over the seeds (the range). Wall time: the whole command (training and '
+           f'evaluation) on {"; ".join(cpus) or "the CPU named in results.json"}, with other '
+           'jobs sharing the cores: compare ratios, not seconds.\n\n',
+           '| config | seeds | ' + ' | '.join(c[2] for c in columns) + ' | wall (min) |\n',
+           '|---|---|' + '---|' * len(columns) + '---|\n']
+  for name, entry in results.items():
+    runs = seeds_of[name]
+    if not runs:
+      reason = entry.get('not_run', 'not run yet')
+      lines.append(f'| {name} | 0 | ' + ' | '.join('' for _ in columns)
+                   + f' | not run: {reason} |\n')
+      continue
+    cells = []
+    for section, metric, _, fmt in columns:
+      values = [s[section][metric] for s in runs if metric in s.get(section, {})]
+      cells.append(_spread(values, fmt) if values else '')
+    walls = [s['wall_seconds'] / 60 for s in runs if 'wall_seconds' in s]
+    lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells)
+                 + f' | {_spread(walls, ".1f") if walls else ""} |\n')
+  return ''.join(lines)
+
+
 def configs_page():
-  out = [NOTICE.format('the header of each configs/*.cfg'), '# Configs\n\n',
-         'One flagfile per experiment; flags after `--flagfile` override it. Each section is '
-         "the config's own header: the command, what it trains, its runtime (with the CPU) and "
-         'what it reached when it was measured.\n']
+  out = [NOTICE.format('configs/results.json and the header of each configs/*.cfg'),
+         '# Configs\n\n',
+         'One flagfile per experiment; flags after `--flagfile` override it. The results '
+         'table is measured over seeds by a tool; each section below it is the config\'s own '
+         'header: the command, what it trains, its runtime (with the CPU).\n',
+         results_table()]
   for path in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.cfg'))):
     name = os.path.basename(path)
     out.append(f'\n## {name}\n\n```\n' + '\n'.join(_comment_block(path)) + '\n```\n')

@@ -30,7 +30,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np
 
 from tfganebm import data
-from tfganebm import evaluation
+from tfganebm import evaluators
 from tfganebm import metrics
 from tfganebm import workdir as workdir_lib
 
@@ -160,7 +160,7 @@ def main(argv=None):
         print(json.dumps({path: reference_draws(config, x, args.reference_draws,
                                                 drawn[len(x)])}))
       return
-    evaluator = evaluation.EVALUATORS[data.kind(config.data)](config, num, 0)
+    evaluator = evaluators.EVALUATORS[data.kind(config.data)](config, num, 0)
     print(json.dumps({'real_data': evaluator(evaluator.floor)}))
     score = evaluator
   except ValueError as e:  # images.DataError: the run's data are not on this machine
