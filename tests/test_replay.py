@@ -60,30 +60,28 @@ def test_buffer_round_trips_through_a_checkpoint(tmp_path):
   assert int(restored.size.numpy()[0]) == 3 and int(restored.next_index.numpy()[0]) == 3
 
 
-def test_buffer_reads_pushed_rows_in_graph_mode_and_under_xla_alike():
-  # One gather over the partitions seen as one list of slots, in graph mode and under XLA
-  # (whose generator draws other slots): only rows that were pushed, whole.
-  buffer = replay.ReplayBuffer(50, (3,), reuse_prob=0.5)
+@pytest.mark.parametrize('jit_compile', [False, True])
+def test_buffer_reads_whole_pushed_rows_in_graph_mode_and_under_xla(jit_compile):
+  # Graphs read slots with one gather of (replica, slot) pairs; a buffer for XLA steps, which
+  # has no kernel for that, gathers through the partition: only pushed rows, whole.
+  buffer = replay.ReplayBuffer(50, (3,), reuse_prob=0.5, xla=jit_compile)
   buffer.push_(tf.reshape(tf.range(120.0), [40, 3]))
-
-  def read(jit_compile=False):
-    rng = tf.random.Generator.from_seed(3)
-    fn = lambda fresh: (*buffer.initial_chains(fresh, rng), buffer.sample(16, rng))
-    return [t.numpy() for t in tf.function(fn, jit_compile=jit_compile)(-tf.ones([64, 3]))]
-
-  for x_init, reused, drawn in (read(), read(jit_compile=True)):
-    assert reused.any() and not reused.all() and (x_init[~reused] == -1).all()
-    # Every row read is a pushed row (3 consecutive values), not a mix of slots.
-    for rows in (x_init[reused], drawn):
-      assert (rows[:, 0] % 3 == 0).all() and (rows[:, 0] < 120).all()
-      np.testing.assert_array_equal(rows[:, 1:], rows[:, :1] + [1, 2])
+  rng = tf.random.Generator.from_seed(3)
+  fn = lambda fresh: (*buffer.initial_chains(fresh, rng), buffer.sample(16, rng))
+  x_init, reused, drawn = [t.numpy() for t in tf.function(fn, jit_compile=jit_compile)(
+      -tf.ones([64, 3]))]
+  assert reused.any() and not reused.all() and (x_init[~reused] == -1).all()
+  # Every row read is a pushed row (3 consecutive values), not a mix of slots.
+  for rows in (x_init[reused], drawn):
+    assert (rows[:, 0] % 3 == 0).all() and (rows[:, 0] < 120).all()
+    np.testing.assert_array_equal(rows[:, 1:], rows[:, :1] + [1, 2])
 
 
 @pytest.mark.parametrize('jit_compile', [False, True])
 def test_buffer_reads_each_replica_its_own_partition(jit_compile):
-  # Slot s of replica r is row r * capacity + s of the flattened partitions: an offset
-  # off by a replica (or a row) reads another replica's chains.
-  buffer = replay.ReplayBuffer(4, (2,), num_replicas=3)
+  # Slot s of replica r, in either form of the read: reading another replica's chains (or
+  # another slot) fails.
+  buffer = replay.ReplayBuffer(4, (2,), num_replicas=3, xla=jit_compile)
   buffer.samples.assign(tf.reshape(tf.range(24.0), [3, 4, 2]))
   index = tf.constant([3, 0, 2], tf.int64)
   for replica in range(3):

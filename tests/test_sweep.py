@@ -146,3 +146,32 @@ def test_a_diverged_cell_is_never_the_best(run_dir, tmp_path, monkeypatch):
                                num_samples=NUM_SAMPLES)
   assert [r['sliced_wasserstein'] for r in rows if r['step_size'] == 0.01 and r['steps']] == [None]
   assert best['step_size'] == 0.001
+
+
+def test_grid_over_every_sampler_setting_skips_refused_combinations_and_ignored_settings():
+  """Every sampler setting is an axis. A combination the sampler refuses (a prior proposal in
+  data space) is skipped, not the whole grid; settings a cell's proposal ignores keep the
+  run's values, so cells that would run the same chain are one cell."""
+  from tfganebm.config import Config  # pylint: disable=g-import-not-at-top
+  cells = sweeping.grid(Config(), proposal=['langevin', 'prior'], space=['data', 'latent'])
+  assert sorted((c.proposal, c.space) for c in cells) == [
+      ('langevin', 'data'), ('langevin', 'latent'), ('prior', 'latent')]
+  assert len(sweeping.grid(Config(), jump_prob=[0.2, 0.5], local_beta=[0.1, 0.3])) == 1
+  prior = Config().override(langevin_space='latent', langevin_proposal='prior')
+  assert len(sweeping.grid(prior, jump_prob=[0.2, 0.5], local_beta=[0.1, 0.3])) == 4
+  with pytest.raises(sweeping.SweepError, match='no sampler the run can use'):
+    sweeping.grid(Config(), proposal=['prior'])
+
+
+def test_a_sweep_csv_without_a_settings_column_reads_the_runs_value(tmp_path):
+  """A sweep.csv written before a setting was an axis has no column for it: its cells ran
+  with the run's value, which is what the row gets."""
+  from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'sweep.csv'
+  path.write_text('steps,step_size,noise,grad_clip,metropolis,space,sliced_wasserstein\n'
+                  '20,0.001,0.0447,0.0,False,latent,0.05\n')
+  run = SamplerConfig(space='latent', proposal='prior', jump_prob=0.5)
+  [row] = sweeping.read_rows(str(path), run)
+  assert (row['steps'], row['metropolis'], row['proposal'], row['jump_prob']) == (
+      20, False, 'prior', 0.5)
+  assert sweeping.key(run)[1:] != sweeping.key(SamplerConfig(space='latent'))[1:]

@@ -161,8 +161,8 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
   Args:
     energy_fn: x [B, ...] -> energies [B]; called in inference mode by the caller's choice.
     x_init: [B, ...] float32 chain starts.
-    rng: a tf.random.Generator (in graph mode the chain draws one seed from it, under
-      XLA its noise step by step: `NoiseStream.of`) or a `NoiseStream`.
+    rng: a tf.random.Generator (the chain draws one seed from it: `NoiseStream.of`) or a
+      `NoiseStream`.
     steps: int (a python int gives a static trip count) or scalar int32 tensor.
     step_size: eta, float >= 0.
     noise: sigma, float >= 0.

@@ -186,6 +186,7 @@ def fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stop
         scalars.write(step, logs)
         model.reset_metrics()  # the next window's means start afresh
       if pictures is not None:
+        pictures.writer = scalars.writer  # a failed writer stops the pictures too
         pictures.on_train_batch_end(step)
       if step % run_config.checkpoint_every == 0 or step == total:
         saves.periodic(step)

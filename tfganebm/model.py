@@ -354,7 +354,8 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
             batch_norm=net.energy_batch_norm, fourier_features=net.energy_fourier_features,
             fourier_scale=net.energy_fourier_scale)
         buffer = replay.ReplayBuffer(train.buffer_capacity, data_shape, train.buffer_reuse_prob,
-                                     num_replicas=strategy.num_replicas_in_sync)
+                                     num_replicas=strategy.num_replicas_in_sync,
+                                     xla=config.run.jit_compile)
       model = GanEbm(generator, discriminator, energy, buffer, latent_dim=net.latent_dim,
                      seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
                      gd_updates=train.gd_updates, sampler=config.train_sampler,

@@ -24,10 +24,11 @@ class ReplayBuffer(tf.Module):
   writes finished chains over the oldest ones; `sample` draws filled slots.
   """
 
-  def __init__(self, capacity, sample_shape, reuse_prob=0.95, num_replicas=1,
+  def __init__(self, capacity, sample_shape, reuse_prob=0.95, num_replicas=1, xla=False,
                name='replay_buffer'):
     """Args: capacity: slots per replica; sample_shape: one sample's shape; reuse_prob: in [0, 1];
-    num_replicas: replicas of the strategy it is created under."""
+    num_replicas: replicas of the strategy it is created under; xla: whether the steps
+    that read it are XLA-compiled (`_read`)."""
     super().__init__(name=name)
     if capacity <= 0:
       raise ValueError(f'replay buffer capacity must be positive, got {capacity}')
@@ -36,7 +37,7 @@ class ReplayBuffer(tf.Module):
     self.capacity = int(capacity)
     self.reuse_prob = float(reuse_prob)
     self.num_replicas = int(num_replicas)
-    self.sample_shape = tuple(sample_shape)
+    self.xla = bool(xla)
     first = tf.VariableAggregation.ONLY_FIRST_REPLICA  # identical writes from every replica
     self.samples = tf.Variable(tf.zeros([num_replicas, capacity, *sample_shape]),
                                trainable=False, name='samples', aggregation=first)
@@ -82,13 +83,16 @@ class ReplayBuffer(tf.Module):
   def _read(self, replica, index):
     """Slots `index` [B] int64 of `replica`'s partition: [B, *sample_shape].
 
-    One gather from the partitions seen as one list of slots reads only those rows, in
-    graph mode and under XLA alike (gathering the partition first copies all of it: 25 MB
-    for MNIST's 8192 slots, 8 ms of a 2-core step; XLA has no kernel for an int64
-    `gather_nd` of (replica, slot) pairs).
+    In graph mode one gather of (replica, slot) pairs reads only those rows: reading the
+    variable first (a partition, or all of it reshaped) copies it whole, 25 MB for MNIST's
+    8192 slots, 3 to 8 ms of a 2-core step. XLA has no kernel for that gather and elides
+    the copy itself, so a buffer made for XLA-compiled steps (`xla=True`) reads through the
+    partition.
     """
-    slots = tf.reshape(self.samples, [-1, *self.sample_shape])
-    return tf.gather(slots, tf.cast(replica, tf.int64) * self.capacity + index)
+    if self.xla:
+      return tf.gather(tf.gather(self.samples, replica), index)
+    rows = tf.fill(tf.shape(index), tf.cast(replica, tf.int64))
+    return tf.gather_nd(self.samples, tf.stack([rows, index], 1))
 
   def push_(self, x):
     """Writes this replica's x [B, *sample_shape] (B <= capacity) over its oldest slots."""

@@ -110,7 +110,7 @@ def read_run(path):
     if os.path.exists(os.path.join(folder, 'sweep.csv')):
       from tfganebm import sweeping  # pylint: disable=g-import-not-at-top
       try:
-        rows = sweeping.read_rows(os.path.join(folder, 'sweep.csv'))
+        rows = sweeping.read_rows(os.path.join(folder, 'sweep.csv'), config.sampler)
       except sweeping.SweepError:
         rows = []
       about = _read_json(os.path.join(folder, 'sweep.json')) or {}

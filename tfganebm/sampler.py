@@ -84,6 +84,11 @@ class SamplerConfig(fields.Section):
   def field_of(cls, name):
     return next(field for field in dataclasses.fields(cls) if field.name == name)
 
+  def ignored(self):
+    """The settings this sampler's proposal does not read (a sweep keeps them at the run's
+    values, so that cells differing only there are one cell)."""
+    return ('jump_prob', 'local_beta') if self.proposal == 'langevin' else ()
+
   def describe(self):
     """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for
     the latent space."""

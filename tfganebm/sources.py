@@ -15,13 +15,14 @@ import os
 
 from tfganebm.arrays import array_rank, read_array_file
 from tfganebm.folders import IMAGE_EXTENSIONS, ImageFiles, read_folder
+from tfganebm.images import DataError
 from tfganebm.image_fitting import MIN_IMAGE_SIZE, fit_image, fit_images
 from tfganebm.source_splits import HELD_OUT_SEED, MAX_HELD_OUT, MIN_HELD_OUT, Source, Split
 from tfganebm.tfds_source import LIST_NAMES, read_tfds
 
 # The readers' names stay importable from here, where other modules and tools look for them.
-__all__ = ['HELD_OUT_SEED', 'IMAGE_EXTENSIONS', 'LIST_NAMES', 'MAX_HELD_OUT', 'MIN_HELD_OUT',
-           'MIN_IMAGE_SIZE', 'PREFIXES', 'READERS', 'ImageFiles', 'Source', 'Split',
+__all__ = ['DataError', 'HELD_OUT_SEED', 'IMAGE_EXTENSIONS', 'LIST_NAMES', 'MAX_HELD_OUT',
+           'MIN_HELD_OUT', 'MIN_IMAGE_SIZE', 'PREFIXES', 'READERS', 'ImageFiles', 'Source', 'Split',
            'array_rank', 'as_array', 'fit_image', 'fit_images', 'parse', 'problem', 'read',
            'read_array_file', 'read_folder', 'read_tfds']
 

@@ -60,10 +60,16 @@ def grid(config, **values):
     raise SweepError('give --langevin_noise or --langevin_temperature, not both')
   names = [name for name in SETTINGS if values.get(name)]
   axes = [list(dict.fromkeys(values[name])) for name in names]
+  for name, axis in zip(names, axes):  # a value no sampler can take: refused, not skipped
+    for value in axis:
+      found = fields.problem(sampler_lib.SamplerConfig.field_of(name), value)
+      if found:
+        raise SweepError(f'the grid holds a sampler the run cannot use: --langevin_{name} '
+                         f'{found}')
   if temperatures:
     names.append('temperature')
     axes.append(list(dict.fromkeys(temperatures)))
-  cells = []
+  cells, refused = [], []
   for combination in itertools.product(*axes):
     changes = dict(zip(names, combination))
     temperature = changes.pop('temperature', None)
@@ -76,9 +82,17 @@ def grid(config, **values):
       # Through the run's Config, so that a refusal names the flag (--langevin_space ...).
       cell = config.override(**{f'langevin_{k}': v for k, v in changes.items()}).sampler
     except ValueError as e:  # fields.ConfigError
-      raise SweepError(f'the grid holds a sampler the run cannot use: {e}') from None
+      refused.append(str(e))
+      continue
+    # Settings the cell's sampler ignores keep the run's values: one cell, one chain.
+    cell = dataclasses.replace(cell, **{n: getattr(config.sampler, n) for n in cell.ignored()})
     if cell not in cells:
       cells.append(cell)
+  if not cells:
+    raise SweepError(f'the grid holds no sampler the run can use: {refused[0]}')
+  if refused:  # combinations the sampler's rules exclude (e.g. proposal=prior in data space)
+    logging.warning('the grid skips %d combination(s) the sampler refuses, e.g.: %s',
+                    len(refused), refused[0])
   return cells
 
 
@@ -92,8 +106,13 @@ def _chain_key(cell):
   return tuple(value for name, value in zip(SETTINGS, key(cell)) if name != 'steps')
 
 
-def read_rows(path):
-  """sweep.csv's rows as dicts of numbers (settings typed as the sampler's), or []."""
+def read_rows(path, sampler=None):
+  """sweep.csv's rows as dicts of numbers (settings typed as the sampler's), or [].
+
+  A setting without a column (a sweep.csv written before the setting was an axis) takes
+  `sampler`'s value (the run's: what every cell used), or the SamplerConfig default.
+  """
+  fallback = dataclasses.asdict(sampler or sampler_lib.SamplerConfig())
   if not os.path.exists(path):
     return []
   with open(path, newline='') as f:
@@ -103,7 +122,8 @@ def read_rows(path):
     try:
       entry = {name: _number(value) for name, value in row.items()}
       entry.update({name: fields.parse_text(sampler_lib.SamplerConfig.field_of(name),
-                                            row[name]) for name in SETTINGS})
+                                            row[name]) if name in row else fallback[name]
+                    for name in SETTINGS})
     except (KeyError, TypeError, ValueError) as e:
       raise SweepError(f'{path} is not a sweep.csv written by tfganebm.sweep ({e}); give '
                        'another --out') from None
@@ -186,7 +206,7 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
                local_beta=config.sampler.local_beta)
   json_path, csv_path = os.path.join(out, SWEEP_JSON), os.path.join(out, SWEEP_CSV)
   _check_earlier(json_path, about, out)
-  rows = read_rows(csv_path)
+  rows = read_rows(csv_path, config.sampler)
   scorer = evaluators.training_scorer(config, num_reference, dataset)
   os.makedirs(out, exist_ok=True)
   files.write_json(json_path, about)

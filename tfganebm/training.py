@@ -21,6 +21,7 @@ from tfganebm import runs
 from tfganebm import saving
 from tfganebm import signals
 from tfganebm import workdir as workdir_lib
+from tfganebm.errors import Diverged  # pylint: disable=unused-import  (training.Diverged)
 from tfganebm.errors import Interrupted
 from tfganebm.errors import RunError
 
