@@ -1,8 +1,9 @@
 """tf.distribute strategies by name, and who writes files in a multi-worker run.
 
 `--strategy`: default (one device, no distribution), one_device, mirrored (all
-local GPUs, or `--cpu_replicas` logical CPUs), multi_worker (TF_CONFIG, see the
-README), tpu (`--tpu` address). The batch-size flag is the global batch.
+local GPUs, or `--cpu_replicas` logical CPUs), multi_worker (one process per host, each
+with TF_CONFIG naming the cluster and its task), tpu (`--tpu` address). The batch-size flag
+is the global batch.
 """
 
 import json

@@ -7,7 +7,8 @@ Writes OUT/saved_model/, OUT/model.tflite (float32) and OUT/export.json; see
 `tfganebm.signatures` for the signatures. The output directory appears whole or not
 at all. Quantized TFLite files are not offered: measured with
 tools/benchmark_export.py, neither float16 nor dynamic-range weights ran faster than
-float32 under LiteRT's CPU kernels at batch 1 and 64 alike (see the README).
+float32 under LiteRT's CPU kernels at batch 1 and 64 alike (`_NOT_OFFERED` below;
+tools/benchmark_export.py measures them).
 """
 
 import sys
@@ -20,7 +21,7 @@ from tfganebm.sampler import SamplerConfig
 
 FLAGS = flags.FLAGS
 QUANTIZATIONS = ('none',)
-# Measured on 2 cores, MNIST's DCGAN G and conv E, LiteRT at 2 threads (README, Performance).
+# Measured on 2 cores, MNIST's DCGAN G and conv E, LiteRT at 2 threads (tools/benchmark_export.py).
 _NOT_OFFERED = {
     'float16': 'its file ran slower than float32 (batch 64: generate 41 ms against 27 ms, '
                'G + 20 steps 228 ms against 163 ms): LiteRT computes in float32 anyway',

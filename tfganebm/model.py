@@ -93,7 +93,7 @@ class GanEbm(keras.Model):
     # One seeded stream for every draw in training; it is checkpointed.
     self.rng = tf.random.Generator.from_seed(seed, alg='philox')
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-    # Steps of the checkpoints whose mean weights G and E hold (training.average_weights).
+    # Steps of the checkpoints whose mean weights G and E hold (runs.average_weights).
     self.averaged_steps = None
     self.averages = {}
     if lr_decay is not None and not 0 <= lr_decay[0] < lr_decay[1]:

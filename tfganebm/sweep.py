@@ -3,9 +3,12 @@
   python -m tfganebm.sweep --workdir runs/moons --langevin_steps 0,10,60,200 \
       --langevin_step_size 1e-3,1e-2 [--langevin_noise ... | --langevin_temperature 1,0.5] \
       [--langevin_grad_clip ...] [--langevin_metropolis true,false] [--langevin_space data,latent]
+      [--langevin_proposal langevin,prior] [--langevin_jump_prob 0.5,1] [--langevin_local_beta ...]
 
-Each sampler flag takes a comma list; the grid is their product, and a flag not
-given keeps the run's value. Every cell is scored against the *training* data
+Each sampler flag (every SamplerConfig setting) takes a comma list; the grid is their
+product, less the combinations the sampler refuses (proposal=prior in data space: skipped
+with a warning), and a flag not given keeps the run's value, as do the settings a cell's
+proposal ignores. Every cell is scored against the *training* data
 (2D: sliced Wasserstein, MMD² and the mode metrics against as many training points
 as samples, 10,000 by default; images: classifier-FID, KID and coverage of 2,000
 samples against 10,000 training images), so the held-out split stays for the numbers

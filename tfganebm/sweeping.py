@@ -168,8 +168,8 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   """Runs (or resumes) the sweep of `workdir` over the grid `values` into `out`.
 
   Args:
-    values: {setting: list of values} for `grid` (steps, step_size, noise, temperature,
-      grad_clip, metropolis, space).
+    values: {setting: list of values} for `grid`: any SamplerConfig setting, and
+      temperature.
     num_samples: samples per cell (default: 10,000 for 2D, where the sliced Wasserstein
       distance of 2,000 points varies by more than the cells differ; 2,000 for images).
     num_reference: training examples scored against (default: num_samples for 2D,

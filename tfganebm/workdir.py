@@ -1,4 +1,5 @@
-"""A run's workdir: its layout, its lock, its config, and the two ways to restore it.
+"""A run's workdir: its layout, its lock, its config and checkpoint index; opening it for
+inference or a resume is runs.py's (`load_run`, `restore_training`).
 
   WORKDIR/config.json            the run's `Config`, read back exactly
   WORKDIR/flags.txt              the same as flags (a flagfile), with its resume history

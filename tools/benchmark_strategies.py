@@ -18,7 +18,8 @@ start; the same data, networks and steps):
 A mode that fails prints its error's last line instead of a rate. Ratios are against
 `default`. Run it on an idle machine.
 
-XLA under mirrored, measured with `--flagfile configs/moons.cfg --steps 1000` on 2 cores of an
+XLA under mirrored, measured with `--flagfile configs/moons.cfg --steps 1000` (moons.cfg as of
+f2926b3: no packs, the chains' earlier noise) on 2 cores of an
 AMD EPYC (one run): default 65.6 steps/s (XLA), default_noxla 24.6 (0.37x), mirrored1 30.0
 (0.46x), mirrored1_xla 83.1 (1.27x), mirrored2 15.5 (0.24x), mirrored2_xla fails (the step
 compiled once reads replica 1's RNG state from device 0: "Trying to access resource

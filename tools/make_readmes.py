@@ -94,15 +94,16 @@ def results_table():
 
 
 def configs_page():
+  table = results_table()
   out = [NOTICE.format('configs/results.json and the header of each configs/*.cfg'),
          '# Configs\n\n',
-         'One flagfile per experiment; flags after `--flagfile` override it. The results '
-         'table is measured over seeds by a tool, on the code of the commit that changed '
-         'configs/results.json; each section below it is the config\'s own header: the '
-         'command, what it trains, its runtime (with the CPU) and what it reached when the '
-         'config was last changed (with the command that measured it; git log of the config '
-         'gives the code).\n',
-         results_table()]
+         'One flagfile per experiment; flags after `--flagfile` override it. '
+         + ('The results table is measured over seeds by a tool, on the code of the commit '
+            'that changed configs/results.json; each' if table else 'Each')
+         + ' section below is the config\'s own header: the command, what it trains, its '
+         'runtime (with the CPU) and what it reached when the config was last changed (with '
+         'the command that measured it; git log of the config gives the code).\n',
+         table]
   for path in sorted(glob.glob(os.path.join(ROOT, 'configs', '*.cfg'))):
     name = os.path.basename(path)
     out.append(f'\n## {name}\n\n```\n' + '\n'.join(_comment_block(path)) + '\n```\n')

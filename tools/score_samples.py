@@ -1,6 +1,6 @@
 """Scores sample files (.npy, e.g. from export/sample_litert.py) against a run's held-out data.
 
-  python tools/score_samples.py --workdir runs/mnist samples_device/samples_langevin.npy [...]
+  python tools/score_samples.py --workdir runs/mnist samples_device/samples.npy [...]
 
 Uses the run's flags.txt for the dataset (and, for images, its data and metrics
 classifier), and prints one JSON line per file with the metrics that metrics.json
