@@ -71,7 +71,8 @@ def results_table():
            'Written by `python tools/results.py` (each config\'s own command, seeds 0, 1, 2; '
            'metrics.json of each run, on the config\'s --eval_num_samples: 10,000 for MNIST, '
            'CIFAR-10 and images.cfg, 2,000 for the others) and rendered here by '
-           '`python tools/make_readmes.py`. Each cell: the median over the seeds (the range). Wall time: the whole command (training and '
+           '`python tools/make_readmes.py`. Each cell: the median over the seeds (the range). '
+           'Wall time: the whole command (training and '
            f'evaluation) on {"; ".join(cpus) or "the CPU named in results.json"}, with other '
            'jobs sharing the cores: compare ratios, not seconds.\n\n',
            '| config | seeds | ' + ' | '.join(c[2] for c in columns) + ' | wall (min) |\n',
