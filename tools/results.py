@@ -95,7 +95,8 @@ def train_seed(name, seed, runs, extra, log):
   for args in commands:
     print('$', ' '.join(shlex.quote(a) for a in args), file=log, flush=True)
     if subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode:
-      return None, f'{os.path.basename(args[2]) if len(args) > 2 else args[0]} failed (see {log.name})'
+      what = args[2] if len(args) > 2 else os.path.basename(args[0])
+      return None, f'{what} failed (see {log.name})'
   return time.time() - start, None
 
 
