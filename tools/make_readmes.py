@@ -80,9 +80,9 @@ def results_table():
   for name, entry in results.items():
     runs = seeds_of[name]
     if not runs:
-      reason = entry.get('not_run', 'not run yet')
+      reason = entry.get('not_run')
       lines.append(f'| {name} | 0 | ' + ' | '.join('' for _ in columns)
-                   + f' | not run: {reason} |\n')
+                   + (f' | not run: {reason} |\n' if reason else ' | not run yet |\n'))
       continue
     cells = []
     for section, metric, _, fmt in columns:
