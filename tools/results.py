@@ -114,7 +114,7 @@ def headline(metrics):
   return out
 
 
-def collect(names, seeds, runs, previous):
+def collect(names, seeds, runs, previous, missing):
   """configs/results.json's content from the finished runs (keeping earlier entries)."""
   results = dict(previous)
   for name in names:
@@ -133,8 +133,8 @@ def collect(names, seeds, runs, previous):
           record.update(json.load(f))
       seeds_done[str(seed)] = record
     entry['seeds'] = dict(sorted(seeds_done.items(), key=lambda kv: int(kv[0])))
-    if name in NEEDS:
-      entry['not_run'] = NEEDS[name][0]
+    if name in missing:
+      entry['not_run'] = missing[name]
     results[name] = entry
   return dict(sorted(results.items()))
 
@@ -157,6 +157,7 @@ def main():
     names = wanted
   seeds = [int(s) for s in args.seeds.split(',')]
   runs = os.path.abspath(args.runs)
+  supplied = set()  # configs whose data a flag supplied: run like the others
   if not args.table:
     os.makedirs(runs, exist_ok=True)
     for name in names:
@@ -168,7 +169,7 @@ def main():
           args.data_dir and name in MNIST) else []
       if flag and getattr(args, flag):
         extra = [f'--data_dir={os.path.abspath(getattr(args, flag))}']
-        NEEDS.pop(name)
+        supplied.add(name)
       for seed in seeds:
         workdir = os.path.join(runs, name[:-4], f'seed{seed}')
         if os.path.exists(os.path.join(workdir, 'metrics.json')):
@@ -186,7 +187,8 @@ def main():
     with open(RESULTS) as f:
       previous = json.load(f)
   with open(RESULTS + '.tmp', 'w') as f:
-    json.dump(collect(names, seeds, runs, previous), f, indent=1, sort_keys=True)
+    missing = {n: reason for n, (reason, _) in NEEDS.items() if n not in supplied}
+    json.dump(collect(names, seeds, runs, previous, missing), f, indent=1, sort_keys=True)
     f.write('\n')
   os.replace(RESULTS + '.tmp', RESULTS)
   print(f'wrote {os.path.relpath(RESULTS, ROOT)}; python tools/make_readmes.py writes the table')
