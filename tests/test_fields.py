@@ -50,5 +50,6 @@ def test_a_compiled_chain_takes_the_tensor_settings_and_holds_the_others():
   key unless declared otherwise, so a chain is never reused with a stale constant."""
   assert set(SamplerConfig.graph_names()) == set(SamplerConfig.names()) - {
       'steps', 'step_size', 'noise', 'grad_clip'}
-  assert CELL.ignored() == ()
-  assert SamplerConfig().ignored() == ('jump_prob', 'local_beta')
+  assert CELL.ignored() == ('tune_steps',)  # no tuning asked: its length is not read
+  assert SamplerConfig().ignored() == ('tune_steps', 'jump_prob', 'local_beta')
+  assert SamplerConfig(target_accept=0.57).ignored() == ('jump_prob', 'local_beta')

@@ -175,3 +175,21 @@ def test_a_sweep_csv_without_a_settings_column_reads_the_runs_value(tmp_path):
   assert (row['steps'], row['metropolis'], row['proposal'], row['jump_prob']) == (
       20, False, 'prior', 0.5)
   assert sweeping.key(run)[1:] != sweeping.key(SamplerConfig(space='latent'))[1:]
+
+
+def test_a_target_accept_axis_tunes_its_cells_and_a_tuned_run_sweeps_as_a_fixed_one(
+    run_dir, tmp_path):
+  """A cell with --langevin_target_accept tunes its step size from its step_size, and its
+  row says what tuning chose; without that axis, a tuned run's cells are fixed samplers."""
+  from tfganebm.config import Config  # pylint: disable=g-import-not-at-top
+  tuned_run = Config().override(langevin_target_accept=0.57, langevin_step_size=0.02)
+  [cell] = sweeping.grid(tuned_run, steps=[5])
+  assert (cell.target_accept, cell.step_size) == (0.0, 0.02)
+  rows, _, _ = sweeping.run(str(run_dir), str(tmp_path / 's'),
+                            dict(steps=[5], step_size=[1e-4], target_accept=[0, 0.57],
+                                 tune_steps=[20]), num_samples=NUM_SAMPLES)
+  fixed, tuned = sorted(rows, key=lambda r: r['target_accept'])
+  assert 'tuned_step_size' not in fixed or fixed['tuned_step_size'] is None
+  assert tuned['step_size'] == 1e-4 and tuned['tuned_step_size'] != 1e-4
+  assert 0 <= tuned['tuned_acceptance'] <= 1
+  assert fixed['sliced_wasserstein'] != tuned['sliced_wasserstein']

@@ -248,6 +248,9 @@ class Config:
        'holds data-space states)'),
       (('generator', 'model'), lambda generator, model: not generator or model == 'gan_ebm',
        '{0} refines a generator with an energy: it needs {1}=gan_ebm'),
+      (('train_langevin_target_accept', 'langevin_target_accept'), lambda train, _: train == 0,
+       "{0} must be 0: the training chains' step size is set, not tuned; {1} tunes the "
+       'sampler used after training'),
   )
 
   def __post_init__(self):

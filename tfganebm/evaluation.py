@@ -55,6 +55,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   bar.update(1, 'scored the real-data floor')
   result['generator'] = evaluator(x_gen)
   bar.update(1, 'scored G')
+  if getattr(model, 'sampler_tuning', None):
+    result['sampler_tuning'] = model.sampler_tuning
   if non_finite:
     result['non_finite_samples'] = non_finite
   if x_langevin is not None:

@@ -87,11 +87,8 @@ def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size
   axes = list(range(1, len(x.shape)))
   proposal = x - step_size * grad + noise * noise_sample
   proposal_energy, proposal_grad = energy_and_gradient(energy_fn, proposal, grad_clip)
-  temperature = noise**2 / (2.0 * step_size)
-  forward = tf.reduce_sum(tf.square(noise * noise_sample), axes)
-  backward = tf.reduce_sum(tf.square(x - proposal + step_size * proposal_grad), axes)
-  log_ratio = ((energy - proposal_energy) / temperature
-               + (forward - backward) / (2.0 * noise**2))
+  log_ratio = metropolis_log_ratio(x, energy, proposal, proposal_energy, proposal_grad,
+                                   noise_sample, step_size, noise)
   accepted = tf.math.log(uniform) < log_ratio
   if low is not None:
     inside = tf.reduce_all(tf.logical_and(proposal >= low, proposal <= high), axes)
@@ -99,6 +96,17 @@ def metropolis_step(energy_fn, x, energy, grad, noise_sample, uniform, step_size
   mask = tf.reshape(accepted, [-1] + [1] * len(axes))
   return (tf.where(mask, proposal, x), tf.where(accepted, proposal_energy, energy),
           tf.where(mask, proposal_grad, grad), accepted)
+
+
+def metropolis_log_ratio(x, energy, proposal, proposal_energy, proposal_grad, noise_sample,
+                         step_size, noise):
+  """log of MALA's acceptance ratio for the move x -> proposal = x - step_size grad E(x) +
+  noise * noise_sample, for exp(-E / T), T = noise^2 / (2 step_size): [B]."""
+  axes = list(range(1, len(x.shape)))
+  temperature = noise**2 / (2.0 * step_size)
+  forward = tf.reduce_sum(tf.square(noise * noise_sample), axes)
+  backward = tf.reduce_sum(tf.square(x - proposal + step_size * proposal_grad), axes)
+  return (energy - proposal_energy) / temperature + (forward - backward) / (2.0 * noise**2)
 
 
 def standard_normal(like, seed):

@@ -64,7 +64,9 @@ def load_run(workdir, overrides=None):
   G and E (and the step) are restored from the latest checkpoint, averaged over the
   last `average_checkpoints`. The model is built in float32 on one device, whatever
   strategy, replica count and precision the run trained with; the replay buffer, D
-  and the optimizers are not read.
+  and the optimizers are not read. A sampler that asks for tuning
+  (`--langevin_target_accept`) comes back with its tuned step size and noise
+  (`tuning.tuned_config`: tuned once, then read from the workdir).
 
   Args:
     workdir: a directory written by tfganebm.train.
@@ -113,6 +115,11 @@ def load_run(workdir, overrides=None):
       raise LoadError(f'cannot average the last {count} checkpoints in {workdir}: '
                       f'{str(e).splitlines()[0]}; restore the missing files or pass '
                       '--average_checkpoints=1') from e
+  from tfganebm import tuning  # pylint: disable=g-import-not-at-top
+  try:
+    config = tuning.tuned_config(config, model, workdir)
+  except ValueError as e:  # the warm-up diverged
+    raise LoadError(str(e)) from e
   return model, config
 
 

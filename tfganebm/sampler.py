@@ -58,6 +58,15 @@ class SamplerConfig(fields.Section):
   local_beta: float = setting(0.1, "proposal=prior: the local move's b, in (0, 1] (see "
                               'jump_prob).', above=0.0, high=1.0)
 
+  target_accept: float = setting(0.0, 'Tune step_size before sampling (dual averaging, '
+                                 'tfganebm.tuning) so that the mean acceptance probability of '
+                                 'a step is this, then keep it: step_size is then the start and '
+                                 'noise follows it at the temperature of the two; the tuned '
+                                 'values are stored with the run. MALA: 0.57; 0: step_size as '
+                                 'given.', low=0.0, below=1.0)
+  tune_steps: int = setting(300, 'target_accept > 0: steps of the warm-up that tunes the step '
+                            'size (chains from G, restarted every `steps`).', low=1)
+
   RELATIONS = ((('metropolis', 'step_size', 'noise'),
                 lambda metropolis, step_size, noise: not metropolis or min(step_size, noise) > 0,
                 '{0} needs {1} > 0 and {2} > 0'),
@@ -65,7 +74,13 @@ class SamplerConfig(fields.Section):
                 or space == 'latent', '{0}=prior proposes latents z ~ N(0, I): it needs {1}=latent'),
                (('proposal', 'step_size', 'noise'), lambda proposal, step_size, noise:
                 proposal == 'langevin' or min(step_size, noise) > 0,
-                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'))
+                '{0}=prior needs {1} > 0 and {2} > 0 (its temperature is {2}^2 / (2 {1}))'),
+               (('target_accept', 'proposal'), lambda target, proposal: target == 0
+                or proposal == 'langevin', '{0} tunes a Langevin step size: it needs '
+                '{1}=langevin'),
+               (('target_accept', 'step_size', 'noise'), lambda target, step_size, noise:
+                target == 0 or min(step_size, noise) > 0, '{0} needs {1} > 0 (where tuning '
+                'starts) and {2} > 0 (the temperature it keeps is {2}^2 / (2 {1}))'))
 
   @classmethod
   def names(cls):
@@ -87,7 +102,8 @@ class SamplerConfig(fields.Section):
   def ignored(self):
     """The settings this sampler's proposal does not read (a sweep keeps them at the run's
     values, so that cells differing only there are one cell)."""
-    return ('jump_prob', 'local_beta') if self.proposal == 'langevin' else ()
+    ignored = ('tune_steps',) if self.target_accept == 0 else ()
+    return ignored + (('jump_prob', 'local_beta') if self.proposal == 'langevin' else ())
 
   def describe(self):
     """A short label, e.g. 'G + 60 Langevin steps (eta=0.001, sigma=0.0447)'; ' in z' for

@@ -55,6 +55,8 @@ def grid(config, **values):
   Raises:
     SweepError: a value the sampler refuses, or both noise and temperature.
   """
+  if not values.get('target_accept'):  # a tuned run's step, as a fixed sampler's
+    config = as_fixed(config)
   temperatures = values.pop('temperature', None)
   if temperatures and values.get('noise'):
     raise SweepError('give --langevin_noise or --langevin_temperature, not both')
@@ -94,6 +96,15 @@ def grid(config, **values):
     logging.warning('the grid skips %d combination(s) the sampler refuses, e.g.: %s',
                     len(refused), refused[0])
   return cells
+
+
+def as_fixed(config):
+  """`config` with its sampler's tuning off: a run loaded with a tuned sampler holds the tuned
+  step size and noise, which a grid varies as it would a set one (a grid tunes only when its
+  `target_accept` axis asks)."""
+  if config.sampler.target_accept == 0:
+    return config
+  return config.override(langevin_target_accept=0.0)
 
 
 def key(cell):
@@ -260,10 +271,11 @@ def _score_cells(model, cells, rows, done, score, num_samples, seed, csv_path, p
       continue
     longest = max(missing, key=lambda c: c.steps)
     wanted = {cell.steps for cell in missing}
-    for steps, x in chains.chains_at(model, num_samples, seed, longest, sorted(wanted)):
+    chain, tuned = _tuned(model, longest, seed)
+    for steps, x in chains.chains_at(model, num_samples, seed, chain, sorted(wanted)):
       cell = dataclasses.replace(longest, steps=steps)
-      row = dict(zip(SETTINGS, key(cell)), **{k: v for k, v in score(x).items()
-                                              if not isinstance(v, list)})
+      row = dict(zip(SETTINGS, key(cell)), **tuned, **{k: v for k, v in score(x).items()
+                                                       if not isinstance(v, list)})
       rows.append(row)
       done.add(key(cell))
       _write_rows(csv_path, rows)  # after every cell: a kill loses at most the one running
@@ -273,6 +285,18 @@ def _score_cells(model, cells, rows, done, score, num_samples, seed, csv_path, p
       if after_cell is not None:
         after_cell(row)
   bar.close()
+
+
+def _tuned(model, cell, seed):
+  """(the sampler the chains of `cell` run, sweep.csv's tuning columns): a cell with a
+  `target_accept` tunes its step size first (`tuning.tune`, from its step_size, over the
+  longest of its lengths), and its row records what tuning chose."""
+  if cell.target_accept == 0:
+    return cell, {}
+  from tfganebm import tuning  # pylint: disable=g-import-not-at-top
+  tuned, diagnostics = tuning.tune(model, cell, seed)
+  return tuned, dict(tuned_step_size=tuned.step_size, tuned_noise=tuned.noise,
+                     tuned_acceptance=diagnostics['acceptance'])
 
 
 def _write_best_and_heat_maps(out, rows, config, kind, workdir):
@@ -288,7 +312,8 @@ def _write_best_and_heat_maps(out, rows, config, kind, workdir):
   if not scored:
     raise SweepError('no cell of the grid gave finite samples; try smaller step sizes')
   best = min(scored, key=lambda row: row[primary])
-  default = next((row for row in rows if _same(_row_key(row), key(config.sampler))), None)
+  own = as_fixed(config).sampler
+  default = next((row for row in rows if _same(_row_key(row), key(own))), None)
   _write_best(os.path.join(out, BEST_CFG), best, primary, workdir, default)
   heat = HEAT_MAPS[kind] + (MODE_HEAT_MAPS if 'mode_kl' in best else ())
   for metric in heat:

@@ -249,6 +249,9 @@ def evaluate_run(config, dataset=None):
     logging.info('evaluating the moving averages of %s (decay %g)', ' and '.join(model.averages),
                  config.train.ema_decay)
   _save_keras(model, config.run.workdir)
+  if model.sampler_tuning:
+    from tfganebm import tuning  # pylint: disable=g-import-not-at-top
+    tuning.write_summaries(model.sampler_tuning, os.path.join(config.run.workdir, 'tensorboard'))
   result, _, _ = evaluation.evaluate(model, config, config.run.workdir,
                                      config.run.eval_num_samples, config.run.seed,
                                      step=int(model.step.numpy()), dataset=dataset)
