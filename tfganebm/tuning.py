@@ -17,8 +17,11 @@ how far a step goes, not which density the chain samples.
 
 MALA steps (`--langevin_metropolis`) are accepted with the Metropolis-Hastings probability,
 and that is the acceptance tuned. Unadjusted steps are always taken; for them the tuned
-acceptance is the one the same step would have had as a MALA proposal (its step is sound
-where that is high). MALA's usual target is 0.57 (Roberts & Rosenthal 1998).
+acceptance is the one the same step would have had as a MALA proposal, before the clip to
+the data range (its step is sound where that is high). MALA's usual target is 0.57 (Roberts
+& Rosenthal 1998). The criterion is a sampler's: for a cold chain (a temperature far below
+1, as the MNIST configs' short-run chains) it asks for steps whose energy change is of the
+order of T, far shorter than such a chain takes to descend E in a few steps.
 
 The tuned values are stored with the run (`tuned_sampler.json` in its workdir, with the
 warm-up's diagnostics), so `sample`, `export` (export.json's sampler) and the device use
@@ -55,7 +58,9 @@ def dual_averaging_update(state, accept, target, mu):
 
 
 def acceptance(energy_fn, x, energy, grad, noise_sample, step_size, noise, grad_clip, low, high):
-  """One Langevin step from x and the probability that MALA would accept it.
+  """One Langevin step from x and the probability that MALA would accept it: 0 for a
+  proposal outside [low, high], which MALA rejects (an unadjusted chain clips it instead:
+  its callers pass low = high = None).
 
   Returns:
     (proposal, its energy, its gradient, acceptance probability [B] in [0, 1]).
@@ -94,13 +99,14 @@ def adapt(energy_fn, x, draws, steps, state, temperature, target, mu, grad_clip=
   energy, grad = langevin.energy_and_gradient(energy_fn, x, grad_clip)
   trace = tf.TensorArray(tf.float32, size=steps, element_shape=[4])
   axes = list(range(1, len(x.shape)))
+  bounds = (low, high) if metropolis else (None, None)  # see `acceptance`
 
   def body(i, x, energy, grad, state, trace):
     step_size = tf.exp(state[2])
     noise = tf.sqrt(2.0 * step_size * temperature)
     eps = draws.normal(x, i)
     proposal, p_energy, p_grad, probability = acceptance(
-        energy_fn, x, energy, grad, eps, step_size, noise, grad_clip, low, high)
+        energy_fn, x, energy, grad, eps, step_size, noise, grad_clip, *bounds)
     if metropolis:
       taken = draws.uniform(tf.shape(probability), i) < probability
       mask = tf.reshape(taken, [-1] + [1] * len(axes))
@@ -130,10 +136,11 @@ def measure(energy_fn, x, draws, steps, step_size, noise, grad_clip=0.0, low=-1.
   x = tf.convert_to_tensor(x, tf.float32)
   energy, grad = langevin.energy_and_gradient(energy_fn, x, grad_clip)
   axes = list(range(1, len(x.shape)))
+  bounds = (low, high) if metropolis else (None, None)  # see `acceptance`
 
   def body(i, x, energy, grad, total):
     proposal, p_energy, p_grad, probability = acceptance(
-        energy_fn, x, energy, grad, draws.normal(x, i), step_size, noise, grad_clip, low, high)
+        energy_fn, x, energy, grad, draws.normal(x, i), step_size, noise, grad_clip, *bounds)
     if metropolis:
       taken = draws.uniform(tf.shape(probability), i) < probability
       mask = tf.reshape(taken, [-1] + [1] * len(axes))
