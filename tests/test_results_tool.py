@@ -37,3 +37,15 @@ def test_the_table_shows_the_median_and_range_of_the_seeds(tmp_path, monkeypatch
   assert '| moons.cfg | 3 | 0.110 (0.100-0.300) | 2.0 (1.0-4.0) |' in table
   assert '| points.cfg | 0 |  | not run: your points |' in table
   assert 'a CPU' in table
+
+
+def test_a_seed_stopped_and_resumed_adds_up_the_time_of_each_invocation(tmp_path):
+  workdir, log = str(tmp_path / 'seed0'), tmp_path / 'seed0.log'
+  log.write_text('step 100\n')
+  os.utime(log, (1000.0, 1000.0))  # the stopped process last wrote its log at t = 1000
+  path, spans = results.invocations(workdir, str(log), 400.0)  # the first invocation
+  assert spans == [[400.0, None]]
+  _, spans = results.invocations(workdir, str(log), 5000.0)  # stopped; started again
+  assert spans == [[400.0, 1000.0], [5000.0, None]]
+  with open(path) as f:
+    assert json.load(f) == spans

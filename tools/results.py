@@ -13,7 +13,8 @@ out. Configs that need data this machine does not have (your own images or point
 CIFAR-10 without --cifar_dir) are listed as not run, with the reason.
 
 configs/results.json holds, per config and seed, the headline metrics of metrics.json (G
-alone and G + the config's sampler), the wall time of the commands and the CPU they ran on.
+alone and G + the config's sampler), the wall time of the commands (a seed stopped and run
+again adds up its invocations: `<workdir>.wall.json`) and the CPU they ran on.
 --table only rewrites it from the runs already finished (nothing is trained).
 """
 
@@ -87,17 +88,38 @@ def seed_commands(name, seed, runs, extra):
   return workdir, out
 
 
+def invocations(workdir, log_path, now):
+  """The seed's record of its invocations ([start, end] pairs, in `<workdir>.wall.json`) with
+  one starting `now` added: an earlier one that never recorded its end (its process was
+  stopped, and the command resumes its run) ends when its log was last written."""
+  path = workdir + '.wall.json'
+  spans = []
+  if os.path.exists(path):
+    with open(path) as f:
+      spans = json.load(f)
+  if spans and spans[-1][1] is None:
+    spans[-1][1] = os.path.getmtime(log_path) if os.path.exists(log_path) else spans[-1][0]
+  spans.append([now, None])
+  with open(path, 'w') as f:
+    json.dump(spans, f)
+  return path, spans
+
+
 def train_seed(name, seed, runs, extra, log):
-  """Runs a seed's commands; returns (wall seconds, None) or (None, the failure)."""
+  """Runs a seed's commands; returns (wall seconds, None) or (None, the failure). The wall
+  time adds up every invocation of the seed, those stopped before it finished included."""
   workdir, commands = seed_commands(name, seed, runs, extra)
   os.makedirs(os.path.dirname(workdir), exist_ok=True)
-  start = time.time()
+  path, spans = invocations(workdir, log.name, time.time())
   for args in commands:
     print('$', ' '.join(shlex.quote(a) for a in args), file=log, flush=True)
     if subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode:
       what = args[2] if len(args) > 2 else os.path.basename(args[0])
       return None, f'{what} failed (see {log.name})'
-  return time.time() - start, None
+  spans[-1][1] = time.time()
+  with open(path, 'w') as f:
+    json.dump(spans, f)
+  return sum(end - start for start, end in spans), None
 
 
 def headline(metrics):
