@@ -62,8 +62,9 @@ class SamplerConfig(fields.Section):
                                  'tfganebm.tuning) so that the mean acceptance probability of '
                                  'a step is this, then keep it: step_size is then the start and '
                                  'noise follows it at the temperature of the two; the tuned '
-                                 'values are stored with the run. MALA: 0.57; 0: step_size as '
-                                 'given.', low=0.0, below=1.0)
+                                 'values are stored with the run. MALA: 0.57; unadjusted '
+                                 'Langevin: 0.9 (the acceptance its step would have had as '
+                                 'MALA\'s); 0: step_size as given.', low=0.0, below=1.0)
   tune_steps: int = setting(300, 'target_accept > 0: steps of the warm-up that tunes the step '
                             'size (chains from G, restarted every `steps`).', low=1)
 
