@@ -60,33 +60,30 @@ def test_train_then_sample(tmp_path):
                 '--train_steps=6')  # flags after the flagfile override it
   assert result.returncode == 0, result.stderr
   assert '--train_steps=6' in (workdir / 'flags.txt').read_text()
-  result = _run('tfganebm.sample', f'--workdir={workdir}', '--num_samples=50', f'--out={out}',
-                '--langevin_steps=7')
-  assert result.returncode == 0, result.stderr
-  x_gen = np.load(out / 'samples_generator.npy')
-  x_langevin = np.load(out / 'samples_langevin.npy')
-  assert x_gen.shape == x_langevin.shape == (50, 2)
-  assert np.abs(x_langevin).max() <= 1.0 and not np.array_equal(x_gen, x_langevin)
-  assert (out / 'metrics.json').exists() and (out / 'samples.png').exists()
 
-  # Quality against chain length, in z, with a baseline G (here the run's own).
-  curve = tmp_path / 'curve'
-  result = _run('tfganebm.sample', f'--workdir={workdir}', '--num_samples=50', f'--out={curve}',
+  # Samples, with quality against chain length, in z, with a baseline G (here the run's own).
+  # (Chains in data space, the default: tests/test_refine.py's and tests/test_matrix.py's.)
+  result = _run('tfganebm.sample', f'--workdir={workdir}', '--num_samples=50', f'--out={out}',
                 '--langevin_steps=7,0,3', '--langevin_space=latent', '--langevin_step_size=0.05',
                 '--langevin_noise=0.3', '--langevin_metropolis', f'--baseline={workdir}')
   assert result.returncode == 0, result.stderr
-  table = json.loads((curve / 'quality_vs_steps.json').read_text())
+  x_gen = np.load(out / 'samples_generator.npy')
+  x_langevin = np.load(out / 'samples_langevin.npy')  # G of the 7-step chains in z
+  assert x_gen.shape == x_langevin.shape == (50, 2)
+  assert np.abs(x_langevin).max() <= 1.0 and not np.array_equal(x_gen, x_langevin)
+  assert (out / 'metrics.json').exists() and (out / 'samples.png').exists()
+  table = json.loads((out / 'quality_vs_steps.json').read_text())
   assert [row['steps'] for row in table['rows']] == [0, 3, 7]
   assert table['sampler']['space'] == 'latent' and 'in z' in table['label']
-  final = json.loads((curve / 'metrics.json').read_text())
+  final = json.loads((out / 'metrics.json').read_text())
   assert final['langevin']['steps'] == 7
   # The table's rows are the run's G and its one chain as it passes 3 and 7 steps.
   assert table['rows'][0]['sliced_wasserstein'] == final['generator']['sliced_wasserstein']
   assert table['rows'][2]['mode_kl'] == final['generator_langevin']['mode_kl']
   assert table['baseline']['sliced_wasserstein'] == final['generator']['sliced_wasserstein']
-  header = (curve / 'quality_vs_steps.csv').read_text().splitlines()[0].split(',')
+  header = (out / 'quality_vs_steps.csv').read_text().splitlines()[0].split(',')
   assert header[0] == 'steps' and 'mode_kl' in header and 'mode_fractions' not in header
-  assert (curve / 'quality_vs_steps.png').stat().st_size > 0
+  assert (out / 'quality_vs_steps.png').stat().st_size > 0
 
 
 @pytest.mark.parametrize('steps', ['3,x', '-1', '5,-2'])
@@ -96,13 +93,6 @@ def test_sample_rejects_bad_chain_lengths_in_one_line(tmp_path, steps):
   assert result.returncode != 0
   lines = _error_lines(result)
   assert len(lines) == 1 and '--langevin_steps' in lines[0] and '0,5,10' in lines[0]
-  assert not (tmp_path / 'out').exists()
-
-
-def test_export_refuses_a_directory_that_is_not_a_run(tmp_path):
-  result = _run('tfganebm.export', f'--workdir={tmp_path}/missing', f'--out={tmp_path}/out')
-  assert result.returncode != 0
-  assert _error_lines(result)[-1].startswith('error:') and 'flags.txt' in _error_lines(result)[-1]
   assert not (tmp_path / 'out').exists()
 
 

@@ -17,11 +17,15 @@ from tests.conftest import ROOT
 from tests.conftest import free_ports
 from tests.conftest import one_line_error
 from tests.conftest import run_module
+from tests.conftest import tiny_config
 from tests.conftest import TINY_FLAGS
 from tfganebm import sample
 from tfganebm import exporting
+from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
+# tiny_config's run as flags, without its periods (each test sets its own): the runs this
+# file trains in this process (tiny_config) and by the command line (TINY) are the same.
 TINY = [f for f in TINY_FLAGS if not f.startswith(('--checkpoint_every', '--log_every'))]
 
 
@@ -79,9 +83,8 @@ def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_exactly(tmp
   assert not list((workdir / 'checkpoints').glob('stopped-*'))  # the next save removed it
   assert workdir_lib.checkpoint_steps(str(workdir)) == [2000, 1000]
 
-  reference = tmp_path / 'reference'
-  result = _train(f'--workdir={reference}', *flags)
-  assert result.returncode == 0, result.stderr[-2000:]
+  reference = tmp_path / 'reference'  # the same run uninterrupted, in this process
+  training.train(tiny_config(reference, train_steps=2000, checkpoint_every=1000, log_every=10))
   resumed = _weights(workdir / 'checkpoints' / 'ckpt-2000')
   uninterrupted = _weights(reference / 'checkpoints' / 'ckpt-2000')
   assert resumed.keys() == uninterrupted.keys() and resumed
@@ -101,7 +104,9 @@ def test_a_relative_workdir_keeps_its_own_weights_wherever_a_command_starts(tmp_
   home.mkdir()
   elsewhere.mkdir()
   args = [*TINY, '--checkpoint_every=2', '--log_every=2']
-  assert _train('--workdir=run', *args, '--train_steps=4', cwd=home).returncode == 0
+  # Steps 1-4 in this process (by the absolute path), then a resume by the relative one
+  # from `home`, which writes the index of the latest checkpoints.
+  training.train(tiny_config(home / 'run', train_steps=4, checkpoint_every=2, log_every=2))
   result = _train('--workdir=run', *args, '--train_steps=8', cwd=home)  # a resume
   assert result.returncode == 0, result.stderr[-2000:]
   workdir = home / 'run'
@@ -188,8 +193,8 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(tmp_
   try:
     workdir = disk / 'run'
     args = [*TINY, '--checkpoint_every=2', '--log_every=2', '--image_every=0']
-    result = _train(f'--workdir={workdir}', *args, '--train_steps=2')
-    assert result.returncode == 0, result.stderr[-2000:]
+    training.train(tiny_config(workdir, train_steps=2, checkpoint_every=2, log_every=2,
+                               image_every=0))  # in this process
     filler = disk / 'filler'
     free = shutil.disk_usage(disk).free
     with open(filler, 'wb') as f:  # leave less room than a checkpoint needs

@@ -19,8 +19,7 @@ import tensorflow as tf
 
 from tests.test_export import _snapshot
 from tfganebm import exporting
-from tfganebm import runs
-from tfganebm import training
+from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, 'export', 'sample_litert.py')
@@ -29,13 +28,18 @@ SCORER = os.path.join(ROOT, 'tools', 'score_samples.py')
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
-  """(workdir, export directory) of a tiny moons run trained two steps."""
+  """(workdir, export directory) of a tiny moons model: the workdir holds the config.json that
+  training writes (all the scorer reads of a run), the export its untrained networks (what
+  the runner's refusals need; training, load_run and export are tests/test_export.py's)."""
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('device')
-  training.train(tiny_config(root / 'run', train_steps=2))
-  model, config = runs.load_run(str(root / 'run'))
-  data_shape = model.data_shape
-  exporting.export(model, config, data_shape, str(root / 'exported'))
+  # The config as training records it in config.json (the data's shape and widths filled in).
+  config = model_lib.for_data(tiny_config(root / 'run', train_steps=2), (2,))
+  (root / 'run').mkdir()
+  workdir_lib.write_config(str(root / 'run'), config)
+  model = model_lib.build(config, (2,), inference=True)
+  exporting.export(model, config, (2,), str(root / 'exported'))
   return root / 'run', root / 'exported'
 
 
@@ -310,15 +314,21 @@ def test_reference_draws_put_real_points_at_the_floor_and_shifted_ones_above(sco
                     shifted['sliced_wasserstein'] / shifted['floor_sliced_wasserstein'])
 
 
-def test_scorer_reference_draws_on_the_command_line(exported, tmp_path):
+def test_scorer_reference_draws_through_its_main(exported, tmp_path, score_samples, capsys):
+  """--reference_draws through the scorer's main and its flags (in this process: the
+  command-line's one error line and exit status are
+  test_scorer_reports_a_bad_file_in_one_line_on_the_command_line's)."""
   path = tmp_path / 'samples.npy'
   np.save(path, np.random.default_rng(0).uniform(-1, 1, (200, 2)).astype(np.float32))
-  result = _run(SCORER, '--workdir', exported[0], '--reference_draws', '3', path)
-  assert result.returncode == 0, result.stderr
-  scores = json.loads(result.stdout.strip().splitlines()[-1])[str(path)]
+  score_samples.main(['--workdir', str(exported[0]), '--reference_draws', '3', str(path)])
+  scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])[str(path)]
   assert scores['reference_draws'] == 3 and scores['sliced_wasserstein_to_floor'] > 1
-  assert 'must be >= 0' in _error_line(
-      _run(SCORER, '--workdir', exported[0], '--reference_draws', '-1', path))
+  with pytest.raises(SystemExit) as exit_info:
+    score_samples.main(['--workdir', str(exported[0]), '--reference_draws', '-1', str(path)])
+  # sys.exit(message) prints it to stderr as the only line and exits with status 1.
+  line = exit_info.value.code
+  assert isinstance(line, str) and line.startswith('error:') and '\n' not in line
+  assert 'must be >= 0' in line
 
 
 def test_scorer_refuses_reference_draws_for_images(exported, tmp_path, monkeypatch, score_samples):

@@ -308,50 +308,6 @@ def test_litert_metropolis_chain_matches_tensorflow(exported):
   np.testing.assert_allclose(looped, x, atol=TOLERANCE)
 
 
-@pytest.fixture(scope='module')
-def exported_image_model(tmp_path_factory):
-  """An image model (MLP G and D, the report's conv E) on 28x28x1, trained a few steps."""
-  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
-  from tfganebm import networks  # pylint: disable=g-import-not-at-top
-  from tfganebm import replay  # pylint: disable=g-import-not-at-top
-  from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
-  shape = (28, 28, 1)
-  config = tiny_config(train_langevin_steps=3)
-  keras.utils.set_random_seed(0)
-  model = model_lib.GanEbm(networks.mlp_generator(8, shape, (32, 64)),
-                           networks.mlp_discriminator(shape, (32, 16)),
-                           networks.conv_energy(shape, (8, 8, 16, 16), dense_units=16),
-                           replay.ReplayBuffer(64, shape), latent_dim=8, seed=0,
-                           sampler=SamplerConfig(steps=3, step_size=0.01, noise=0.005))
-  model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
-  images = tf.random.stateless_uniform([16, *shape], [0, 1], -1.0, 1.0)
-  for _ in range(3):
-    model.train_step(images)
-  out = tmp_path_factory.mktemp('image_export') / 'exported'
-  exporting.export(model, config, shape, str(out))
-  return model, out
-
-
-def test_image_model_litert_matches_tensorflow(exported_image_model):
-  model, out = exported_image_model
-  rng = np.random.default_rng(0)
-  z = rng.standard_normal((4, 8)).astype(np.float32)
-  x = _runner(out / 'model.tflite', 'generate')(z=z)['x']
-  assert x.shape == (4, 28, 28, 1)
-  np.testing.assert_allclose(x, model.generator(z, training=False), atol=TOLERANCE)
-  np.testing.assert_allclose(_runner(out / 'model.tflite', 'energy')(x=x)['e'],
-                             model.energy_of(tf.constant(x)), atol=TOLERANCE)
-  steps, step_size = 5, np.float32(0.01)
-  noise = (0.005 * rng.standard_normal((steps, 4, 28, 28, 1))).astype(np.float32)
-  expected = model.generator(z, training=False)
-  for k in range(steps):
-    expected = langevin.langevin_step(model.energy_of, expected, noise[k], step_size, 1.0)
-  fused = _runner(out / 'model.tflite', 'sample')(z=z, noise=noise, step_size=step_size)['x']
-  np.testing.assert_allclose(fused, expected, atol=TOLERANCE)
-
-
 def test_fourier_feature_energy_exports_with_builtin_ops(tmp_path):
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -498,9 +454,9 @@ def _op_types(function, *specs):
 def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_model(
     tmp_path, capsys, monkeypatch):
   """DCGAN G and the conv E: LiteRT's file has no TRANSPOSE_CONV (whose dynamic output shape
-  keeps it off XNNPACK's threads), yet its G and chain step are the model's; the SavedModel
-  keeps TensorFlow's own kernels. While the export traces the XNNPACK form, another Keras
-  layer in the process still traces TensorFlow's own op."""
+  keeps it off XNNPACK's threads), yet its G, E, chain step and fused chain (`sample`) are
+  the model's; the SavedModel keeps TensorFlow's own kernels. While the export traces the
+  XNNPACK form, another Keras layer in the process still traces TensorFlow's own op."""
   import keras  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -536,14 +492,28 @@ def test_image_export_runs_convolutions_that_litert_threads_and_matches_the_mode
   rng = np.random.default_rng(0)
   z = rng.standard_normal((5, 8)).astype(np.float32)
   x = model.generator(z, training=False).numpy()
-  np.testing.assert_allclose(_runner(out / 'model.tflite', 'generate')(z=z)['x'], x, atol=1e-5)
+  generated = _runner(out / 'model.tflite', 'generate')(z=z)['x']
+  assert generated.shape == (5, 28, 28, 1)
+  np.testing.assert_allclose(generated, x, atol=1e-5)
+  energy_of = lambda v: model.energy_of(v, training=False)
+  np.testing.assert_allclose(_runner(out / 'model.tflite', 'energy')(x=x)['e'],
+                             energy_of(tf.constant(x)), atol=TOLERANCE)
   noise = (0.01 * rng.standard_normal(x.shape)).astype(np.float32)
-  expected = langevin.langevin_step(lambda v: model.energy_of(v, training=False), tf.constant(x),
-                                    noise, 1.0, 1.0, grad_clip=1.0).numpy()
+  expected = langevin.langevin_step(energy_of, tf.constant(x), noise, 1.0, 1.0,
+                                    grad_clip=1.0).numpy()
   got = _runner(out / 'model.tflite', 'langevin_step')(x=x, noise=noise,
                                                        step_size=np.float32(1.0))['x']
   np.testing.assert_allclose(got, expected, atol=1e-4)
   assert np.abs(expected - x).max() > 1e-3  # the step moved the images
+  # The fused chain: G and K steps in one call, fed the same noise.
+  steps, step_size = 5, np.float32(0.01)
+  noise = (0.005 * rng.standard_normal((steps, *x.shape))).astype(np.float32)
+  expected = tf.constant(x)
+  for k in range(steps):
+    expected = langevin.langevin_step(energy_of, expected, noise[k], step_size, 1.0,
+                                      grad_clip=1.0)
+  fused = _runner(out / 'model.tflite', 'sample')(z=z, noise=noise, step_size=step_size)['x']
+  np.testing.assert_allclose(fused, expected, atol=TOLERANCE)
   saved = tf.saved_model.load(str(out / 'saved_model')).signatures
   np.testing.assert_allclose(saved['generate'](z=tf.constant(z))['x'], x, atol=1e-5)
   graph = open(out / 'saved_model' / 'saved_model.pb', 'rb').read()

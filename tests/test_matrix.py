@@ -1,16 +1,20 @@
 """Every strategy and precision end to end, with a shipped config's own flags and periods:
-train -> SIGKILL after a checkpoint -> resume -> sample -> export -> the device runner.
+train -> stop after a checkpoint (SIGKILL, or a scheduler's SIGTERM) -> resume -> sample ->
+export -> the device runner.
 
 Training runs the command-line tool as a user does, with configs/moons.cfg's networks; the
 default strategy's float32 cell with its periods (--log_every=100, --checkpoint_every=1000:
-the host loop runs 100 steps per call), the others with a checkpoint every 200 steps (the
-same loop, fewer calls). Only the length of the training chains (60 -> 5 steps), the other strategies'
-run length and the final evaluation are cut, to keep the 5 cells within CI's time: they set
-the cost of a run, not the graph's structure.
+the host loop runs 100 steps per call), the others with a checkpoint every 100 steps (the
+same loop, fewer calls). Only the length of the training chains (60 -> 5 steps), the run
+length (the default float32 cell ends one call of 100 steps after its checkpoint, the others
+100 steps after theirs, when every replica's buffer is full) and the final evaluation are cut,
+to keep the 4 cells within CI's time: they set the cost of a run, not the graph's structure.
 Sampling, export and the device runner load a workdir the same way whatever trained it
-(G and E only, float32, one device): sampling runs in this process for every cell but one,
-export and the device runner for the default strategy's cells (one per precision), and all
-three as the command-line tools for the multi-worker mixed-precision cell.
+(G and E only, float32, one device), in this process: sampling for every cell, export (no
+bfloat16 node in the SavedModel) and the device runner once per precision, for the default
+float32 cell and the multi-worker mixed-precision one. Their command-line tools are
+tests/test_cli.py's and tests/test_sweep.py's (sample, export) and
+tests/test_own_data_runs.py's (the device runner).
 """
 
 import json
@@ -32,7 +36,7 @@ from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configs/moons.cfg as shipped (--log_every=100, --checkpoint_every=1000, its networks and
-# chains); only the final evaluation is smaller.
+# chains' step sizes); only the training chains and the final evaluation are shorter.
 MOONS = ['--flagfile=configs/moons.cfg', '--train_langevin_steps=5', '--eval_num_samples=200',
          '--langevin_steps=20']
 STRATEGIES = {
@@ -41,17 +45,22 @@ STRATEGIES = {
     'multi_worker_two_workers': ['--strategy=multi_worker'],
 }
 PRECISIONS = {'float32': [], 'mixed': ['--mixed_precision']}
-# Each strategy in float32, and mixed precision under the default strategy and across
-# processes. MirroredStrategy on one device runs the step of two replicas with one
+# Each strategy but multi-worker in float32, and mixed precision under the default strategy
+# and across processes. MirroredStrategy on one device runs the step of two replicas with one
 # (test_distribute.py trains it through the host loop); mixed precision on two in-process
 # replicas runs the casts of the multi-worker cell on the replica machinery of the float32
-# one: their cells added 2 minutes to CI and no code path.
-CELLS = [(strategy, precision) for strategy in STRATEGIES for precision in PRECISIONS
-         if (strategy, precision) != ('mirrored_two_replicas', 'mixed')]
+# one: their cells added 2 minutes to CI and no code path. Float32 on two replicas is the
+# mirrored cell's, so the multi-worker cell runs in mixed precision only: it checks the stop by
+# a scheduler's SIGTERM, mixed precision across processes and inference from what it trained
+# (a float32 multi-worker cell cost another minute of CI for paths the others run).
+CELLS = [('default', 'float32'), ('default', 'mixed'), ('mirrored_two_replicas', 'float32'),
+         ('multi_worker_two_workers', 'mixed')]
 # (first checkpoint, last step): the shipped period for the default strategy in float32,
-# shorter elsewhere.
-PERIODS = {('default', 'float32'): (1000, 1200)}
-OTHER_PERIODS = (200, 300)
+# shorter elsewhere. Every replica's buffer (10000 slots) is full at the end: each step writes
+# a replica's share of the batch of 128 into its partition, 64 with two replicas, and
+# 200 * 64 >= 10000.
+PERIODS = {('default', 'float32'): (1000, 1100)}
+OTHER_PERIODS = (100, 200)
 
 
 def _environments(strategy):
@@ -123,12 +132,17 @@ def _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first=1000,
   (or sends them `how`, a scheduler's SIGTERM); returns the step a resume starts from."""
   processes = _start(flags, _environments(strategy), tmp_path, 'first')
   index = workdir / 'checkpoints' / 'checkpoint'
+  # The other workers' own (scratch) saves of the step: a signal that reaches the workers
+  # before the slowest has saved stops them all at that step, already saved (the chief's
+  # index can be a second ahead of a worker's on a loaded machine).
+  indexes = [index, *(workdir / 'checkpoints' / f'.worker_{i}_scratch' / 'checkpoint'
+                      for i in range(1, len(processes)))]
   deadline = time.time() + 400
   while (time.time() < deadline and all(p.poll() is None for p in processes)
-         and not (index.exists() and f'ckpt-{first}' in index.read_text())):
+         and not all(i.exists() and f'ckpt-{first}' in i.read_text() for i in indexes)):
     time.sleep(0.1)
   if how != signal.SIGKILL:
-    time.sleep(0.5)  # past the periodic save
+    time.sleep(0.5)  # past the periodic save and the workers' agreement to go on
   for process in processes:
     if process.poll() is None:
       process.send_signal(how)
@@ -156,10 +170,10 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
   periods = [] if (strategy, precision) in PERIODS else [f'--checkpoint_every={first}']
   flags = [*MOONS, f'--workdir={workdir}', f'--train_steps={end}', *periods,
            *STRATEGIES[strategy], *PRECISIONS[precision]]
-  # The multi-worker float32 cell is stopped as a scheduler stops a job (SIGTERM to every
-  # task), the others killed outright.
+  # The multi-worker cell is stopped as a scheduler stops a job (SIGTERM to every task), the
+  # others killed outright.
   how = signal.SIGKILL
-  if (strategy, precision) == ('multi_worker_two_workers', 'float32'):
+  if strategy.startswith('multi_worker'):
     how = signal.SIGTERM  # the workers agree to stop at a period's end: 50 steps apart here
     flags.append('--log_every=50')
   resumed = _kill_after_first_checkpoint(flags, strategy, tmp_path, workdir, first, how)
@@ -188,10 +202,10 @@ def test_train_kill_resume_sample_export_device(tmp_path, strategy, precision):
                   f'--train_steps={end + 100}')
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert result.returncode != 0 and len(errors) == 1 and 'replica count' in errors[0]
-  if strategy.startswith('multi_worker') and precision == 'mixed':
-    _inference_through_the_command_line_tools(workdir, tmp_path)
-  else:  # the export reads what sampling reads: checked once per precision
-    _inference_in_process(workdir, tmp_path, export=strategy == 'default')
+  # The export reads what sampling reads: checked once per precision, float32 under the
+  # default strategy and mixed precision (no bfloat16 node exported) across workers.
+  _inference_in_process(workdir, tmp_path, export=(strategy, precision) in (
+      ('default', 'float32'), ('multi_worker_two_workers', 'mixed')))
 
 
 def _inference_in_process(workdir, tmp_path, export=True):
@@ -208,20 +222,3 @@ def _inference_in_process(workdir, tmp_path, export=True):
   x_device_gen, x_device = _device_samples(str(tmp_path / 'export' / 'model.tflite'), 64, 10)
   assert x_device.shape == (64, 2) and np.all(np.isfinite(x_device))
   assert not np.allclose(x_device_gen, x_device)
-
-
-def _inference_through_the_command_line_tools(workdir, tmp_path):
-  result = _run('-m', 'tfganebm.sample', f'--workdir={workdir}', f'--out={tmp_path}/samples',
-                '--num_samples=128', '--langevin_steps=20')
-  assert result.returncode == 0, result.stderr[-3000:]
-  for name in ('samples_generator.npy', 'samples_langevin.npy'):
-    x = np.load(tmp_path / 'samples' / name)
-    assert x.shape == (128, 2) and np.all(np.isfinite(x))
-  result = _run('-m', 'tfganebm.export', f'--workdir={workdir}', f'--out={tmp_path}/export')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert not _bfloat16_nodes(tmp_path / 'export' / 'saved_model' / 'saved_model.pb')
-  result = _run('export/sample_litert.py', str(tmp_path / 'export' / 'model.tflite'),
-                '--num_samples=64', '--langevin_steps=10', f'--out={tmp_path}/device')
-  assert result.returncode == 0, result.stderr[-3000:]
-  x = np.load(tmp_path / 'device' / 'samples.npy')
-  assert x.shape == (64, 2) and np.all(np.isfinite(x))

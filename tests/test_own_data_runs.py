@@ -12,15 +12,19 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import ROOT, run_module
+from tfganebm import cli
+from tfganebm import exporting
+from tfganebm import sample as sample_lib
+from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
 # A small run of configs/images.cfg's shape: DCGAN G and D and the conv E, widths scaled to
 # the data (the empty --*_units), without XLA.
-IMAGE_FLAGS = ['--flagfile=configs/images.cfg', '--generator_units=', '--discriminator_units=',
-               '--energy_units=', '--batch_size=16', '--train_langevin_steps=2',
-               '--langevin_steps=3', '--eval_num_samples=64', '--buffer_capacity=64',
-               '--checkpoint_every=20', '--log_every=10', '--image_every=0',
-               '--average_checkpoints=1', '--latent_dim=8']
+IMAGE_FLAGS = [f'--flagfile={ROOT}/configs/images.cfg', '--generator_units=',
+               '--discriminator_units=', '--energy_units=', '--batch_size=16',
+               '--train_langevin_steps=2', '--langevin_steps=3', '--eval_num_samples=64',
+               '--buffer_capacity=64', '--checkpoint_every=20', '--log_every=10',
+               '--image_every=0', '--average_checkpoints=1', '--latent_dim=8']
 
 
 def _png(path, image):
@@ -46,6 +50,13 @@ def _generator_weights(workdir):
           if n.startswith('generator/')}
 
 
+def _config(tmp_path, *flags):
+  """The Config `python -m tfganebm.train flags...` trains (the flags' file in `tmp_path`)."""
+  path = tmp_path / 'args.cfg'
+  path.write_text('\n'.join(flags) + '\n')
+  return cli.read_flagfile(str(path))
+
+
 def _train_command(dataset, workdir, *extra):
   return [sys.executable, '-m', 'tfganebm.train', *IMAGE_FLAGS, f'--dataset={dataset}',
           f'--workdir={workdir}', *extra]
@@ -54,12 +65,12 @@ def _train_command(dataset, workdir, *extra):
 @pytest.mark.slow
 def test_folder_run_killed_after_a_checkpoint_resumes_to_the_same_generator(tmp_path):
   folder = _blobs_folder(str(tmp_path / 'blobs'))
-  steps = '--train_steps=100'
+  # Checkpoints at 20 and 40: the kill below comes after the first, mid-run.
+  steps = '--train_steps=40'
+  # The reference, trained straight through in this process from the same flags.
   straight = tmp_path / 'straight'
-  result = subprocess.run(_train_command(f'folder:{folder}', straight, steps), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  # The same command, SIGKILLed once a checkpoint is saved, then run again.
+  training.train(_config(tmp_path, *_train_command(f'folder:{folder}', straight, steps)[3:]))
+  # The command, SIGKILLed once a checkpoint is saved, then run again.
   killed = tmp_path / 'killed'
   process = subprocess.Popen(_train_command(f'folder:{folder}', killed, steps), cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -89,17 +100,17 @@ def test_folder_run_killed_after_a_checkpoint_resumes_to_the_same_generator(tmp_
   for part in ('real_data', 'generator', 'generator_langevin'):
     assert metrics[part]['swd'] > 0 and metrics[part]['swd_level_sizes'] == [16]
 
-  # Sample with a quality curve, export, and run the export on the device runner.
+  # Sample with a quality curve, export (in this process: `python -m tfganebm.sample
+  # --workdir=W --num_samples=32 --out=O --langevin_steps=0,2,3`, `tfganebm.export`), and run
+  # the export on the device runner.
   out = tmp_path / 'samples'
-  result = run_module('tfganebm.sample', f'--workdir={straight}', '--num_samples=32',
-                      f'--out={out}', '--langevin_steps=0,2,3')
-  assert result.returncode == 0, result.stderr[-3000:]
+  sample_lib.sample_run(str(straight), str(out), 32, overrides={'langevin_steps': 3},
+                        steps_list=[0, 2, 3])
   assert np.load(out / 'samples_langevin.npy').shape == (32, 16, 16, 1)
   curve = json.loads((out / 'quality_vs_steps.json').read_text())
   assert [row['steps'] for row in curve['rows']] == [0, 2, 3] and 'swd' in curve['rows'][0]
   exported = tmp_path / 'export'
-  result = run_module('tfganebm.export', f'--workdir={straight}', f'--out={exported}')
-  assert result.returncode == 0, result.stderr[-3000:]
+  exporting.export_run(str(straight), str(exported))
   device = tmp_path / 'device'
   result = subprocess.run([sys.executable, os.path.join('export', 'sample_litert.py'),
                            str(exported / 'model.tflite'), '--num_samples=8',
@@ -109,12 +120,12 @@ def test_folder_run_killed_after_a_checkpoint_resumes_to_the_same_generator(tmp_
   samples = np.load(device / 'samples.npy')
   assert samples.shape == (8, 16, 16, 1) and np.all(np.abs(samples) <= 1)
 
-  # The run's own G, refined as a user's generator on the same folder; both on one page.
+  # The run's own G, refined as a user's generator on the same folder (`python -m
+  # tfganebm.refine` with these flags: train's main, in this process); both on one page.
   refined = tmp_path / 'refined'
-  result = run_module('tfganebm.refine', *IMAGE_FLAGS, f'--dataset=folder:{folder}',
-                      f'--generator={straight / "generator.keras"}', f'--workdir={refined}',
-                      '--train_steps=20')
-  assert result.returncode == 0, result.stderr[-3000:]
+  training.train(_config(tmp_path, *IMAGE_FLAGS, f'--dataset=folder:{folder}',
+                         f'--generator={straight / "generator.keras"}', f'--workdir={refined}',
+                         '--train_steps=20'))
   assert json.loads((refined / 'metrics.json').read_text())['generator']['swd'] > 0
   page = tmp_path / 'page.html'
   result = run_module('tfganebm.report', str(straight), str(refined), f'--out={page}')
@@ -129,19 +140,20 @@ def test_points_in_five_dimensions_train_sample_and_export(tmp_path):
   draw = lambda n: centres[rng.integers(4, size=n)] + rng.normal(size=(n, 5))
   np.savez(tmp_path / 'points.npz', x=draw(512), x_test=draw(256))
   workdir = tmp_path / 'run'
-  result = run_module('tfganebm.train', '--flagfile=configs/points.cfg',
-                      f'--dataset=npy:{tmp_path / "points.npz"}', f'--workdir={workdir}',
-                      '--train_steps=40', '--batch_size=32', '--generator_units=16,16',
-                      '--discriminator_units=16,16', '--energy_units=16,16',
-                      '--train_langevin_steps=3', '--langevin_steps=5', '--eval_num_samples=64',
-                      '--buffer_capacity=64', '--checkpoint_every=20', '--nojit_compile')
-  assert result.returncode == 0, result.stderr[-3000:]
+  # `python -m tfganebm.train` with these flags, in this process (tests/test_cli.py parses
+  # every configs/*.cfg, points.cfg included, with the command's flags).
+  training.train(_config(tmp_path, f'--flagfile={ROOT}/configs/points.cfg',
+                         f'--dataset=npy:{tmp_path / "points.npz"}', f'--workdir={workdir}',
+                         '--train_steps=40', '--batch_size=32', '--generator_units=16,16',
+                         '--discriminator_units=16,16', '--energy_units=16,16',
+                         '--train_langevin_steps=3', '--langevin_steps=5',
+                         '--eval_num_samples=64', '--buffer_capacity=64',
+                         '--checkpoint_every=20', '--nojit_compile'))
   metrics = json.loads((workdir / 'metrics.json').read_text())
   assert metrics['feature_space'] == 'points (5-D)'
   assert metrics['generator']['sliced_wasserstein'] > metrics['real_data']['sliced_wasserstein']
   assert 'energy' not in metrics  # no 2D grid for the density
   assert (workdir / 'samples.png').exists()
   exported = tmp_path / 'export'
-  result = run_module('tfganebm.export', f'--workdir={workdir}', f'--out={exported}')
-  assert result.returncode == 0, result.stderr[-3000:]
+  exporting.export_run(str(workdir), str(exported))
   assert json.loads((exported / 'export.json').read_text())['data_shape'] == [5]

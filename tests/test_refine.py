@@ -12,8 +12,12 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import TINY_FLAGS, run_module
+from tfganebm import cli
+from tfganebm import exporting
 from tfganebm import pretrained
 from tfganebm import runs
+from tfganebm import sample as sample_lib
+from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +27,15 @@ _run = run_module
 
 def _errors(result):
   return [line for line in result.stderr.splitlines() if line.startswith('error:')]
+
+
+def _refine_config(tmp_path, *flags):
+  """The Config `python -m tfganebm.refine flags...` trains: refine's main is train's, with
+  --generator required (the flags' file in `tmp_path`)."""
+  assert any(flag.startswith('--generator=') for flag in flags)
+  path = tmp_path / 'args.cfg'
+  path.write_text('\n'.join(flags) + '\n')
+  return cli.read_flagfile(str(path))
 
 
 def _users_generator(path, latent=4, activation='sigmoid', scale=1.0):
@@ -80,14 +93,13 @@ def test_refine_trains_only_e_and_keeps_the_users_generator(refined):
 
 def test_refined_run_samples_exports_and_runs_on_the_device(refined):
   user, root, workdir = refined
+  # `python -m tfganebm.sample --num_samples=50` and `tfganebm.export`, in this process.
   out = root / 'samples'
-  result = _run('tfganebm.sample', f'--workdir={workdir}', f'--out={out}', '--num_samples=50')
-  assert result.returncode == 0, result.stderr[-2000:]
+  sample_lib.sample_run(str(workdir), str(out), 50, overrides={})
   x_gen = np.load(out / 'samples_generator.npy')
   assert x_gen.shape == (50, 2) and x_gen.min() >= -1 and x_gen.max() <= 1
   exported = root / 'exported'
-  result = _run('tfganebm.export', f'--workdir={workdir}', f'--out={exported}')
-  assert result.returncode == 0, result.stderr[-2000:]
+  exporting.export_run(str(workdir), str(exported))
   info = json.loads((exported / 'export.json').read_text())
   assert info['latent_dim'] == 4 and 'sample' in info['signatures']
   device = root / 'device'
@@ -103,10 +115,13 @@ def test_refined_run_samples_exports_and_runs_on_the_device(refined):
 def test_finetune_generator_also_trains_g(refined, tmp_path):
   user, root, _ = refined
   workdir = tmp_path / 'run'
-  result = _run('tfganebm.refine', f'--generator={root / "mine.keras"}', '--generator_range=0,1',
-                '--finetune_generator', f'--workdir={workdir}', *TINY, '--train_steps=2')
-  assert result.returncode == 0, result.stderr[-3000:]
-  model, _ = runs.load_run(str(workdir))
+  # The refine command's flags, trained in this process (the `refined` fixture runs the
+  # command; its --finetune_generator flag is parsed by the refused refine of the last test).
+  training.train(_refine_config(tmp_path, f'--generator={root / "mine.keras"}',
+                                '--generator_range=0,1', '--finetune_generator',
+                                f'--workdir={workdir}', *TINY, '--train_steps=2'))
+  model, config = runs.load_run(str(workdir))
+  assert config.pretrained.finetune_generator
   z = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
   assert not np.allclose(model.generator(z), 2 * np.asarray(user(z)) - 1, atol=1e-6)
 
@@ -145,9 +160,8 @@ def test_a_new_run_takes_the_new_generator_and_a_refused_resume_writes_nothing(r
   fresh.mkdir()
   _users_generator(str(fresh / 'source_generator.keras'), latent=4)  # an earlier attempt's copy
   (fresh / 'source_generator.keras.source.json').write_text('{"source": "earlier.keras"}')
-  result = _run('tfganebm.refine', f'--generator={other}', '--generator_range=0,1',
-                f'--workdir={fresh}', *TINY, '--train_steps=2')
-  assert result.returncode == 0, result.stderr[-2000:]
+  training.train(_refine_config(tmp_path, f'--generator={other}', '--generator_range=0,1',
+                                f'--workdir={fresh}', *TINY, '--train_steps=2'))
   assert workdir_lib.read_config(str(fresh)).networks.latent_dim == 6
   # A file of that name that no refine wrote is the user's: refused, kept as it was.
   users = tmp_path / 'users'

@@ -8,7 +8,6 @@ import tfganebm
 from tfganebm import runs
 from tfganebm import sample
 from tfganebm import training
-from tfganebm import workdir as workdir_lib
 
 
 def test_load_run_and_sample_leave_numpy_and_python_random_state_as_they_were(tiny, tmp_path):
@@ -34,20 +33,3 @@ def test_load_run_and_sample_leave_numpy_and_python_random_state_as_they_were(ti
   second, _ = runs.load_run(str(workdir))
   for a, b in zip(first.generator.get_weights(), second.generator.get_weights()):
     np.testing.assert_array_equal(a, b)
-
-
-def test_load_run_averages_the_last_checkpoints_weights(tiny, tmp_path):
-  """--average_checkpoints=2: G's weights are the mean of the two last checkpoints'."""
-  workdir = tmp_path / 'run'
-  training.train(tiny(workdir, train_steps=4, checkpoint_every=2, average_checkpoints=2,
-                      eval_num_samples=16))
-  averaged, _ = runs.load_run(str(workdir))
-  assert averaged.averaged_steps == [2, 4]
-  snapshots = []
-  for step in (2, 4):
-    model, _ = runs.load_run(str(workdir), {'average_checkpoints': 1})
-    runs.restore_networks(model, f'{workdir_lib.checkpoint_dir(str(workdir))}/ckpt-{step}')
-    snapshots.append(model.generator.get_weights())
-  for mean, at_2, at_4 in zip(averaged.generator.get_weights(), *snapshots):
-    np.testing.assert_allclose(mean, (at_2 + at_4) / 2, rtol=1e-6, atol=1e-7)
-    assert not np.array_equal(at_2, at_4)

@@ -2,6 +2,7 @@
 checkpointed, no silent restart, a truthful flags.txt, one-line errors, no leftovers."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,7 +15,9 @@ import tensorflow as tf
 
 from tests.conftest import one_line_error
 from tests.conftest import tiny_config
+from tfganebm import cli
 from tfganebm import model as model_lib
+from tfganebm import training
 from tfganebm import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,8 +28,8 @@ TINY = ['--nojit_compile', '--num_examples=256', '--batch_size=32', '--generator
 # configs/moons.cfg as shipped, with its own periods (--log_every=100, --checkpoint_every=1000);
 # only the final evaluation is made smaller.
 # Training chains cut from 60 to 5 steps: they set the cost of a step, not what is tested.
-MOONS = ['--flagfile=configs/moons.cfg', '--train_langevin_steps=5', '--eval_num_samples=200',
-         '--langevin_steps=20']
+MOONS = [f'--flagfile={ROOT}/configs/moons.cfg', '--train_langevin_steps=5',
+         '--eval_num_samples=200', '--langevin_steps=20']
 
 
 def _run(module, *args, **kwargs):
@@ -35,6 +38,13 @@ def _run(module, *args, **kwargs):
 
 
 _assert_one_line_error = one_line_error
+
+
+def _config(tmp_path, *flags):
+  """The Config `python -m tfganebm.train flags...` trains (the flags' file in `tmp_path`)."""
+  path = tmp_path / 'args.cfg'
+  path.write_text('\n'.join(flags) + '\n')
+  return cli.read_flagfile(str(path))
 
 
 def _step(workdir):
@@ -46,8 +56,9 @@ def _step(workdir):
 def trained(tmp_path_factory):
   """A tiny run trained for 2 steps (checkpoint at step 2), made once; copy it to change it."""
   workdir = tmp_path_factory.mktemp('trained') / 'run'
-  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=2')
-  assert result.returncode == 0, result.stderr[-2000:]
+  # `python -m tfganebm.train --workdir=W *TINY --train_steps=2`, in this process.
+  training.train(tiny_config(workdir, train_steps=2))
+  assert _step(workdir) == 2
   return workdir
 
 
@@ -66,10 +77,9 @@ def _snapshot(directory):
 def test_divergence_stops_within_a_window_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / 'run'
   # A first checkpoint at 200 (the shipped 1000 would only make the test longer); the
-  # logging window is the shipped one.
-  result = _run('tfganebm.train', *MOONS, f'--workdir={workdir}', '--train_steps=200',
-                '--checkpoint_every=200')
-  assert result.returncode == 0, result.stderr[-2000:]
+  # logging window is the shipped one. In this process; the diverging run is the command.
+  training.train(_config(tmp_path, *MOONS, f'--workdir={workdir}', '--train_steps=200',
+                         '--checkpoint_every=200'))
   flags_before = (workdir / 'flags.txt').read_text()
   checkpoints_before = _snapshot(workdir / 'checkpoints')
 
@@ -124,17 +134,18 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 
 @pytest.mark.slow
-def test_damaged_checkpoint_index_resumes_from_the_files(trained, tmp_path):
+def test_damaged_checkpoint_index_resumes_from_the_files(trained, tmp_path, caplog):
   workdir = _copy(trained, tmp_path)
   index = workdir / 'checkpoints' / 'checkpoint'
+  caplog.set_level(logging.INFO, logger='absl')
   for damage, steps in (('garbage', 4), ('deleted', 6)):
     if damage == 'garbage':
       index.write_text('this is not a checkpoint state\n\x00\x01')
     else:
       index.unlink()
-    result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, f'--train_steps={steps}')
-    assert result.returncode == 0, (damage, result.stderr[-2000:])
-    assert f'resuming {workdir} at step {steps - 2}' in result.stderr, damage
+    caplog.clear()
+    training.train(tiny_config(workdir, train_steps=steps))
+    assert f'resuming {workdir} at step {steps - 2}' in caplog.text, damage
     assert _step(workdir) == steps
 
 
@@ -152,9 +163,10 @@ def test_a_workdir_keeps_its_model_without_flags_txt(trained, tmp_path):
 @pytest.mark.slow
 def test_flags_txt_is_the_truth_after_a_resume(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
-  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=4',
-                '--gd_learning_rate=0.0005', '--energy_learning_rate=0.0003')
-  assert result.returncode == 0, result.stderr[-2000:]
+  # The resume in this process (training writes flags.txt and its history); the refusals
+  # below are the commands.
+  training.train(_config(tmp_path, f'--workdir={workdir}', *TINY, '--train_steps=4',
+                         '--gd_learning_rate=0.0005', '--energy_learning_rate=0.0003'))
   model = model_lib.build(tiny_config(), (2,))  # the saved rates are read, not these
   tf.train.Checkpoint(**model.checkpoint_items()).restore(
       str(workdir / 'checkpoints' / 'ckpt-4')).expect_partial()
@@ -206,8 +218,7 @@ def test_leftovers_of_a_killed_save_are_removed(trained, tmp_path):
   (checkpoints / 'ckpt-9.data-00000-of-00001').write_bytes(b'')
   mine = workdir / 'notes.txt'
   mine.write_text('mine')
-  result = _run('tfganebm.train', f'--workdir={workdir}', *TINY, '--train_steps=4')
-  assert result.returncode == 0, result.stderr[-2000:]
+  training.train(tiny_config(workdir, train_steps=4))
   assert not (checkpoints / 'ckpt-7_temp').exists()
   assert not (checkpoints / 'ckpt-9.index').exists()
   assert not (checkpoints / 'ckpt-9.data-00000-of-00001').exists()
