@@ -41,6 +41,15 @@ def run_module(module, *args, cwd=ROOT):
                         text=True, cwd=cwd, timeout=600, check=False)
 
 
+def config_from_flags(tmp_path, *flags):
+  """The Config `python -m tfganebm.train flags...` (or `tfganebm.refine`, whose main is
+  train's) trains, read by the commands' own flag parser (the flags' file in `tmp_path`)."""
+  from tfganebm import cli  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'args.cfg'
+  path.write_text('\n'.join(flags) + '\n')
+  return cli.read_flagfile(str(path))
+
+
 def one_line_error(result, *words):
   """The one `error:` line of a failed command (a CompletedProcess) holding `words`; fails
   the test on a zero exit, a traceback, or more or fewer error lines."""

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, run_module
-from tfganebm import cli
+from tests.conftest import ROOT, config_from_flags, run_module
 from tfganebm import exporting
 from tfganebm import sample as sample_lib
 from tfganebm import training
@@ -50,13 +49,6 @@ def _generator_weights(workdir):
           if n.startswith('generator/')}
 
 
-def _config(tmp_path, *flags):
-  """The Config `python -m tfganebm.train flags...` trains (the flags' file in `tmp_path`)."""
-  path = tmp_path / 'args.cfg'
-  path.write_text('\n'.join(flags) + '\n')
-  return cli.read_flagfile(str(path))
-
-
 def _train_command(dataset, workdir, *extra):
   return [sys.executable, '-m', 'tfganebm.train', *IMAGE_FLAGS, f'--dataset={dataset}',
           f'--workdir={workdir}', *extra]
@@ -69,7 +61,7 @@ def test_folder_run_killed_after_a_checkpoint_resumes_to_the_same_generator(tmp_
   steps = '--train_steps=40'
   # The reference, trained straight through in this process from the same flags.
   straight = tmp_path / 'straight'
-  training.train(_config(tmp_path, *_train_command(f'folder:{folder}', straight, steps)[3:]))
+  training.train(config_from_flags(tmp_path, *_train_command(f'folder:{folder}', straight, steps)[3:]))
   # The command, SIGKILLed once a checkpoint is saved, then run again.
   killed = tmp_path / 'killed'
   process = subprocess.Popen(_train_command(f'folder:{folder}', killed, steps), cwd=ROOT,
@@ -123,7 +115,7 @@ def test_folder_run_killed_after_a_checkpoint_resumes_to_the_same_generator(tmp_
   # The run's own G, refined as a user's generator on the same folder (`python -m
   # tfganebm.refine` with these flags: train's main, in this process); both on one page.
   refined = tmp_path / 'refined'
-  training.train(_config(tmp_path, *IMAGE_FLAGS, f'--dataset=folder:{folder}',
+  training.train(config_from_flags(tmp_path, *IMAGE_FLAGS, f'--dataset=folder:{folder}',
                          f'--generator={straight / "generator.keras"}', f'--workdir={refined}',
                          '--train_steps=20'))
   assert json.loads((refined / 'metrics.json').read_text())['generator']['swd'] > 0
@@ -142,7 +134,7 @@ def test_points_in_five_dimensions_train_sample_and_export(tmp_path):
   workdir = tmp_path / 'run'
   # `python -m tfganebm.train` with these flags, in this process (tests/test_cli.py parses
   # every configs/*.cfg, points.cfg included, with the command's flags).
-  training.train(_config(tmp_path, f'--flagfile={ROOT}/configs/points.cfg',
+  training.train(config_from_flags(tmp_path, f'--flagfile={ROOT}/configs/points.cfg',
                          f'--dataset=npy:{tmp_path / "points.npz"}', f'--workdir={workdir}',
                          '--train_steps=40', '--batch_size=32', '--generator_units=16,16',
                          '--discriminator_units=16,16', '--energy_units=16,16',

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import TINY_FLAGS, run_module
-from tfganebm import cli
+from tests.conftest import TINY_FLAGS, config_from_flags, run_module
 from tfganebm import exporting
 from tfganebm import pretrained
 from tfganebm import runs
@@ -33,9 +32,7 @@ def _refine_config(tmp_path, *flags):
   """The Config `python -m tfganebm.refine flags...` trains: refine's main is train's, with
   --generator required (the flags' file in `tmp_path`)."""
   assert any(flag.startswith('--generator=') for flag in flags)
-  path = tmp_path / 'args.cfg'
-  path.write_text('\n'.join(flags) + '\n')
-  return cli.read_flagfile(str(path))
+  return config_from_flags(tmp_path, *flags)
 
 
 def _users_generator(path, latent=4, activation='sigmoid', scale=1.0):

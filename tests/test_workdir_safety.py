@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import config_from_flags
 from tests.conftest import one_line_error
 from tests.conftest import tiny_config
-from tfganebm import cli
 from tfganebm import model as model_lib
 from tfganebm import training
 from tfganebm import workdir as workdir_lib
@@ -38,13 +38,6 @@ def _run(module, *args, **kwargs):
 
 
 _assert_one_line_error = one_line_error
-
-
-def _config(tmp_path, *flags):
-  """The Config `python -m tfganebm.train flags...` trains (the flags' file in `tmp_path`)."""
-  path = tmp_path / 'args.cfg'
-  path.write_text('\n'.join(flags) + '\n')
-  return cli.read_flagfile(str(path))
 
 
 def _step(workdir):
@@ -78,7 +71,7 @@ def test_divergence_stops_within_a_window_and_keeps_the_last_good_checkpoint(tmp
   workdir = tmp_path / 'run'
   # A first checkpoint at 200 (the shipped 1000 would only make the test longer); the
   # logging window is the shipped one. In this process; the diverging run is the command.
-  training.train(_config(tmp_path, *MOONS, f'--workdir={workdir}', '--train_steps=200',
+  training.train(config_from_flags(tmp_path, *MOONS, f'--workdir={workdir}', '--train_steps=200',
                          '--checkpoint_every=200'))
   flags_before = (workdir / 'flags.txt').read_text()
   checkpoints_before = _snapshot(workdir / 'checkpoints')
@@ -165,7 +158,7 @@ def test_flags_txt_is_the_truth_after_a_resume(trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   # The resume in this process (training writes flags.txt and its history); the refusals
   # below are the commands.
-  training.train(_config(tmp_path, f'--workdir={workdir}', *TINY, '--train_steps=4',
+  training.train(config_from_flags(tmp_path, f'--workdir={workdir}', *TINY, '--train_steps=4',
                          '--gd_learning_rate=0.0005', '--energy_learning_rate=0.0003'))
   model = model_lib.build(tiny_config(), (2,))  # the saved rates are read, not these
   tf.train.Checkpoint(**model.checkpoint_items()).restore(

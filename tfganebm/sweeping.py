@@ -291,7 +291,7 @@ def _tuned(model, cell, seed):
   """(the sampler the chains of `cell` run, sweep.csv's tuning columns): a cell with a
   `target_accept` tunes its step size first (`tuning.tune`, from its step_size, over the
   longest of its lengths), and its row records what tuning chose."""
-  if cell.target_accept == 0:
+  if cell.target_accept == 0 or cell.steps == 0:  # G alone: no step to tune
     return cell, {}
   from tfganebm import tuning  # pylint: disable=g-import-not-at-top
   tuned, diagnostics = tuning.tune(model, cell, seed)

@@ -83,6 +83,26 @@ def acceptance(energy_fn, x, energy, grad, noise_sample, step_size, noise, grad_
   return proposal, proposal_energy, proposal_grad, probability
 
 
+def _move(energy_fn, x, energy, grad, draws, i, step_size, noise, grad_clip, low, high,
+          metropolis):
+  """Step i of a tuning chain: ((x, E, grad E) after it, its acceptance probability [B]). MALA
+  accepts or rejects; an unadjusted step is always taken, clipped to [low, high]."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfganebm import langevin  # pylint: disable=g-import-not-at-top
+  bounds = (low, high) if metropolis else (None, None)  # see `acceptance`
+  proposal, p_energy, p_grad, probability = acceptance(
+      energy_fn, x, energy, grad, draws.normal(x, i), step_size, noise, grad_clip, *bounds)
+  if metropolis:
+    taken = draws.uniform(tf.shape(probability), i) < probability
+    mask = tf.reshape(taken, [-1] + [1] * (len(x.shape) - 1))
+    return (tf.where(mask, proposal, x), tf.where(taken, p_energy, energy),
+            tf.where(mask, p_grad, grad)), probability
+  if low is None:  # unbounded: the proposal's energy and gradient are the new state's
+    return (proposal, p_energy, p_grad), probability
+  moved = tf.clip_by_value(proposal, low, high)
+  return (moved, *langevin.energy_and_gradient(energy_fn, moved, grad_clip)), probability
+
+
 def adapt(energy_fn, x, draws, steps, state, temperature, target, mu, grad_clip=0.0,
           low=-1.0, high=1.0, metropolis=False):
   """`steps` adapting steps from chains `x` [B, ...] (a python int: one tf.while_loop).
@@ -102,23 +122,12 @@ def adapt(energy_fn, x, draws, steps, state, temperature, target, mu, grad_clip=
   energy, grad = langevin.energy_and_gradient(energy_fn, x, grad_clip)
   trace = tf.TensorArray(tf.float32, size=steps, element_shape=[4])
   axes = list(range(1, len(x.shape)))
-  bounds = (low, high) if metropolis else (None, None)  # see `acceptance`
 
   def body(i, x, energy, grad, state, trace):
     step_size = tf.exp(state[2])
     noise = tf.sqrt(2.0 * step_size * temperature)
-    eps = draws.normal(x, i)
-    proposal, p_energy, p_grad, probability = acceptance(
-        energy_fn, x, energy, grad, eps, step_size, noise, grad_clip, *bounds)
-    if metropolis:
-      taken = draws.uniform(tf.shape(probability), i) < probability
-      mask = tf.reshape(taken, [-1] + [1] * len(axes))
-      new = (tf.where(mask, proposal, x), tf.where(taken, p_energy, energy),
-             tf.where(mask, p_grad, grad))
-    else:  # the unadjusted step is always taken (clipped to the data range)
-      moved = proposal if low is None else tf.clip_by_value(proposal, low, high)
-      moved_energy, moved_grad = langevin.energy_and_gradient(energy_fn, moved, grad_clip)
-      new = (moved, moved_energy, moved_grad)
+    new, probability = _move(energy_fn, x, energy, grad, draws, i, step_size, noise, grad_clip,
+                             low, high, metropolis)
     mean_accept = tf.reduce_mean(probability)
     norm = tf.reduce_mean(tf.sqrt(tf.reduce_sum(tf.square(grad), axes)))
     trace = trace.write(i, tf.stack([step_size, mean_accept, tf.reduce_mean(energy), norm]))
@@ -138,21 +147,11 @@ def measure(energy_fn, x, draws, steps, step_size, noise, grad_clip=0.0, low=-1.
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top
   x = tf.convert_to_tensor(x, tf.float32)
   energy, grad = langevin.energy_and_gradient(energy_fn, x, grad_clip)
-  axes = list(range(1, len(x.shape)))
-  bounds = (low, high) if metropolis else (None, None)  # see `acceptance`
 
   def body(i, x, energy, grad, total):
-    proposal, p_energy, p_grad, probability = acceptance(
-        energy_fn, x, energy, grad, draws.normal(x, i), step_size, noise, grad_clip, *bounds)
-    if metropolis:
-      taken = draws.uniform(tf.shape(probability), i) < probability
-      mask = tf.reshape(taken, [-1] + [1] * len(axes))
-      x, energy, grad = (tf.where(mask, proposal, x), tf.where(taken, p_energy, energy),
-                         tf.where(mask, p_grad, grad))
-    else:
-      x = proposal if low is None else tf.clip_by_value(proposal, low, high)
-      energy, grad = langevin.energy_and_gradient(energy_fn, x, grad_clip)
-    return i + 1, x, energy, grad, total + tf.reduce_mean(probability)
+    new, probability = _move(energy_fn, x, energy, grad, draws, i, step_size, noise, grad_clip,
+                             low, high, metropolis)
+    return (i + 1, *new, total + tf.reduce_mean(probability))
 
   _, _, _, _, total = tf.while_loop(lambda i, *_: i < steps, body,
                                     (tf.constant(0), x, energy, grad, tf.constant(0.0)),
