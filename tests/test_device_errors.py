@@ -33,9 +33,10 @@ def exported(tmp_path_factory):
   the runner's refusals need; training, load_run and export are tests/test_export.py's)."""
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   from tfganebm import model as model_lib  # pylint: disable=g-import-not-at-top
+  from tfganebm import sizing  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('device')
   # The config as training records it in config.json (the data's shape and widths filled in).
-  config = model_lib.for_data(tiny_config(root / 'run', train_steps=2), (2,))
+  config = sizing.for_data(tiny_config(root / 'run', train_steps=2), (2,))
   (root / 'run').mkdir()
   workdir_lib.write_config(str(root / 'run'), config)
   model = model_lib.build(config, (2,), inference=True)

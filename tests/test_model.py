@@ -198,7 +198,7 @@ def test_d_judges_the_steps_chains_as_real_and_g_samples_as_fake(gan_target):
   weights = model.generator.get_weights()
   x_gen = model.generator(rng.normal([32, model.latent_dim]), training=True).numpy()
   model.generator.set_weights(weights)  # BatchNorm's statistics: the step updates them
-  x_init, _ = model.replay_buffer.initial_chains(tf.constant(x_gen), rng)
+  x_init, _, _ = model.replay_buffer.initial_chains(tf.constant(x_gen), rng)
   x_chains = sampler_lib.run(model.chain_energy, x_init, rng, model.sampler).numpy()
   assert np.abs(x_chains - x_gen).max() > 1e-2  # the chains moved: the test tells them apart
   seen = []

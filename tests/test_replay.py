@@ -10,7 +10,8 @@ from tfganebm import replay
 def test_buffer_reuses_95_percent():
   buffer = replay.ReplayBuffer(1000, (2,), reuse_prob=0.95)
   buffer.push_(tf.tile(tf.range(1.0, 1001.0)[:, None], [1, 2]))
-  x_init, reused = buffer.initial_chains(-tf.ones([20000, 2]), tf.random.Generator.from_seed(0))
+  x_init, _, reused = buffer.initial_chains(-tf.ones([20000, 2]),
+                                           tf.random.Generator.from_seed(0))
   x_init, reused = x_init.numpy(), reused.numpy()
   assert abs(reused.mean() - 0.95) < 0.006  # 4 binomial standard deviations
   assert (x_init[reused] >= 1).all() and (x_init[~reused] == -1).all()
@@ -20,7 +21,8 @@ def test_buffer_reuses_95_percent():
 def test_buffer_never_returns_uninitialised_slots():
   buffer = replay.ReplayBuffer(100, (3,))
   buffer.push_(tf.ones([10, 3]))  # 90 slots still hold their zeros
-  x_init, reused = buffer.initial_chains(tf.fill([5000, 3], 7.0), tf.random.Generator.from_seed(1))
+  x_init, _, reused = buffer.initial_chains(tf.fill([5000, 3], 7.0),
+                                           tf.random.Generator.from_seed(1))
   x_init = x_init.numpy()
   assert reused.numpy().any()
   assert not (x_init == 0).any()
@@ -37,7 +39,7 @@ def test_sample_draws_only_filled_slots_and_all_of_them():
 def test_empty_buffer_starts_every_chain_fresh():
   buffer = replay.ReplayBuffer(100, (2,))
   x_fresh = tf.random.normal([50, 2])
-  x_init, reused = buffer.initial_chains(x_fresh, tf.random.Generator.from_seed(0))
+  x_init, _, reused = buffer.initial_chains(x_fresh, tf.random.Generator.from_seed(0))
   assert not reused.numpy().any()
   np.testing.assert_array_equal(x_init, x_fresh)
 
@@ -67,7 +69,10 @@ def test_buffer_reads_whole_pushed_rows_in_graph_mode_and_under_xla(jit_compile)
   buffer = replay.ReplayBuffer(50, (3,), reuse_prob=0.5, xla=jit_compile)
   buffer.push_(tf.reshape(tf.range(120.0), [40, 3]))
   rng = tf.random.Generator.from_seed(3)
-  fn = lambda fresh: (*buffer.initial_chains(fresh, rng), buffer.sample(16, rng))
+
+  def fn(fresh):
+    x_init, _, reused = buffer.initial_chains(fresh, rng)
+    return x_init, reused, buffer.sample(16, rng)
   x_init, reused, drawn = [t.numpy() for t in tf.function(fn, jit_compile=jit_compile)(
       -tf.ones([64, 3]))]
   assert reused.any() and not reused.all() and (x_init[~reused] == -1).all()

@@ -25,6 +25,8 @@ import os
 import tensorflow as tf
 import keras
 
+from tfganebm import conditioning
+
 
 def same_pad_before(in_size, out_size, kernel_size):
   """Rows of zeros a stride-2 'same' convolution pads before its input."""
@@ -123,9 +125,10 @@ class ChainEnergy:
   `stride_two_transpose` with the kernel made there, once per chain.
   """
 
-  def __init__(self, energy, groups=1, phases=None):
+  def __init__(self, energy, groups=1, phases=None, labels=None):
     self.energy = energy
     self.groups = max(int(groups), 1)
+    self.labels = labels  # a conditional E's class per chain [B], or None
     self._layers = list(energy.layers) if isinstance(energy, keras.Sequential) else None
     self._phases = phases or {}  # layer index -> (kernel, pad, phase_kernel(kernel, pad))
 
@@ -139,11 +142,15 @@ class ChainEnergy:
       if channels <= PHASE_MAX_CHANNELS and pad is not None:
         kernel = tf.convert_to_tensor(layer.kernel)
         phases[index] = (kernel, pad, phase_kernel(kernel, pad))
-    return ChainEnergy(self.energy, self.groups, phases)
+    return ChainEnergy(self.energy, self.groups, phases, self.labels)
+
+  def with_labels(self, labels):
+    """This E read as E(x, y) for chains of labels y [B] (a conditional E)."""
+    return ChainEnergy(self.energy, self.groups, self._phases, labels)
 
   def _forward(self, x):
     if self._layers is None:
-      return tf.reshape(self.energy(x, training=False), [-1])
+      return conditioning.energy(self.energy(x, training=False), self.labels)
     h = x
     for index, layer in enumerate(self._layers):
       if index not in self._phases:
@@ -154,7 +161,7 @@ class ChainEnergy:
         h = h + layer.bias
       if layer.activation is not None:
         h = layer.activation(h)
-    return tf.reshape(h, [-1])
+    return conditioning.energy(h, self.labels)
 
   def __call__(self, x):
     return self._forward(x)
@@ -169,13 +176,22 @@ class ChainEnergy:
   def split(self, x):
     """x [B, ...] in `groups` parts whose sizes differ by at most one; never an empty one
     (a replica's batch can be smaller than the groups)."""
+    return [part for _, part in self.split_chains(x)]
+
+  def split_chains(self, x):
+    """[(the E of a group's chains, the group's x)] for `split`'s groups (each E with its
+    chains' labels)."""
     groups = min(self.groups, x.shape[0] or self.groups)
     if groups == 1:
-      return [x]
+      return [(self, x)]
     size = tf.shape(x)[0]
     # Sizes differing by at most one, summing to the batch (Hermite's identity).
     sizes = tf.stack([(size + i) // groups for i in range(groups)])
-    return tf.split(x, sizes, num=groups)
+    parts = tf.split(x, sizes, num=groups)
+    if self.labels is None:
+      return [(self, part) for part in parts]
+    return [(self.with_labels(labels), part)
+            for labels, part in zip(tf.split(self.labels, sizes, num=groups), parts)]
 
 
 def cpu_cores():

@@ -11,6 +11,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tfganebm import conditioning
 from tfganebm import langevin
 from tfganebm import sampler as sampler_lib
 
@@ -64,7 +65,8 @@ def count_non_finite(x_gen, x_langevin, refuse, sampler):
 
 
 
-def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chains=None):
+def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chains=None,
+                 labels=None):
   """G samples and their refinement by `sampler`: the chains of `chains_at`, read at the
   sampler's length (and, for a trajectory, every `record_every` steps on the way).
 
@@ -75,6 +77,7 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chain
     sampler: a `SamplerConfig`; steps == 0 or a plain GAN gives no refinement.
     record_every: if > 0, also return the chain states every `record_every` steps, of the
       first `record_chains` chains (None: all).
+    labels: a conditional model's class of each sample [num_samples] (None: `chains_at`'s).
 
   Returns:
     (x_gen, x_langevin, trajectory) as numpy arrays in data space; the last two
@@ -82,10 +85,12 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chain
   """
   if model.energy is None or sampler.steps == 0:
     rng = tf.random.Generator.from_seed(seed, alg='philox')  # the stream of chains_at(seed)
-    return generate(model, rng.normal([num_samples, model.latent_dim])), None, None
+    return generate(model, rng.normal([num_samples, model.latent_dim]),
+                    sample_labels(model, num_samples, labels)), None, None
   frames = set(range(0, sampler.steps + 1, record_every)) if record_every else set()
   x_gen, x_langevin, trajectory = None, None, []
-  for k, x in chains_at(model, num_samples, seed, sampler, sorted(frames | {0, sampler.steps})):
+  for k, x in chains_at(model, num_samples, seed, sampler, sorted(frames | {0, sampler.steps}),
+                        labels):
     x_gen = x if k == 0 else x_gen
     x_langevin = x
     if k in frames:
@@ -93,10 +98,36 @@ def draw_samples(model, num_samples, seed, sampler, record_every=0, record_chain
   return x_gen, x_langevin, np.stack(trajectory) if record_every else None
 
 
-def generate(model, z):
-  """G(z) in inference mode, float32 numpy, in batches (see CHAIN_BATCH_VALUES)."""
+def sample_labels(model, num_samples, labels=None):
+  """The labels [num_samples] int32 of a conditional model's samples: `labels` (checked),
+  or without them the classes in turn (`conditioning.balanced`); None for an unconditional
+  model.
+
+  Raises:
+    ValueError: labels for an unconditional model, or out of its classes.
+  """
+  classes = getattr(model, 'num_classes', 0)
+  if not classes:
+    if labels is not None:
+      raise ValueError('labels were given, but the run is not conditional (--conditional)')
+    return None
+  if labels is None:
+    return conditioning.balanced(num_samples, classes)
+  labels = np.asarray(labels)
+  if labels.shape != (num_samples,) or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f'labels must be {num_samples} integers, got {labels.dtype} {labels.shape}')
+  if labels.size and not 0 <= labels.min() <= labels.max() < classes:
+    raise ValueError(f'labels must be classes 0..{classes - 1} of the run, got '
+                     f'{labels.min()}..{labels.max()}')
+  return labels.astype(np.int32)
+
+
+def generate(model, z, labels=None):
+  """G(z) in inference mode (a conditional G: G(z, labels)), float32 numpy, in batches (see
+  CHAIN_BATCH_VALUES)."""
   batch = chain_batch(model.data_shape)
-  return np.concatenate([model.inference_generator(z[i:i + batch]).numpy()
+  pick = lambda i: None if labels is None else tf.constant(labels[i:i + batch])
+  return np.concatenate([model.inference_generator(z[i:i + batch], pick(i)).numpy()
                          for i in range(0, max(len(z), 1), batch)])
 
 
@@ -128,10 +159,13 @@ def _chain_function(model, sampler):
                and shape.space == 'data' and shape.proposal == 'langevin')
 
     @tf.function(jit_compile=not grouped, autograph=False)
-    def advance(state, seed, first_step, steps, step_size, noise, grad_clip):
+    def advance(state, seed, first_step, steps, step_size, noise, grad_clip, labels=None):
       traced = model_ref()
-      energy_fn = traced.chain_energy if grouped else traced.energy_of
-      return sampler_lib.advance(energy_fn, traced.inference_generator, state,
+      energy_fn, generator_fn = traced.bound(labels)
+      if grouped:
+        energy_fn = (traced.chain_energy if labels is None
+                     else traced.chain_energy.with_labels(labels))
+      return sampler_lib.advance(energy_fn, generator_fn, state,
                                  langevin.NoiseStream(seed, first_step), shape, steps,
                                  step_size=step_size, noise=noise, grad_clip=grad_clip)
 
@@ -139,9 +173,10 @@ def _chain_function(model, sampler):
   return functions[key]
 
 
-def chains_at(model, num_samples, seed, sampler, steps_list):
+def chains_at(model, num_samples, seed, sampler, steps_list, labels=None):
   """The samples of G + k steps of `sampler` for each k of `steps_list`, from one set of
-  chains run once to the longest k (a chain's state at k steps is its state at k).
+  chains run once to the longest k (a chain's state at k steps is its state at k). A
+  conditional model's chain i samples class labels[i] (default: `sample_labels`).
 
   Yields:
     (k, x [num_samples, ...] numpy) in increasing k; k = 0 is G alone.
@@ -151,22 +186,25 @@ def chains_at(model, num_samples, seed, sampler, steps_list):
   advance = _chain_function(model, sampler)
   rng = tf.random.Generator.from_seed(seed, alg='philox')  # z, then the chains' noise seeds
   z = rng.normal([num_samples, model.latent_dim])
-  generator_fn = model.inference_generator
+  labels = sample_labels(model, num_samples, labels)
   scalars = [tf.constant(v, tf.float32) for v in (sampler.step_size, sampler.noise,
                                                     sampler.grad_clip)]
   batch = chain_batch(model.data_shape)
   seeds = _chain_seeds(rng, num_samples, batch)
+  starts = range(0, num_samples, batch)
+  batch_labels = [None if labels is None else tf.constant(labels[i:i + batch]) for i in starts]
+  generators = [model.bound(y)[1] for y in batch_labels]
   states = [sampler_lib.start(generator_fn, z[i:i + batch], sampler)
-            for i in range(0, num_samples, batch)]
+            for generator_fn, i in zip(generators, starts)]
   done = 0
   for k in sorted(set(steps_list)):
     if k == 0:
-      yield k, generate(model, z)
+      yield k, generate(model, z, labels)
       continue
     for i, seed in enumerate(seeds):  # each batch of chains goes on from step `done`
       states[i] = advance(states[i], seed, tf.constant(done, tf.int32),
-                          tf.constant(k - done, tf.int32), *scalars)
+                          tf.constant(k - done, tf.int32), *scalars, batch_labels[i])
     done = k
     yield k, np.concatenate([sampler_lib.to_data(generator_fn, state, sampler).numpy()
-                             for state in states])
+                             for generator_fn, state in zip(generators, states)])
 

@@ -107,6 +107,11 @@ class NetworkConfig(fields.Section):
                                          low=0, fixed=True)
   energy_fourier_scale: float = setting(4.0, 'Std of the Fourier feature frequencies (cycles per '
                                         'data unit).', low=0.0, fixed=True)
+  conditional: bool = setting(False, "Class-conditional: G(z, y), D(x, y) (projection "
+                              "discriminator) and E(x, y) on the data's labels; sample a class "
+                              'with --label.', fixed=True)
+  num_classes: int = setting(0, 'Classes of a conditional run; set by training from the labels '
+                             'and recorded in the workdir (leave it 0).', low=0, fixed=True)
 
 
 def _range_problem(value):  # --generator_range
@@ -153,6 +158,11 @@ class TrainConfig(fields.Section):
   alpha: float = setting(0.1, 'Weight of the energy regulariser.', low=0.0)
   real_noise: float = setting(0.0, 'Std of Gaussian noise added to real data in the energy '
                               'loss.', low=0.0)
+  classify_weight: float = setting(0.0, "--conditional: weight of E's classification loss "
+                                   '-log p(y|x) on the real batch, p(y|x) = softmax_y(-E(x, y)) '
+                                   '(JEM, Grathwohl et al. 2020), so that E also classifies and '
+                                   'E(x) = -logsumexp_y(-E(x, y)) samples without a class; 0: '
+                                   'E(x, y) learns by contrastive divergence alone.', low=0.0)
   buffer_capacity: int = setting(10000, 'Replay buffer slots.', low=1, fixed=True)
   buffer_reuse_prob: float = setting(0.95, 'Probability that a chain starts from the buffer '
                                      'rather than G(z).', low=0.0, high=1.0)
@@ -248,6 +258,14 @@ class Config:
        'holds data-space states)'),
       (('generator', 'model'), lambda generator, model: not generator or model == 'gan_ebm',
        '{0} refines a generator with an energy: it needs {1}=gan_ebm'),
+      (('classify_weight', 'conditional', 'model'), lambda weight, conditional, model:
+       weight == 0 or (conditional and model == 'gan_ebm'), '{0} > 0 trains E as a classifier '
+       'of the labels too: it needs {1} and {2}=gan_ebm'),
+      (('conditional', 'discriminator_pack'), lambda conditional, pack: not conditional
+       or pack == 1, '{0} gives D one label per sample: it needs {1}=1'),
+      (('conditional', 'generator'), lambda conditional, generator: not conditional
+       or not generator, '{0} with a pretrained --generator is not supported yet: refine an '
+       'unconditional generator, or train the conditional G from scratch'),
       (('train_langevin_target_accept', 'langevin_target_accept'), lambda train, _: train == 0,
        "{0} must be 0: the training chains' step size is set, not tuned; {1} tunes the "
        'sampler used after training'),

@@ -30,6 +30,7 @@ class Points:
   x: np.ndarray
   scale: Optional[tuple]  # (low, high) of the min-max scaling, None for fixed divisors
   mixture: Optional[Mixture] = None
+  labels: Optional[np.ndarray] = None  # [n] int: the moon or the mode of each point
 
 
 def _min_max(x, scale):
@@ -43,8 +44,8 @@ def moons(n, noise, seed, scale=None):
   Default noise 0.05. Held-out data pass the training `scale` so both share one map.
   """
   from sklearn import datasets
-  x, _ = datasets.make_moons(n, noise=0.05 if noise is None else noise, random_state=seed)
-  return Points(*_min_max(x, scale))
+  x, y = datasets.make_moons(n, noise=0.05 if noise is None else noise, random_state=seed)
+  return Points(*_min_max(x, scale), labels=y.astype(np.int64))
 
 
 def swissroll(n, noise, seed, scale=None):
@@ -62,7 +63,7 @@ def _mixture(n, centres, std, divisor, seed):
   modes = rng.integers(len(centres), size=n)
   x = centres[modes] + std * rng.standard_normal((n, 2))
   return Points((x / divisor).astype(np.float32), None,
-                Mixture((centres / divisor).astype(np.float32), std / divisor))
+                Mixture((centres / divisor).astype(np.float32), std / divisor), modes)
 
 
 def eight_gaussians(n, noise, seed, scale=None):
@@ -227,6 +228,7 @@ def load(data_config, seed=0, num_held_out=0):
     train, held_out = load_points(name, num_train, data_config.data_noise, seed,
                                   max(num_train, num_held_out))
     return Data(name, train.x, held_out.x, mixture=held_out.mixture, scale=train.scale,
+                train_labels=train.labels, held_out_labels=held_out.labels,
                 description=dict(source=name, held_out=f'a fresh draw (seed {seed + 1})',
                                  num_held_out=len(held_out.x)))
   from tfganebm import sources  # pylint: disable=g-import-not-at-top
@@ -262,7 +264,7 @@ def load_points(name, num_examples, noise, seed, num_held_out=None):
   return train, held_out
 
 
-def batches(x, batch_size, seed, start_step=0, num_steps=None):
+def batches(x, batch_size, seed, start_step=0, num_steps=None, labels=None):
   """A tf.data pipeline of shuffled batches, each a pure function of (seed, step).
 
   Epochs are reshuffled with a stateless permutation; the last partial batch of
@@ -276,9 +278,11 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
     seed: int, the run's seed.
     start_step: first step to yield.
     num_steps: number of batches, None for infinitely many.
+    labels: [n] class indices of x, or None.
 
   Returns:
-    tf.data.Dataset of [batch_size, *data_shape] float32 tensors.
+    tf.data.Dataset of [batch_size, *data_shape] float32 tensors; with `labels`, of
+    (x, y [batch_size] int32) pairs, y the labels of x's examples.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (flag parsing stays TF-free)
   from tfganebm import sources  # pylint: disable=g-import-not-at-top
@@ -297,17 +301,27 @@ def batches(x, batch_size, seed, start_step=0, num_steps=None):
     return tf.cast(batch, tf.float32)
   stop = math.inf if num_steps is None else start_step + num_steps
 
-  def examples_at(step):  # the examples (or files) of batch `step`
+  def indices_at(step):  # the examples' indices of batch `step`
     epoch, index = step // steps_per_epoch, step % steps_per_epoch
     order = tf.random.experimental.stateless_shuffle(
         tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-    return tf.gather(data, order[index * batch_size:(index + 1) * batch_size])
+    return order[index * batch_size:(index + 1) * batch_size]
+
+  examples_at = lambda step: tf.gather(data, indices_at(step))  # the examples (or files)
 
   steps = (tf.data.Dataset.range(start_step, stop) if num_steps is not None
            else tf.data.Dataset.counter(start_step))
   if files:  # the same order of examples, each file decoded in parallel
     images = steps.map(examples_at).unbatch().map(x.decode, num_parallel_calls=tf.data.AUTOTUNE,
                                                 deterministic=True)
-    return images.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
-  return steps.map(lambda step: to_float(examples_at(step)), num_parallel_calls=tf.data.AUTOTUNE,
-                   deterministic=True).prefetch(tf.data.AUTOTUNE)
+    result = images.batch(batch_size).map(to_float)
+  else:
+    result = steps.map(lambda step: to_float(examples_at(step)),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if labels is not None:
+    label_data = tf.constant(np.asarray(labels, np.int32))
+    steps = (tf.data.Dataset.range(start_step, stop) if num_steps is not None
+             else tf.data.Dataset.counter(start_step))
+    result = tf.data.Dataset.zip(result, steps.map(lambda step: tf.gather(label_data,
+                                                                          indices_at(step))))
+  return result.prefetch(tf.data.AUTOTUNE)

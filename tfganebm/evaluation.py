@@ -9,6 +9,8 @@
 import dataclasses
 import os
 
+import numpy as np
+
 from tfganebm import chains
 from tfganebm import data
 from tfganebm import evaluators
@@ -20,7 +22,7 @@ PROGRESSION_FRAMES = 6  # panels of the Langevin progression figure
 
 
 def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
-             refuse_non_finite=False, evaluator=None):
+             refuse_non_finite=False, evaluator=None, labels=None):
   """Samples of G and of G + `config.sampler`, their metrics.json and figures in `out_dir`.
 
   Args:
@@ -33,6 +35,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
       not finite; otherwise metrics.json counts them in `non_finite_samples`.
     evaluator: an `evaluators.EVALUATORS` instance for these samples, if at hand (shared
       with a quality curve of the same draw).
+    labels: a conditional model's class of each sample (default: the classes in turn,
+      `chains.sample_labels`); metrics.json then has each section's `label_accuracy`.
 
   Returns:
     (metrics dict, x_gen, x_langevin).
@@ -44,8 +48,10 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   frames = PROGRESSION_FRAMES - 1
   record_every = sampler.steps // frames if sampler.steps >= frames else 0
   bar = progress.Progress(5, f'evaluation of {num_samples} samples')
+  labels = chains.sample_labels(model, num_samples, labels)
   x_gen, x_langevin, trajectory = chains.draw_samples(model, num_samples, seed, sampler,
-                                                      record_every, evaluator.trajectory_chains)
+                                                      record_every, evaluator.trajectory_chains,
+                                                      labels)
   bar.update(1, f'drew G and {sampler.describe()}')
   non_finite = chains.count_non_finite(x_gen, x_langevin, refuse_non_finite, sampler)
   result = dict(dataset=config.data.dataset, model=config.networks.model, step=step,
@@ -61,6 +67,11 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
     result['non_finite_samples'] = non_finite
   if x_langevin is not None:
     result['generator_langevin'] = evaluator(x_langevin)
+  if labels is not None:
+    result['labels'] = dict(asked=np.bincount(labels, minlength=model.num_classes).tolist())
+    for name, x in (('generator', x_gen), ('generator_langevin', x_langevin)):
+      if x is not None:
+        result[name]['label_accuracy'] = evaluator.label_accuracy(x, labels)
   bar.update(1, 'scored G + chain')
   if model.energy is not None:
     energy = evaluator.energy_metrics(model)
@@ -87,7 +98,8 @@ QUALITY_FILE = 'quality_vs_steps'  # .json, .csv and .png
 
 
 def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=0,
-                          baseline=None, dataset=None, evaluator=None, measured=None):
+                          baseline=None, dataset=None, evaluator=None, measured=None,
+                          labels=None):
   """Quality against sampling cost: the metrics of G + k steps of `config.sampler`, for
   each k of `steps_list`, against the held-out data, beside the real-data floor and
   (with `baseline`, a plain GAN's model) the plain GAN's G at the same sample size.
@@ -98,6 +110,8 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
   `evaluator` and `measured` (the dict `evaluate` returned for the same model, draw and
   sampler) let a caller that has just evaluated share that work: their G, G + K and
   floor metrics are taken, not scored again, and the chains stop at the longest k left.
+  `labels`: a conditional model's classes, as for `evaluate` (each row then has the
+  `label_accuracy` of G + k steps).
 
   Returns:
     the JSON dict: sampler, rows [{steps, metrics...}], floor, baseline.
@@ -112,9 +126,12 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
   by_steps = {k: known[k] for k in set(steps_list) & set(known)}
   todo = sorted(set(steps_list) - set(by_steps))
   bar = progress.Progress(len(todo), 'quality against chain length')
-  for k, x in chains.chains_at(model, num_samples, seed, sampler, todo) if todo else ():
+  labels = chains.sample_labels(model, num_samples, labels)
+  for k, x in chains.chains_at(model, num_samples, seed, sampler, todo, labels) if todo else ():
     chains.count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
     by_steps[k] = evaluator(x)
+    if labels is not None:
+      by_steps[k]['label_accuracy'] = evaluator.label_accuracy(x, labels)
     bar.update(1, f'{dataclasses.replace(sampler, steps=k).describe()}: '
                   f'{_headline(by_steps[k], evaluator.headline)}')
   bar.close()
@@ -124,8 +141,9 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
                 num_samples=num_samples, seed=seed, rows=rows,
                 floor=measured['real_data'] if measured else evaluator(evaluator.floor))
   if baseline is not None:
-    x_base, _, _ = chains.draw_samples(baseline, num_samples, seed,
-                                       dataclasses.replace(sampler, steps=0))  # its G alone
+    x_base, _, _ = chains.draw_samples(baseline, num_samples, seed,  # its G alone
+                                       dataclasses.replace(sampler, steps=0),
+                                       labels=labels if baseline.num_classes else None)
     result['baseline'] = evaluator(x_base)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, QUALITY_FILE)

@@ -20,6 +20,7 @@ from tfganebm import plots
 from tfganebm import sources
 
 GRID_RESOLUTION = 200  # cells per axis of the [-1, 1]^2 density grid
+LABEL_NEIGHBOURS = 10  # held-out points that vote on the class of a sample point
 
 
 def energy_density_grid(model, resolution=GRID_RESOLUTION):
@@ -53,13 +54,21 @@ class PointsEvaluator:
     del seed  # the distances need no seed
     if config.data.dataset in data.DATASETS or dataset is None:
       dataset = load_data(config, num_held_out=2 * num_samples)
-    held_out = dataset.held_out
+    held_out, labels = dataset.held_out, dataset.held_out_labels
     if config.data.dataset in data.DATASETS:  # drawn afresh: the draw is already random
       self.real, self.floor = held_out[:num_samples], held_out[num_samples:2 * num_samples]
+      real_labels = None if labels is None else labels[:num_samples]
     else:
-      held_out = held_out[np.random.default_rng(0).permutation(len(held_out))]
+      order = np.random.default_rng(0).permutation(len(held_out))
+      held_out = held_out[order]
       half = len(held_out) // 2
       self.real, self.floor = held_out[:half], held_out[half:][:num_samples]
+      real_labels = None if labels is None else labels[order][:half]
+    self.neighbours = None  # the class of a point: its nearest held-out points' (labelled data)
+    if real_labels is not None:
+      from sklearn import neighbors  # pylint: disable=g-import-not-at-top
+      self.neighbours = neighbors.KNeighborsClassifier(LABEL_NEIGHBOURS).fit(self.real,
+                                                                              real_labels)
     self.scorer = PointsScorer(self.real, dataset.mixture)
     self.dimension = int(held_out.shape[1])
     self.info = dict(feature_space=f'points ({self.dimension}-D)',
@@ -69,6 +78,13 @@ class PointsEvaluator:
 
   def __call__(self, x):
     return self.scorer(x)
+
+  def label_accuracy(self, x, labels):
+    """The fraction of points x whose class, by their nearest labelled held-out points,
+    is the one asked (`labels`); None without labels."""
+    if self.neighbours is None:
+      return None
+    return float(np.mean(self.neighbours.predict(x) == labels))
 
   def energy_metrics(self, model):
     if self.dimension != 2:
@@ -115,6 +131,14 @@ class ImageEvaluator:
 
   def __call__(self, x):
     return self.scorer(x, self.seed)
+
+  def label_accuracy(self, x, labels):
+    """The fraction of images x that the metrics classifier reads as the class asked
+    (`labels`); None for unlabelled images."""
+    if not isinstance(self.scorer, ImageScorer):
+      return None
+    _, probabilities = self.scorer.classifier.features_and_probabilities(x)
+    return float(np.mean(np.asarray(probabilities).argmax(1) == labels))
 
   def energy_metrics(self, model):
     del model

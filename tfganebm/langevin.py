@@ -193,11 +193,13 @@ def langevin(energy_fn, x_init, rng, steps, step_size, noise, grad_clip=0.0,
   chain = _metropolis_chain if metropolis else _chain
   args = (steps, step_size, noise, grad_clip, low, high, record_every)
   draws = NoiseStream.of(rng)
-  parts = energy_fn.split(x_init) if hasattr(energy_fn, 'split') else [x_init]
+  parts = (energy_fn.split_chains(x_init) if hasattr(energy_fn, 'split_chains')
+           else [(energy_fn, x_init)])
   if len(parts) == 1:
     return chain(energy_fn, x_init, draws, *args)
-  # Chain groups (chain_energy): each group a chain of its own, side by side.
-  results = [chain(energy_fn, part, draws.group(g), *args) for g, part in enumerate(parts)]
+  # Chain groups (chain_energy): each group a chain of its own (and E, with its labels).
+  results = [chain(part_energy, part, draws.group(g), *args)
+             for g, (part_energy, part) in enumerate(parts)]
   if record_every:
     return (tf.concat([state for state, _ in results], 0),
             tf.concat([records for _, records in results], 1))

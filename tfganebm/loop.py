@@ -165,7 +165,8 @@ def fit(model, strategy, jit_compile, saves, dataset, config, start, chief, stop
   ends it at the end of the steps in flight, which are then saved (`saves.at_stop`)."""
   total, run_config = config.train.train_steps, config.run
   batches = data.batches(dataset.train, config.train.batch_size, run_config.seed, start,
-                         total - start)
+                         total - start,
+                         labels=dataset.train_labels if config.networks.conditional else None)
   iterator = iter(strategy.experimental_distribute_dataset(batches))
   writer = (tf.summary.create_file_writer(os.path.join(run_config.workdir, 'tensorboard'))
             if chief else tf.summary.create_noop_writer())

@@ -7,46 +7,16 @@ real, and nothing else changes, so the two are compared on identical code.
 import keras
 import tensorflow as tf
 
+from tfganebm import averages
 from tfganebm import chain_energy
-from tfganebm import config as config_lib
+from tfganebm import conditioning
 from tfganebm import data
 from tfganebm import losses
 from tfganebm import networks
 from tfganebm import replay
 from tfganebm import sampler as sampler_lib
 from tfganebm import seeding
-
-
-class WeightAverage(tf.Module):
-  """The exponential moving average of a network's weights, BatchNorm's statistics too
-  (`--ema_decay`). After training step t it moves towards the network by
-  1 - min(decay, (1 + t) / (10 + t)), so a short run's average does not stay near the
-  initial weights. Checkpointed with the run; sampling, evaluation and export read it."""
-
-  def __init__(self, network, decay, name):
-    super().__init__(name=name)
-    self.decay = float(decay)
-    # The first replica's: trained weights are the same on every replica (BatchNorm's
-    # statistics are each replica's own; the checkpoint keeps the first's too).
-    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
-    self.averages = [tf.Variable(weight.numpy().astype('float32'), trainable=False,
-                                 aggregation=first, name=f'average_{i}')
-                     for i, weight in enumerate(network.weights)]
-
-  def update(self, network, step):
-    t = tf.cast(step, tf.float32)
-    decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
-    for average, weight in zip(self.averages, network.weights):
-      average.assign_sub((1.0 - decay) * (average - tf.cast(weight, tf.float32)))
-
-  def copy_to(self, network):
-    """Gives `network` the averaged weights."""
-    weights = network.weights
-    if len(weights) != len(self.averages):
-      raise ValueError(f'{len(self.averages)} averaged weights for a network with '
-                       f'{len(weights)}')
-    for weight, average in zip(weights, self.averages):
-      weight.assign(tf.cast(average, weight.dtype))
+from tfganebm import sizing
 
 
 class GanEbm(keras.Model):
@@ -57,17 +27,20 @@ class GanEbm(keras.Model):
 
   def __init__(self, generator, discriminator, energy, replay_buffer, *, latent_dim, seed,
                alpha=0.1, real_noise=0.0, gd_updates=1, sampler=None, train_generator=True,
-               gan_target='chains', chain_groups=1, ema_decay=0.0, lr_decay=None, **kwargs):
+               gan_target='chains', chain_groups=1, ema_decay=0.0, lr_decay=None,
+               num_classes=0, classify_weight=0.0, **kwargs):
     """`sampler`: the training chains' `SamplerConfig` (default: its defaults);
     `train_generator=False` keeps G (a user's pretrained one) and D as they are: only E
     learns, from chains that start at G's samples and the replay buffer. `gan_target`:
     D's real batch, the chains (report) or the data (G a plain GAN, E its correction).
     `chain_groups`: the data-space training chains' batch runs as this many concurrent
-    groups (`chain_energy.ChainEnergy`). `ema_decay` > 0: keep a `WeightAverage` of each
+    groups (`chain_energy.ChainEnergy`). `ema_decay` > 0: keep an `averages.WeightAverage` of each
     network that learns, G and E (`averages`, checkpointed as `generator_average` and
     `energy_average`). `lr_decay`: (start, end) steps: from step start the optimizers'
     learning rates fall linearly from their compiled values towards 0 at step end (the
-    last step, end - 1, at 1 / (end - start) of them)."""
+    last step, end - 1, at 1 / (end - start) of them). `num_classes` > 0: a conditional
+    model (G(z, y), D(x, y), E with one energy per class, `conditioning`) trained on (x, y)
+    batches; `classify_weight`: the weight of E's classification loss on real data (JEM)."""
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
@@ -77,6 +50,8 @@ class GanEbm(keras.Model):
                          if energy is not None else None)
     self.replay_buffer = replay_buffer
     self.latent_dim = latent_dim
+    self.num_classes = int(num_classes)
+    self.classify_weight = float(classify_weight)
     self.alpha = alpha
     if gd_updates < 1 or (gd_updates > 1 and energy is None):
       raise ValueError(f'gd_updates must be 1, or more with an energy (its replay buffer '
@@ -103,10 +78,11 @@ class GanEbm(keras.Model):
       for name, network in (('generator', generator if train_generator else None),
                             ('energy', energy)):
         if network is not None:
-          self.averages[name] = WeightAverage(network, ema_decay, f'{name}_average')
+          self.averages[name] = averages.WeightAverage(network, ema_decay, f'{name}_average')
     names = ['d_loss', 'g_loss'] if train_generator else []
     if energy is not None:
       names += ['e_loss', 'energy_real', 'energy_ebm', 'buffer_reuse']
+      names += ['classify_loss'] if self.classify_weight else []
     self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
     self.built = True  # the networks are built from their Inputs; fit() must not call us on data
 
@@ -130,14 +106,38 @@ class GanEbm(keras.Model):
   @property
   def data_shape(self):
     """The shape of one example, e.g. (2,) or (28, 28, 1)."""
+    if self.num_classes:
+      return tuple(self.generator.output_shape[1:])
     return tuple(self.generator.compute_output_shape((None, self.latent_dim))[1:])
 
-  def call(self, z, training=False):
-    return self.generator(z, training=training)
+  def call(self, z, training=False, labels=None):
+    return self._g(z, labels, training)
 
-  def energy_of(self, x, training=False):
-    """E(x): x [B, *data_shape] -> [B]."""
-    return tf.reshape(self.energy(x, training=training), [-1])
+  def _g(self, z, labels, training):
+    """G(z), or G(z, y) for a conditional model (labels None: classes in turn by row)."""
+    if not self.num_classes:
+      return self.generator(z, training=training)
+    if labels is None:
+      labels = tf.range(tf.shape(z)[0]) % self.num_classes
+    return self.generator([z, tf.cast(labels, tf.int32)], training=training)
+
+  def _d(self, x, labels):
+    return self.discriminator([x, labels] if self.num_classes else x, training=True)
+
+  def energy_of(self, x, training=False, labels=None):
+    """E(x): x [B, *data_shape] -> [B]; for a conditional model E(x, y) of labels y [B],
+    or without labels the marginal E(x) = -logsumexp_y(-E(x, y))."""
+    return conditioning.energy(self.energy(x, training=training), labels)
+
+  def bound(self, labels):
+    """(x -> E(x, y), z -> G(z, y)) in inference mode for labels y [B] (a conditional
+    model), or (E, G) (labels None)."""
+    return (lambda x: self.energy_of(x, labels=labels),
+            lambda z: self.inference_generator(z, labels))
+
+  def _chain_energy(self, labels):
+    """The training chains' E (`chain_energy.ChainEnergy`), for these labels if any."""
+    return self.chain_energy if labels is None else self.chain_energy.with_labels(labels)
 
   def _apply(self, optimizer, network, tape, loss):
     variables = network.trainable_variables
@@ -150,34 +150,34 @@ class GanEbm(keras.Model):
     replica's mean as one example of a global batch of one per replica."""
     return tf.nn.compute_average_loss(tf.reshape(loss, [1]))
 
-  def _update_gd(self, x_d_real, x_gen, batch):
-    """One D step (x_d_real real, x_gen fake), then one G step on fresh z."""
+  def _update_gd(self, x_d_real, y_d_real, x_gen, y_gen, batch):
+    """One D step (x_d_real real, x_gen fake; y: their labels, or None), then one G step
+    on fresh z (with the labels y_gen)."""
     with tf.GradientTape() as tape:
-      d_loss = losses.discriminator_loss(
-          self.discriminator(x_d_real, training=True),
-          self.discriminator(tf.stop_gradient(x_gen), training=True))
+      d_loss = losses.discriminator_loss(self._d(x_d_real, y_d_real),
+                                         self._d(tf.stop_gradient(x_gen), y_gen))
       scaled = self._per_replica(d_loss)
     self._apply(self.d_optimizer, self.discriminator, tape, scaled)
 
     z_hat = self.rng.normal([batch, self.latent_dim])
     with tf.GradientTape() as tape:
-      g_loss = losses.generator_loss(
-          self.discriminator(self.generator(z_hat, training=True), training=True))
+      g_loss = losses.generator_loss(self._d(self._g(z_hat, y_gen, True), y_gen))
       scaled = self._per_replica(g_loss)
     self._apply(self.g_optimizer, self.generator, tape, scaled)
     self.trackers['d_loss'].update_state(d_loss)
     self.trackers['g_loss'].update_state(g_loss)
 
-  def _generate(self, batch):
+  def _generate(self, batch, labels=None):
     # Under mixed precision G computes in bfloat16; chains, buffer and E stay float32.
     # A frozen G runs in inference mode: its BatchNorm statistics stay the user's.
-    return tf.cast(self.generator(self.rng.normal([batch, self.latent_dim]),
-                                  training=self.train_generator), tf.float32)
+    return tf.cast(self._g(self.rng.normal([batch, self.latent_dim]), labels,
+                           self.train_generator), tf.float32)
 
-  def inference_generator(self, z):
+  def inference_generator(self, z, labels=None):
     """G in inference mode (BatchNorm's moving statistics), float32 out: the G that chains
-    in latent space and every sampler after training map z through."""
-    return tf.cast(self.generator(z, training=False), tf.float32)
+    in latent space and every sampler after training map z through (a conditional G: with
+    labels [B], or without them classes in turn by row)."""
+    return tf.cast(self._g(z, labels, False), tf.float32)
 
   def reset_learning_rates(self):
     """The compiled rates back in the optimizers (a checkpoint restores the rates it was
@@ -195,46 +195,69 @@ class GanEbm(keras.Model):
     self._scale_learning_rates(tf.clip_by_value(
         tf.cast(end - self.step, tf.float32) / float(end - start), 0.0, 1.0))
 
-  def train_step(self, x_real):
+  def _run_chains(self, x_gen, y_real, batch):
+    """The step's chains: (x_ebm, their labels (None unconditional), which started from
+    the buffer [B] bool). A chain keeps the label of its start: G's sample's, or the one
+    its buffer slot holds."""
+    if self.sampler.space == 'latent':
+      # Chains in z from the prior (Algorithm 2 without the buffer), x = G(z).
+      energy_fn, generator_fn = self.bound(y_real)
+      x_ebm = sampler_lib.refine(energy_fn, generator_fn,
+                                 self.rng.normal([batch, self.latent_dim]), self.rng,
+                                 self.sampler)
+      return tf.stop_gradient(x_ebm), y_real, tf.zeros([batch], tf.bool)
+    x_init, y_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen),
+                                                               self.rng, y_real)
+    x_ebm = sampler_lib.run(self._chain_energy(y_init), x_init, self.rng, self.sampler)
+    return tf.stop_gradient(x_ebm), y_init, reused
+
+  def _update_energy(self, x_real, y_real, x_ebm, y_ebm, batch):
+    """One E step: real (x, y) down, chains up (and with classify_weight, JEM's
+    classification loss on the real batch)."""
+    x_pos = x_real
+    if self.real_noise > 0:
+      x_pos = tf.clip_by_value(x_pos + self.real_noise * self.rng.normal(tf.shape(x_pos)),
+                               -1.0, 1.0)
+    labels = None if y_real is None else tf.concat([y_real, y_ebm], 0)
+    with tf.GradientTape() as tape:
+      class_energies = self.energy(tf.concat([x_pos, x_ebm], 0), training=True)
+      energies = conditioning.energy(class_energies, labels)
+      energy_real, energy_ebm = energies[:batch], energies[batch:]
+      e_loss = losses.energy_loss(energy_real, energy_ebm, self.alpha)
+      if self.classify_weight:
+        classify = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            y_real, -class_energies[:batch]))
+        e_loss += self.classify_weight * classify
+        self.trackers['classify_loss'].update_state(classify)
+      scaled = self._per_replica(e_loss)
+    self._apply(self.e_optimizer, self.energy, tape, scaled)
+    self.trackers['e_loss'].update_state(e_loss)
+    self.trackers['energy_real'].update_state(tf.reduce_mean(energy_real))
+    self.trackers['energy_ebm'].update_state(tf.reduce_mean(energy_ebm))
+
+  def train_step(self, batch_data):
+    """One step of Algorithm 3 on a batch x [B, ...], or (x, y [B] int32) when conditional."""
     if self.lr_decay is not None:
       self._decay_learning_rates()
+    x_real, y_real = batch_data if self.num_classes else (batch_data, None)
     batch = tf.shape(x_real)[0]
-    x_gen = self._generate(batch)
+    x_gen = self._generate(batch, y_real)
+    x_d_real, y_d_real = x_real, y_real
     if self.energy is not None:
-      if self.sampler.space == 'latent':
-        # Chains in z from the prior (Algorithm 2 without the buffer), x = G(z).
-        x_ebm = tf.stop_gradient(sampler_lib.refine(
-            self.energy_of, self.inference_generator, self.rng.normal([batch, self.latent_dim]),
-            self.rng, self.sampler))
-        reused = tf.zeros([batch], tf.bool)
-      else:
-        x_init, reused = self.replay_buffer.initial_chains(tf.stop_gradient(x_gen), self.rng)
-        x_ebm = tf.stop_gradient(sampler_lib.run(self.chain_energy, x_init, self.rng,
-                                                   self.sampler))
-      self.replay_buffer.push_(x_ebm)
-      x_d_real = x_ebm if self.gan_target == 'chains' else x_real
-    else:
-      x_d_real = x_real
+      x_ebm, y_ebm, reused = self._run_chains(x_gen, y_real, batch)
+      self.replay_buffer.push_(x_ebm, y_ebm)
+      if self.gan_target == 'chains':
+        x_d_real, y_d_real = x_ebm, y_ebm
 
     if self.train_generator:
-      self._update_gd(x_d_real, x_gen, batch)
+      self._update_gd(x_d_real, y_d_real, x_gen, y_real, batch)
       for _ in range(self.gd_updates - 1):  # unrolled: a fixed count, no cond in the graph
-        self._update_gd(self.replay_buffer.sample(batch, self.rng), self._generate(batch), batch)
+        x_old, y_old = (self.replay_buffer.sample(batch, self.rng, labelled=True)
+                        if self.num_classes else (self.replay_buffer.sample(batch, self.rng), None))
+        self._update_gd(x_old, y_old, self._generate(batch, y_real), y_real, batch)
 
     if self.energy is not None:
-      x_pos = x_real
-      if self.real_noise > 0:
-        x_pos = tf.clip_by_value(x_pos + self.real_noise * self.rng.normal(tf.shape(x_pos)),
-                                 -1.0, 1.0)
-      with tf.GradientTape() as tape:
-        energies = self.energy_of(tf.concat([x_pos, x_ebm], 0), training=True)
-        energy_real, energy_ebm = energies[:batch], energies[batch:]
-        e_loss = losses.energy_loss(energy_real, energy_ebm, self.alpha)
-        scaled = self._per_replica(e_loss)
-      self._apply(self.e_optimizer, self.energy, tape, scaled)
-      self.trackers['e_loss'].update_state(e_loss)
-      self.trackers['energy_real'].update_state(tf.reduce_mean(energy_real))
-      self.trackers['energy_ebm'].update_state(tf.reduce_mean(energy_ebm))
+      self._update_energy(x_real, y_real, x_ebm, y_ebm, batch)
       self.trackers['buffer_reuse'].update_state(tf.reduce_mean(tf.cast(reused, tf.float32)))
     for name, average in self.averages.items():
       average.update(getattr(self, name), self.step)
@@ -286,28 +309,42 @@ def _decay_steps(train):
   return (train.train_steps - steps, train.train_steps) if steps else None
 
 
-def for_data(config, data_shape):
-  """`config` with the data's example shape recorded and the network widths left empty
-  (`--generator_units=` ...) set by `networks.scaled_units`, so that a workdir's config
-  rebuilds the same networks.
-
-  Raises:
-    config.ConfigError: a recorded example shape that is not the data's.
-  """
-  data_shape = tuple(int(d) for d in data_shape)
-  recorded = config.data.example_shape
-  if recorded and tuple(recorded) != data_shape:
-    raise config_lib.ConfigError(f'--example_shape={",".join(map(str, recorded))} is not the '
-                                 f'shape of the data, {data_shape}; leave it empty')
-  config = config.override(example_shape=data_shape)
-  names = dict(zip(('generator', 'discriminator', 'energy'), config.network_names()))
-  units = {f'{role}_units': networks.scaled_units(names[role], role, data_shape)
-           for role in names if not getattr(config.networks, f'{role}_units')}
-  if 'dcgan' in names.values() and len(data_shape) == 3 and data_shape[0] % 2:
-    raise config_lib.ConfigError(f'DCGAN networks upsample by 2: {data_shape[0]} px images do '
-                                 'not halve; pass --image_size with an even size (e.g. '
-                                 f'{data_shape[0] + 1})')
-  return config.override(**units) if units else config
+def _networks(config, data_shape, replicas, generator=None):
+  """(G, D, E, replay buffer) of `config` in the current scope and dtype policy (E and the
+  buffer in float32; None, None for the plain GAN). `generator`: a function that makes G
+  instead. A conditional run's G and D take labels, and its E has one output per class."""
+  net, train = config.networks, config.train
+  classes = net.num_classes if net.conditional else 0
+  g_name, d_name, e_name = config.network_names()
+  if generator is not None:
+    generator = generator()
+  elif classes:  # z and the label's embedding (latent_dim values) side by side
+    generator = networks.conditional_generator(networks.GENERATORS[g_name](
+        2 * net.latent_dim, data_shape, net.generator_units,
+        batch_norm=net.generator_batch_norm), net.latent_dim, classes)
+  else:
+    generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units,
+                                            batch_norm=net.generator_batch_norm)
+  if net.discriminator_pack > 1 and (train.batch_size // replicas) % net.discriminator_pack:
+    raise ValueError(f'--discriminator_pack={net.discriminator_pack} does not divide the '
+                     f'batch of each of the {replicas} replicas ({train.batch_size} / '
+                     f'{replicas}); choose a --batch_size that it does')
+  discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units,
+                                                  batch_norm=net.discriminator_batch_norm,
+                                                  pack=net.discriminator_pack)
+  if classes:
+    discriminator = networks.projection_discriminator(discriminator, data_shape, classes)
+  if not config.use_energy:
+    return generator, discriminator, None, None
+  keras.config.set_dtype_policy('float32')  # E and grad E stay float32
+  energy = networks.ENERGIES[e_name](
+      data_shape, net.energy_units, spectral_norm=net.energy_spectral_norm,
+      batch_norm=net.energy_batch_norm, fourier_features=net.energy_fourier_features,
+      fourier_scale=net.energy_fourier_scale, outputs=classes or 1)
+  buffer = replay.ReplayBuffer(train.buffer_capacity, data_shape, train.buffer_reuse_prob,
+                               num_replicas=replicas, xla=config.run.jit_compile,
+                               labelled=bool(classes))
+  return generator, discriminator, energy, buffer
 
 
 def build(config, data_shape=None, strategy=None, inference=False, generator=None):
@@ -324,7 +361,7 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
   The global Keras dtype policy is the same afterwards as before.
   """
   data_shape = tuple(data_shape or data.shape_of(config.data))
-  config = for_data(config, data_shape)
+  config = sizing.for_data(config, data_shape)
   net, train = config.networks, config.train
   strategy = strategy or tf.distribute.get_strategy()
   mixed = config.run.mixed_precision and not inference
@@ -332,36 +369,16 @@ def build(config, data_shape=None, strategy=None, inference=False, generator=Non
   try:
     with seeding.seeded(config.run.seed), strategy.scope():
       keras.config.set_dtype_policy('mixed_bfloat16' if mixed else 'float32')
-      g_name, d_name, e_name = config.network_names()
-      if generator is None:
-        generator = networks.GENERATORS[g_name](net.latent_dim, data_shape, net.generator_units,
-                                                batch_norm=net.generator_batch_norm)
-      else:
-        generator = generator()
-      replicas = strategy.num_replicas_in_sync
-      if net.discriminator_pack > 1 and (train.batch_size // replicas) % net.discriminator_pack:
-        raise ValueError(f'--discriminator_pack={net.discriminator_pack} does not divide the '
-                         f'batch of each of the {replicas} replicas ({train.batch_size} / '
-                         f'{replicas}); choose a --batch_size that it does')
-      discriminator = networks.DISCRIMINATORS[d_name](data_shape, net.discriminator_units,
-                                                      batch_norm=net.discriminator_batch_norm,
-                                                      pack=net.discriminator_pack)
-      energy, buffer = None, None
-      if config.use_energy:
-        keras.config.set_dtype_policy('float32')  # E and grad E stay float32
-        energy = networks.ENERGIES[e_name](
-            data_shape, net.energy_units, spectral_norm=net.energy_spectral_norm,
-            batch_norm=net.energy_batch_norm, fourier_features=net.energy_fourier_features,
-            fourier_scale=net.energy_fourier_scale)
-        buffer = replay.ReplayBuffer(train.buffer_capacity, data_shape, train.buffer_reuse_prob,
-                                     num_replicas=strategy.num_replicas_in_sync,
-                                     xla=config.run.jit_compile)
+      generator, discriminator, energy, buffer = _networks(
+          config, data_shape, strategy.num_replicas_in_sync, generator)
       model = GanEbm(generator, discriminator, energy, buffer, latent_dim=net.latent_dim,
                      seed=config.run.seed, alpha=train.alpha, real_noise=train.real_noise,
                      gd_updates=train.gd_updates, sampler=config.train_sampler,
                      train_generator=config.train_generator, gan_target=train.gan_target,
                      chain_groups=chain_energy.resolve_groups(config, config.run.jit_compile),
-                     ema_decay=train.ema_decay, lr_decay=_decay_steps(train))
+                     ema_decay=train.ema_decay, lr_decay=_decay_steps(train),
+                     num_classes=net.num_classes if net.conditional else 0,
+                     classify_weight=train.classify_weight)
       adam = lambda lr, beta1: keras.optimizers.Adam(lr, beta_1=beta1, beta_2=0.999)
       model.compile(g_optimizer=adam(train.gd_learning_rate, 0.5),
                     d_optimizer=adam(train.gd_learning_rate, 0.5),

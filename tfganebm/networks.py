@@ -112,8 +112,9 @@ def mlp_discriminator(data_shape, units=(32, 32, 16, 8), batch_norm=True, pack=1
 
 
 def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batch_norm=False,
-               fourier_features=0, fourier_scale=4.0):
-  """E: x [B, *data_shape] -> energy [B, 1] (low = likely).
+               fourier_features=0, fourier_scale=4.0, outputs=1):
+  """E: x [B, *data_shape] -> energy [B, outputs] (low = likely; a conditional run's E has
+  one output per class, `conditioning`).
 
   Report, 4.4: 6 Dense layers with SiLU. `batch_norm` adds BatchNorm after the
   last two hidden layers as the report did; it is off by default because
@@ -130,13 +131,13 @@ def mlp_energy(data_shape, units=(64, 64, 64, 64, 64), spectral_norm=False, batc
     if batch_norm and i >= len(units) - 2:
       layers.append(keras.layers.BatchNormalization())
     layers.append(keras.layers.Activation('silu'))
-  layers.append(_dense(1, spectral_norm))
+  layers.append(_dense(outputs, spectral_norm))
   return keras.Sequential(layers, name='energy')
 
 
 def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_norm=False,
-                fourier_features=0, fourier_scale=None, dense_units=64):
-  """E for images: x [B, H, W, C] in [-1, 1] -> energy [B, 1].
+                fourier_features=0, fourier_scale=None, dense_units=64, outputs=1):
+  """E for images: x [B, H, W, C] in [-1, 1] -> energy [B, outputs].
 
   Report, 4.4: 4 conv layers and 2 dense layers with SiLU: Conv2D(units[0], 5, stride 2),
   then Conv2D(u, 3, stride 2) for the rest, Dense(dense_units), Dense(1).
@@ -150,7 +151,7 @@ def conv_energy(data_shape, units=(16, 32, 64, 64), spectral_norm=False, batch_n
     layers += [keras.layers.SpectralNormalization(conv) if spectral_norm else conv,
                keras.layers.Activation('silu')]
   layers += [keras.layers.Flatten(), _dense(dense_units, spectral_norm),
-             keras.layers.Activation('silu'), _dense(1, spectral_norm)]
+             keras.layers.Activation('silu'), _dense(outputs, spectral_norm)]
   return keras.Sequential(layers, name='energy')
 
 
@@ -199,6 +200,30 @@ def dcgan_discriminator(data_shape, units=(64, 128), batch_norm=True, pack=1):
     layers.append(keras.layers.LeakyReLU(0.2))
   layers += [keras.layers.Flatten(), keras.layers.Dense(1)]
   return keras.Sequential(layers, name='discriminator')
+
+
+def conditional_generator(generator, latent_dim, num_classes):
+  """G(z, y): the label's learned embedding (`latent_dim` values) joins z at the input of
+  `generator`, an unconditional G built for latents of 2 `latent_dim`. Inputs z
+  [B, latent_dim] and y [B] int32."""
+  z = keras.Input((latent_dim,), name='z')
+  y = keras.Input((), dtype='int32', name='label')
+  joined = keras.layers.Concatenate()([z, keras.layers.Embedding(num_classes, latent_dim)(y)])
+  return keras.Model([z, y], generator(joined), name='generator')
+
+
+def projection_discriminator(discriminator, data_shape, num_classes):
+  """D(x, y) = w . phi(x) + b + embed(y) . phi(x) (the projection discriminator, Miyato &
+  Koyama 2018), phi(x) the features of `discriminator` (an unconditional D) before its last
+  Dense. Inputs x [B, *data_shape] and y [B] int32; output [B, 1]."""
+  features = keras.Sequential(discriminator.layers[:-1], name='features')
+  x = keras.Input(data_shape, name='x')
+  y = keras.Input((), dtype='int32', name='label')
+  phi = features(x)
+  projection = keras.layers.Dot(axes=1)([keras.layers.Embedding(num_classes,
+                                                                phi.shape[-1])(y), phi])
+  return keras.Model([x, y], keras.layers.Add()([discriminator.layers[-1](phi), projection]),
+                     name='discriminator')
 
 
 # Keep the keys in step with config.GENERATOR_NETWORKS, DISCRIMINATOR_NETWORKS, ENERGY_NETWORKS.

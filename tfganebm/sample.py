@@ -5,6 +5,8 @@
 Writes OUT/samples_generator.npy and OUT/samples_langevin.npy ([N, *data_shape],
 row i of the second is the refinement of row i of the first), samples.png,
 langevin_progression.png and metrics.json. --langevin_steps 0 means G alone.
+A conditional run draws the classes of --label (`--label 7`, `--label 3:0.8,7:0.2`;
+default all classes in turn) and writes OUT/labels.npy, the class of each row.
 Sampler settings default to the run's own (its --langevin_* training flags);
 --langevin_space=latent runs the chains in z instead (see tfganebm.sampler).
 Image runs read their held-out images and the cached metrics classifier from
@@ -48,8 +50,68 @@ def define_flags():
                            '--langevin_steps must be integers >= 0, e.g. 0,5,10,20,50,100')
   flags.DEFINE_string('baseline', None, 'Workdir of a plain GAN run drawn as a line in '
                       'quality_vs_steps.png (with several --langevin_steps).')
+  flags.DEFINE_string('label', None, 'A conditional run (--conditional): the class to draw, '
+                      'e.g. 7; a list, 3,7 (equal shares); weighted shares, 3:0.8,7:0.2; or '
+                      'all (the classes in turn: a grid of one class per column). Default: '
+                      'all.')
+  flags.register_validator('label', lambda text: text is None or label_problem(text) is None,
+                           '--label must be a class (7), a list (3,7), weighted classes '
+                           '(3:0.8,7:0.2) or all')
   cli.define_config_flags(OVERRIDES, optional=True)
   flags.mark_flags_as_required(['workdir', 'out'])
+
+
+def parse_label(text):
+  """--label as [(class, weight)], or None for 'all'.
+
+  Raises:
+    ValueError: what is wrong with it.
+  """
+  if text.strip() == 'all':
+    return None
+  shares = []
+  for part in text.split(','):
+    name, _, weight = part.strip().partition(':')
+    label, weight = int(name), float(weight) if weight else 1.0
+    if label < 0 or not weight > 0:
+      raise ValueError(f'--label {text}: classes are 0 or more and weights positive')
+    shares.append((label, weight))
+  return shares
+
+
+def label_problem(text):
+  try:
+    parse_label(text)
+    return None
+  except ValueError as e:
+    return str(e)
+
+
+def labels_for(text, num_classes, num_samples, seed=0):
+  """The class of each of `num_samples` samples that --label asks of a run with
+  `num_classes` classes (0: unconditional), or None for the run's default.
+
+  Raises:
+    ValueError: a label for an unconditional run, or a class the run does not have.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if text is None:
+    return None
+  if not num_classes:
+    raise ValueError(f'--label {text}: the run is not conditional (trained without '
+                     '--conditional); leave --label out')
+  shares = parse_label(text)
+  if shares is None:
+    return (np.arange(num_samples) % num_classes).astype(np.int32)
+  bad = sorted({label for label, _ in shares if label >= num_classes})
+  if bad:
+    raise ValueError(f'--label {text}: the run has classes 0..{num_classes - 1}, not '
+                     f'{", ".join(map(str, bad))}')
+  weights = np.array([w for _, w in shares]) / sum(w for _, w in shares)
+  counts = np.floor(weights * num_samples).astype(int)
+  counts[np.argsort(-(weights * num_samples - counts))[:num_samples - counts.sum()]] += 1
+  labels = np.repeat([label for label, _ in shares], counts).astype(np.int32)
+  return labels[np.random.default_rng(seed).permutation(num_samples)]
 
 
 def _valid_steps(values):
@@ -60,7 +122,7 @@ def _valid_steps(values):
 
 
 def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list=None,
-               baseline=None):
+               baseline=None, label=None):
   """What `python -m tfganebm.sample` does: G and G + sampler samples of a trained run,
   as OUT/samples_generator.npy and OUT/samples_langevin.npy (row i of the second refines
   row i of the first; G alone for a plain GAN), with metrics.json and the figures.
@@ -71,6 +133,7 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list
     steps_list: chain lengths k for `evaluation.quality_against_steps`
       (OUT/quality_vs_steps.*), if any.
     baseline: a plain GAN's workdir, the baseline line of that plot.
+    label: --label's text (a conditional run: which classes to draw), or None.
 
   Returns:
     The metrics dict.
@@ -87,6 +150,10 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list
   from tfganebm import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir_lib.check_output(run_dir, out_dir)
   model, config = runs.load_run(run_dir, overrides)
+  try:
+    labels = labels_for(label, model.num_classes, num_samples, seed)
+  except ValueError as e:
+    raise workdir_lib.LoadError(str(e)) from None
   if steps_list and model.energy is None and max(steps_list) > 0:
     raise workdir_lib.LoadError(f'{run_dir} is a plain GAN: it has no energy to run chains on; '
                                 'give it as --baseline of a gan_ebm run instead')
@@ -104,17 +171,21 @@ def sample_run(run_dir, out_dir, num_samples, seed=0, overrides=None, steps_list
   evaluator = evaluators.EVALUATORS[data.kind(config.data)](config, num_samples, seed, dataset)
   result, x_gen, x_langevin = evaluation.evaluate(model, config, out_dir, num_samples, seed,
                                                   dataset=dataset, refuse_non_finite=True,
-                                                  evaluator=evaluator)
+                                                  evaluator=evaluator, labels=labels)
   if steps_list:
     evaluation.quality_against_steps(model, config, out_dir, steps_list, num_samples, seed,
                                      baseline=baseline_model, evaluator=evaluator,
-                                     measured=result)
+                                     measured=result, labels=labels)
   files.write_npy(os.path.join(out_dir, 'samples_generator.npy'), x_gen)
   if x_langevin is None:
     if model.energy is None:
       logging.warning('%s is a plain GAN: samples_langevin.npy holds G alone', run_dir)
     x_langevin = x_gen
   files.write_npy(os.path.join(out_dir, 'samples_langevin.npy'), x_langevin)
+  if model.num_classes:
+    from tfganebm import chains  # pylint: disable=g-import-not-at-top
+    files.write_npy(os.path.join(out_dir, 'labels.npy'),
+                    chains.sample_labels(model, num_samples, labels))
   return result
 
 
@@ -139,7 +210,8 @@ def main(argv):
   from tfganebm import images  # pylint: disable=g-import-not-at-top
   try:
     result = sample_run(FLAGS.workdir, FLAGS.out, FLAGS.num_samples, FLAGS.seed, overrides,
-                        steps_list=steps if len(steps) > 1 else None, baseline=FLAGS.baseline)
+                        steps_list=steps if len(steps) > 1 else None, baseline=FLAGS.baseline,
+                        label=FLAGS.label)
   except (workdir.LoadError, images.DataError) as e:
     sys.exit(f'error: {e}')
   except chains.NonFiniteSamples as e:

@@ -20,6 +20,7 @@ from tfganebm import resume
 from tfganebm import runs
 from tfganebm import saving
 from tfganebm import signals
+from tfganebm import sizing
 from tfganebm import workdir as workdir_lib
 from tfganebm.errors import Diverged  # pylint: disable=unused-import  (training.Diverged)
 from tfganebm.errors import Interrupted
@@ -71,7 +72,7 @@ def train(config, stopper=None):
     try:
       dataset = data.load(config.data, config.run.seed)
       # The data's shape and the widths it sets, recorded in config.json with the first save.
-      config = model_lib.for_data(config, dataset.shape)
+      config = sizing.for_data(config, dataset.shape, dataset.num_classes)
     except ValueError as e:  # images.DataError included: missing or damaged files
       raise RunError(str(e)) from e
     if len(dataset.train) < config.train.batch_size:
