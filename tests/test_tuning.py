@@ -21,10 +21,12 @@ SCALE = 0.05  # the target's standard deviation, well inside the data range [-1,
 
 def _gaussian_model(dim=8):
   """A stand-in model whose E is a Gaussian of known scale and whose G draws from it."""
+  energy_of = lambda x: tf.reduce_sum(tf.square(x), axis=1) / (2 * SCALE**2)
+  generator = lambda z: SCALE * z
   return types.SimpleNamespace(
-      energy_of=lambda x: tf.reduce_sum(tf.square(x), axis=1) / (2 * SCALE**2),
-      inference_generator=lambda z: SCALE * z, latent_dim=dim, energy=True,
-      step=tf.Variable(0), averaged_steps=None)
+      energy_of=energy_of, inference_generator=generator, latent_dim=dim, energy=True,
+      step=tf.Variable(0), averaged_steps=None, num_classes=0,
+      bound=lambda labels: (energy_of, generator))
 
 
 @pytest.mark.parametrize('metropolis', [True, False])

@@ -129,6 +129,9 @@ def _signature_names(model, config):
       G's input gradient has no builtin TFLite ops.
   """
   from tfganebm import signatures  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  if config.networks.conditional:
+    raise ExportError('a conditional run (--conditional) has no exported signatures with a '
+                      'label yet; sample it with python -m tfganebm.sample --label')
   if config.use_energy and config.networks.energy_batch_norm:
     raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
                       'Flex delegate; retrain without it to export')

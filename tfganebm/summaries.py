@@ -4,6 +4,7 @@ import io
 
 import tensorflow as tf
 
+from tfganebm import conditioning
 from tfganebm import data
 from tfganebm import evaluators
 from tfganebm import plots
@@ -29,11 +30,14 @@ class ImageSummaries:
         [num, model.latent_dim])
     self.rng = tf.random.Generator.from_seed(config.run.seed + 2, alg='philox')
     sampler = config.sampler
-    generator_fn = model.inference_generator
+    labels = None  # a conditional run's: the classes in turn
+    if getattr(model, 'num_classes', 0):
+      labels = tf.constant(conditioning.balanced(num, model.num_classes))
+    energy_fn, generator_fn = model.bound(labels)
 
     @tf.function(jit_compile=jit_compile, autograph=False)
     def refine(z):
-      return sampler_lib.refine(model.energy_of, generator_fn, z, self.rng, sampler)
+      return sampler_lib.refine(energy_fn, generator_fn, z, self.rng, sampler)
 
     self.generate = tf.function(generator_fn, autograph=False)
     self.refine = refine if model.energy is not None and sampler.steps else None

@@ -159,12 +159,18 @@ def measure(energy_fn, x, draws, steps, step_size, noise, grad_clip=0.0, low=-1.
   return total / float(max(steps, 1))
 
 
-def _chains(model, sampler):
-  """(the chains' potential, bounds, start function z -> state) of `sampler` on `model`."""
+def _chains(model, sampler, num_chains):
+  """(the chains' potential, bounds, start function z -> state) of `sampler` on `model`
+  (a conditional model's chains: the classes in turn)."""
+  labels = None
+  if getattr(model, 'num_classes', 0):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tfganebm import conditioning  # pylint: disable=g-import-not-at-top
+    labels = tf.constant(conditioning.balanced(num_chains, model.num_classes))
+  energy_fn, generator_fn = model.bound(labels)
   if sampler.space == 'latent':
-    return (sampler_lib.latent_energy(model.energy_of, model.inference_generator), None, None,
-            lambda z: z)
-  return model.energy_of, -1.0, 1.0, model.inference_generator
+    return sampler_lib.latent_energy(energy_fn, generator_fn), None, None, lambda z: z
+  return energy_fn, -1.0, 1.0, generator_fn
 
 
 def tune(model, sampler, seed=0, num_chains=None):
@@ -177,11 +183,11 @@ def tune(model, sampler, seed=0, num_chains=None):
   from tfganebm import langevin  # pylint: disable=g-import-not-at-top
   if sampler.steps <= 0:
     return sampler, None
-  energy_fn, low, high, start = _chains(model, sampler)
+  num_chains = num_chains or MAX_CHAINS
+  energy_fn, low, high, start = _chains(model, sampler, num_chains)
   temperature = sampler_lib.temperature(sampler.step_size, sampler.noise)
   round_length = min(sampler.steps, sampler.tune_steps)
   rounds = math.ceil(sampler.tune_steps / round_length)
-  num_chains = num_chains or MAX_CHAINS
   mu = math.log(10.0 * sampler.step_size)
   rng = tf.random.Generator.from_seed(seed, alg='philox')
   settings = dict(temperature=tf.constant(temperature, tf.float32),

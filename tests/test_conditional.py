@@ -1,0 +1,136 @@
+"""Class-conditional runs (--conditional): labels through training, the chains, the replay
+buffer, sampling and the commands' errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import config_from_flags
+from tests.conftest import one_line_error
+from tests.conftest import run_module
+from tests.conftest import tiny_config
+from tfganebm import conditioning
+from tfganebm import config as config_lib
+from tfganebm import replay
+from tfganebm import sample
+
+
+@pytest.fixture(scope='module')
+def ring(tmp_path_factory):
+  """configs/c8gaussians.cfg cut to 500 steps, with JEM's classification loss: (model,
+  workdir)."""
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('ring')
+  config = config_from_flags(root, '--flagfile=configs/c8gaussians.cfg', f'--workdir={root}/run',
+                             '--train_steps=500', '--checkpoint_every=250',
+                             '--average_checkpoints=1', '--eval_num_samples=200',
+                             '--langevin_steps=30', '--classify_weight=1', '--log_every=250',
+                             '--image_every=0')
+  training.train(config)
+  model, config = runs.load_run(str(root / 'run'))
+  return model, root / 'run', config
+
+
+def _nearest_centre(x):
+  angles = 2 * np.pi * np.arange(8) / 8
+  centres = 0.8 * np.stack([np.cos(angles), np.sin(angles)], 1)
+  return np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), 1)
+
+
+@pytest.mark.parametrize('label', [3, 6])
+def test_asking_for_a_class_puts_its_samples_in_that_mode(ring, label):
+  from tfganebm import chains  # pylint: disable=g-import-not-at-top
+  model, _, config = ring
+  x_gen, x_chain, _ = chains.draw_samples(model, 400, seed=1, sampler=config.sampler,
+                                          labels=np.full(400, label))
+  for x in (x_gen, x_chain):
+    assert np.mean(_nearest_centre(x) == label) >= 0.95
+  # On the ring near its mode (std 0.008 at radius 0.8), not only on its side of the plane.
+  assert np.mean(np.abs(np.linalg.norm(x_chain, axis=1) - 0.8) < 0.1) >= 0.9
+
+
+def test_energy_classifies_held_out_points_and_its_marginal_is_low_on_every_mode(ring):
+  model, _, _ = ring
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  _, held_out = data.load_points('8gaussians', 800, None, seed=5)
+  class_energies = model.energy(tf.constant(held_out.x)).numpy()
+  assert class_energies.shape == (800, 8)
+  assert np.mean(class_energies.argmin(1) == held_out.labels) >= 0.95
+  # E(x) = -logsumexp(-E(x, .)): lower on the data of any class than at the ring's centre.
+  marginal = model.energy_of(tf.constant(held_out.x)).numpy()
+  centre = model.energy_of(tf.zeros([1, 2])).numpy()[0]
+  assert np.median(marginal) < centre
+
+
+def test_run_records_its_classes_and_metrics_read_the_labels(ring):
+  import json  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = ring
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved['networks']['conditional'] and saved['networks']['num_classes'] == 8
+  metrics = json.loads((workdir / 'metrics.json').read_text())
+  assert metrics['labels']['asked'] == [25] * 8  # 200 samples, the classes in turn
+  assert metrics['generator_langevin']['label_accuracy'] >= 0.95
+
+
+def test_sample_label_out_of_range_is_one_line_and_writes_nothing(ring, tmp_path):
+  _, workdir, _ = ring
+  result = run_module('tfganebm.sample', '--workdir', workdir, '--out', tmp_path / 'out',
+                      '--label', '8', '--num_samples', '10')
+  one_line_error(result, 'classes 0..7', '8')
+  assert not (tmp_path / 'out').exists()
+
+
+def test_labels_for_shares_and_refusals():
+  labels = sample.labels_for('3:0.75,7:0.25', 10, 1000, seed=0)
+  assert np.bincount(labels, minlength=10)[[3, 7]].tolist() == [750, 250]
+  assert sample.labels_for('all', 4, 10).tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+  assert sample.labels_for(None, 4, 10) is None
+  with pytest.raises(ValueError, match='not conditional'):
+    sample.labels_for('3', 0, 10)
+  with pytest.raises(ValueError, match='classes 0..9, not 12'):
+    sample.labels_for('1,12', 10, 10)
+  for bad in ('-1', 'x', '3:0', '3:-1'):
+    assert sample.label_problem(bad) is not None
+
+
+def test_labelled_buffer_gives_each_reused_chain_its_own_label():
+  buffer = replay.ReplayBuffer(100, (2,), reuse_prob=0.5, labelled=True)
+  x = tf.tile(tf.range(100.0)[:, None], [1, 2])
+  buffer.push_(x, tf.range(100) % 7)
+  x_init, y_init, reused = buffer.initial_chains(-tf.ones([2000, 2]),
+                                                 tf.random.Generator.from_seed(0),
+                                                 tf.fill([2000], 9))
+  x_init, y_init, reused = x_init.numpy(), y_init.numpy(), reused.numpy()
+  assert reused.any() and not reused.all()
+  np.testing.assert_array_equal(y_init[reused], x_init[reused, 0].astype(int) % 7)
+  assert (y_init[~reused] == 9).all()
+  drawn, labels = buffer.sample(500, tf.random.Generator.from_seed(1), labelled=True)
+  np.testing.assert_array_equal(labels.numpy(), drawn.numpy()[:, 0].astype(int) % 7)
+
+
+def test_class_energy_selection_and_marginal():
+  energies = tf.constant([[1.0, 2.0, 3.0], [0.5, 0.5, 9.0]])
+  np.testing.assert_allclose(conditioning.select(energies, [2, 0]).numpy(), [3.0, 0.5])
+  expected = -np.log(np.exp(-1.0) + np.exp(-2.0) + np.exp(-3.0))
+  np.testing.assert_allclose(conditioning.marginal(energies).numpy()[0], expected, rtol=1e-6)
+  # An unconditional E's [B, 1] is E(x), labels or not.
+  np.testing.assert_allclose(conditioning.energy(tf.constant([[4.0]]), [0]).numpy(), [4.0])
+
+
+def test_conditional_needs_labels_and_its_options_their_flags(tmp_path):
+  from tfganebm import sizing  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tmp_path, dataset='swissroll', conditional=True)
+  with pytest.raises(config_lib.ConfigError, match='labelled data'):
+    sizing.for_data(config, (2,), 0)
+  with pytest.raises(config_lib.ConfigError, match='--classify_weight > 0'):
+    tiny_config(tmp_path, classify_weight=1.0)
+  with pytest.raises(config_lib.ConfigError, match='--discriminator_pack=1'):
+    tiny_config(tmp_path, conditional=True, discriminator_pack=4)
+
+
+def test_conditional_swissroll_is_refused_in_one_line(tmp_path):
+  result = run_module('tfganebm.train', '--dataset=swissroll', '--conditional',
+                      f'--workdir={tmp_path / "run"}', '--train_steps=2')
+  one_line_error(result, '--conditional', 'labelled data')
+  assert not (tmp_path / 'run').exists()
