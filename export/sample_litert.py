@@ -13,7 +13,9 @@ keeps N(0, I): a fresh z' ~ N(0, I) with probability langevin.jump_prob, else th
 move z' = sqrt(1 - b^2) z + b eps, b = langevin.local_beta (`latent_prior_step`, fused
 `sample_latent_prior`). Writes OUT/samples.npy (G + Langevin), OUT/samples_generator.npy
 and, when matplotlib is installed, OUT/samples.png. Settings default to the
-export.json beside the model. Needs: ai-edge-litert, numpy.
+export.json beside the model. A conditional export (export.json's num_classes > 0) takes
+--label N (every sample of class N) or draws the classes in turn, and writes OUT/labels.npy.
+Needs: ai-edge-litert, numpy.
 """
 
 import argparse
@@ -169,8 +171,11 @@ def _check_model(interpreter, info, model_path, steps, fused, metropolis, space=
   """Exits unless the .tflite has the signatures needed, shaped as its export.json says."""
   signatures = interpreter.get_signature_list()
   generate = signatures.get('generate')
-  if not generate or generate.get('inputs') != ['z'] or 'x' not in generate.get('outputs', []):
-    sys.exit(f'error: {model_path} has no generate(z) -> x signature (it has '
+  inputs = ['label', 'z'] if info.get('num_classes') else ['z']  # as the list sorts them
+  if (not generate or sorted(generate.get('inputs', [])) != inputs
+      or 'x' not in generate.get('outputs', [])):
+    sys.exit(f'error: {model_path} has no generate({", ".join(reversed(inputs))}) -> x '
+             f'signature, as its export.json says (it has '
              f'{", ".join(sorted(signatures)) or "none"}); pass a .tflite written by '
              'python -m tfganebm.export')
   runner = interpreter.get_signature_runner('generate')
@@ -242,9 +247,44 @@ def _save_atomically(path, write):
       os.remove(partial)
 
 
+class _Labelled:
+  """An interpreter whose signature runners all get `label` (a conditional export's class
+  of each chain) with their other inputs."""
+
+  def __init__(self, interpreter, labels):
+    self.interpreter, self.labels = interpreter, labels
+
+  def get_signature_list(self):
+    return self.interpreter.get_signature_list()
+
+  def get_signature_runner(self, name):
+    runner = self.interpreter.get_signature_runner(name)
+    return lambda **inputs: runner(label=self.labels, **inputs)
+
+
+def labels_for(info, num_samples, label=None):
+  """Each sample's class [num_samples] int32 for a conditional export (`label`, or the
+  classes in turn), None for an unconditional one.
+
+  Raises:
+    ValueError: a label for an unconditional export, or one out of its classes.
+  """
+  classes = info.get('num_classes') or 0
+  if not classes:
+    if label is not None:
+      raise ValueError('--label: this export is not conditional (export.json has no '
+                       'num_classes); leave --label out')
+    return None
+  if label is None:
+    return (np.arange(num_samples) % classes).astype(np.int32)
+  if not 0 <= label < classes:
+    raise ValueError(f'--label {label}: the export has classes 0..{classes - 1}')
+  return np.full(num_samples, label, np.int32)
+
+
 def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=False,
            metropolis=False, batch_size=256, space='data', proposal='langevin', jump_prob=1.0,
-           local_beta=0.1):
+           local_beta=0.1, labels=None):
   """(x_gen, x) numpy arrays [num_samples, *data_shape]: G samples and their refinement.
 
   metropolis: accept or reject each step (MALA signatures) instead of plain Langevin steps.
@@ -252,16 +292,19 @@ def sample(interpreter, info, num_samples, steps, step_size, noise, seed, fused=
   proposal: 'prior' (latent space): Metropolis-Hastings steps for N(0, I) exp(-E(G(z)) / T),
     T = noise^2 / (2 step_size); each proposes a fresh z ~ N(0, I) with probability
     `jump_prob`, else z' = sqrt(1 - b^2) z + b eps with b = `local_beta`.
+  labels: a conditional export's class of each sample [num_samples] int32 (`labels_for`).
   """
   rng = np.random.default_rng(seed)
   shape = tuple(info['data_shape'])
-  generate = interpreter.get_signature_runner('generate')
   has_energy = 'langevin_step' in interpreter.get_signature_list()
+  model = interpreter
   x_gen, x_out = [], []
   for start in range(0, num_samples, batch_size):
     batch = min(batch_size, num_samples - start)
+    if labels is not None:
+      interpreter = _Labelled(model, labels[start:start + batch])
     z = rng.standard_normal((batch, info['latent_dim'])).astype(np.float32)
-    x = generate(z=z)['x']
+    x = interpreter.get_signature_runner('generate')(z=z)['x']
     x_gen.append(x)
     if has_energy and steps > 0 and proposal == 'prior':
       x = _prior_chain(interpreter, z, rng, steps, noise**2 / (2 * step_size), fused,
@@ -403,6 +446,8 @@ def main(argv=None):
   parser.add_argument('--langevin_local_beta', type=float, default=None,
                       help="prior proposal: b of the local moves z' = sqrt(1 - b^2) z + b eps "
                       "(default: export.json's langevin.local_beta)")
+  parser.add_argument('--label', type=int, default=None,
+                      help='A conditional export: draw class N (default: the classes in turn)')
   args = parser.parse_args(argv)
   if args.num_samples <= 0:
     parser.error(f'--num_samples must be positive (got {args.num_samples})')
@@ -417,6 +462,10 @@ def main(argv=None):
     sys.exit(f'error: --out {args.out} is an existing file; --out names a directory for '
              'samples.npy: choose another')
   info = _read_export_info(args.model)
+  try:
+    labels = labels_for(info, args.num_samples, args.label)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
   steps, step_size, noise, metropolis, space = _langevin_settings(args, info)
   proposal, jump_prob, local_beta = _proposal(args, info, space, step_size, noise)
   _check_memory(info, args.num_samples, steps)
@@ -427,7 +476,7 @@ def main(argv=None):
   try:
     x_gen, x = sample(interpreter, info, args.num_samples, steps, step_size, noise, args.seed,
                       args.fused, metropolis, space=space, proposal=proposal,
-                      jump_prob=jump_prob, local_beta=local_beta)
+                      jump_prob=jump_prob, local_beta=local_beta, labels=labels)
   except (ValueError, RuntimeError) as e:
     sys.exit(f'error: LiteRT failed running {args.model} ({_first_line(e)}); re-export it with '
              'python -m tfganebm.export')
@@ -444,6 +493,8 @@ def main(argv=None):
     _save_atomically(os.path.join(args.out, 'samples.npy'), lambda path: _save_npy(path, x))
     _save_atomically(os.path.join(args.out, 'samples_generator.npy'),
                      lambda path: _save_npy(path, x_gen))
+    if labels is not None:
+      _save_atomically(os.path.join(args.out, 'labels.npy'), lambda path: _save_npy(path, labels))
     drew = _save_atomically(os.path.join(args.out, 'samples.png'),
                             lambda path: _picture(path, x_gen, x))
   except OSError as e:

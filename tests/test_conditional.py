@@ -134,3 +134,55 @@ def test_conditional_swissroll_is_refused_in_one_line(tmp_path):
                       f'--workdir={tmp_path / "run"}', '--train_steps=2')
   one_line_error(result, '--conditional', 'labelled data')
   assert not (tmp_path / 'run').exists()
+
+
+@pytest.fixture(scope='module')
+def ring_export(ring):
+  """The ring run exported: (model, export directory)."""
+  from tfganebm import exporting  # pylint: disable=g-import-not-at-top
+  model, workdir, _ = ring
+  exporting.export_run(str(workdir), str(workdir.parent / 'export'))
+  return model, workdir.parent / 'export'
+
+
+def test_litert_signatures_take_a_label_and_match_tensorflow(ring_export):
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  from tfganebm import langevin  # pylint: disable=g-import-not-at-top
+  model, out = ring_export
+  interpreter = Interpreter(model_path=str(out / 'model.tflite'))
+  rng = np.random.default_rng(4)
+  z = rng.standard_normal((16, model.latent_dim)).astype(np.float32)
+  labels = (np.arange(16) % 8).astype(np.int32)
+  x = interpreter.get_signature_runner('generate')(z=z, label=labels)['x']
+  np.testing.assert_allclose(x, model.inference_generator(z, labels), atol=1e-4)
+  e = interpreter.get_signature_runner('energy')(x=x, label=labels)['e']
+  np.testing.assert_allclose(e, model.energy_of(tf.constant(x), labels=labels), atol=1e-4)
+  # One prior-proposal step in z: E(G(z, y), y) accepts or rejects it, as TF's does.
+  noise = rng.standard_normal(z.shape).astype(np.float32)
+  uniform, beta = rng.uniform(size=16).astype(np.float32), np.full(16, 0.5, np.float32)
+  step = interpreter.get_signature_runner('latent_prior_step')
+  z_next = step(z=z, noise=noise, uniform=uniform, beta=beta, temperature=np.float32(1.0),
+                label=labels)['z']
+  energy_fn, generator_fn = model.bound(tf.constant(labels))
+  potential = lambda v: energy_fn(generator_fn(v))
+  expected, _, accepted = langevin.prior_step(potential, tf.constant(z), potential(z), noise,
+                                              uniform, 1.0, beta)
+  assert 0 < np.mean(accepted) < 1  # both branches
+  np.testing.assert_allclose(z_next, expected, atol=1e-4)
+
+
+def test_device_runner_draws_the_label_asked(ring_export, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  _, out = ring_export
+  runner = [sys.executable, 'export/sample_litert.py', str(out / 'model.tflite'),
+            '--num_samples', '1000', '--out', str(tmp_path / 'seven')]
+  result = subprocess.run(runner + ['--label', '5'], capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr
+  samples = np.load(tmp_path / 'seven' / 'samples.npy')
+  assert np.mean(_nearest_centre(samples) == 5) >= 0.95
+  assert (np.load(tmp_path / 'seven' / 'labels.npy') == 5).all()
+  result = subprocess.run(runner + ['--label', '8'], capture_output=True, text=True, timeout=300,
+                          check=False)
+  one_line_error(result, '--label 8', 'classes 0..7')

@@ -129,15 +129,14 @@ def _signature_names(model, config):
       G's input gradient has no builtin TFLite ops.
   """
   from tfganebm import signatures  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  if config.networks.conditional:
-    raise ExportError('a conditional run (--conditional) has no exported signatures with a '
-                      'label yet; sample it with python -m tfganebm.sample --label')
   if config.use_energy and config.networks.energy_batch_norm:
     raise ExportError('E has BatchNorm (--energy_batch_norm), whose input gradient needs the '
                       'Flex delegate; retrain without it to export')
   if not config.use_energy:
     return signatures.names(with_energy=False, with_latent_gradient=True)
   problem = signatures.latent_gradient_problem(model.generator)
+  if config.networks.conditional:
+    problem = 'a label input'
   if problem is not None:
     if config.sampler.space == 'latent' and config.sampler.proposal == 'langevin':
       raise ExportError(f'the latent sampler (--langevin_space=latent) cannot be exported for '
@@ -221,7 +220,9 @@ def _info(model, config, data_shape, names, sizes, step):
       dataset=config.data.dataset, model=config.networks.model, step=step,
       **model.averaging(), latent_dim=config.networks.latent_dim,
       data_shape=list(data_shape), data_range=[-1.0, 1.0],
-      langevin=dataclasses.asdict(config.sampler), signatures=signatures.described(names),
+      num_classes=config.networks.num_classes if config.networks.conditional else 0,
+      langevin=dataclasses.asdict(config.sampler),
+      signatures=signatures.described(names, labelled=config.networks.conditional),
       notes=_NOTES, tflite_bytes=sizes)
 
 

@@ -119,7 +119,8 @@ class GanEbm(keras.Model):
       return self.generator(z, training=training)
     if labels is None:
       labels = tf.range(tf.shape(z)[0]) % self.num_classes
-    return self.generator([z, tf.cast(labels, tf.int32)], training=training)
+    return self.generator([tf.convert_to_tensor(z), tf.cast(labels, tf.int32)],
+                          training=training)
 
   def _d(self, x, labels):
     return self.discriminator([x, labels] if self.num_classes else x, training=True)

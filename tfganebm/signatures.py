@@ -23,6 +23,11 @@ z' = sqrt(1 - beta^2) z + beta * noise, noise ~ N(0, I) drawn by the caller: bet
 jump, beta < 1 a local move (tfganebm.sampler, proposal=prior); forward passes only,
 so they are there for every G). The four latent signatures that step on grad U need
 G's input gradient written with builtin TFLite ops (`latent_vjp`: an MLP G).
+
+A conditional run's signatures (G, E or both) also take `label` [B] int32, the class of
+each chain: generate(z, label), energy(x, label) = E(x, y), sample(z, noise, step_size,
+label), ... The latent-gradient signatures are left out (G's input gradient through the
+label's embedding is not written out).
 """
 
 import dataclasses
@@ -39,6 +44,7 @@ from tfganebm import sampler as sampler_lib
 # The kinds of input, by shape: B the batch, K the chain's length, both dynamic.
 X, Z, X_CHAIN, Z_CHAIN = 'x', 'z', 'x_chain', 'z_chain'  # [B, *data_shape] [B, latent] [K, B, ...]
 PER_CHAIN, PER_STEP, SCALAR = 'per_chain', 'per_step', 'scalar'  # [B], [K, B], []
+LABEL = 'label'  # a conditional run's extra input: [B] int32, each chain's class
 
 
 def _shapes(data_shape, latent_dim):
@@ -50,21 +56,31 @@ def _shapes(data_shape, latent_dim):
 class _Parts:
   """The model's pieces that the graphs are made of: G, E and the chains' steps on them."""
 
-  def __init__(self, model, grad_clip):
-    self.model, self.grad_clip = model, grad_clip
-    try:
-      self.latent_energy = latent_vjp.LatentPotential(model.generator, self.energy)
-    except latent_vjp.UnsupportedGenerator:
-      self.latent_energy = None  # the export leaves the latent signatures out
+  def __init__(self, model, grad_clip, labels=None):
+    self.model, self.grad_clip, self.labels = model, grad_clip, labels
+    self.latent_energy = None  # the export leaves the latent signatures out
+    if not getattr(model, 'num_classes', 0):
+      try:
+        self.latent_energy = latent_vjp.LatentPotential(model.generator, self.energy)
+      except latent_vjp.UnsupportedGenerator:
+        pass
     # Metropolis-Hastings in z with proposals that keep the prior (proposal=prior): forward
     # passes of G and E only, so every G exports it.
     self.prior_potential = sampler_lib.prior_potential(self.energy, self.generate)
 
+  def with_labels(self, labels):
+    """These parts for a conditional model's chains of classes `labels` [B]."""
+    return _Parts(self.model, self.grad_clip, labels)
+
   def generate(self, z):
-    return self.model.generator(z, training=False)
+    if self.labels is None:
+      return self.model.generator(z, training=False)
+    return self.model.generator([z, self.labels], training=False)
 
   def energy(self, x):
-    return self.model.energy_of(x, training=False)
+    if self.labels is None:
+      return self.model.energy_of(x, training=False)
+    return self.model.energy_of(x, training=False, labels=self.labels)
 
   def step(self, x, noise, step_size):
     return langevin.langevin_step(self.energy, x, noise, step_size, 1.0, self.grad_clip)
@@ -204,10 +220,12 @@ def names(with_energy, with_latent_gradient):
                and (with_latent_gradient or not s.needs_latent_gradient))
 
 
-def described(selected):
-  """{name: {inputs: [names], outputs: [name]}} of the `selected` signatures (export.json)."""
-  return {name: dict(inputs=list(_BY_NAME[name].input_names), outputs=[_BY_NAME[name].output])
-          for name in selected}
+def described(selected, labelled=False):
+  """{name: {inputs: [names], outputs: [name]}} of the `selected` signatures (export.json);
+  `labelled`: a conditional run's, which take `label` too."""
+  extra = [LABEL] if labelled else []
+  return {name: dict(inputs=list(_BY_NAME[name].input_names) + extra,
+                     outputs=[_BY_NAME[name].output]) for name in selected}
 
 
 def frozen(model, data_shape, grad_clip, selected):
@@ -222,19 +240,26 @@ def frozen(model, data_shape, grad_clip, selected):
   """
   parts = _Parts(model, grad_clip)
   shapes = _shapes(data_shape, model.latent_dim)
-  return {name: _frozen(_BY_NAME[name], parts, shapes) for name in selected}
+  labelled = bool(getattr(model, 'num_classes', 0))
+  return {name: _frozen(_BY_NAME[name], parts, shapes, labelled) for name in selected}
 
 
-def _frozen(signature, parts, shapes):
-  """The concrete function of `signature`'s frozen graph over `parts`.
+def _frozen(signature, parts, shapes, labelled=False):
+  """The concrete function of `signature`'s frozen graph over `parts` (`labelled`: with
+  the input `label` [B] int32 last, the class of each chain).
 
   Freezing drops the input and output names; the wrapper puts them back.
   """
   specs = [tf.TensorSpec(shapes[kind], tf.float32) for _, kind in signature.inputs]
-  traced = tf.function(functools.partial(signature.graph, parts), input_signature=specs,
-                       autograph=False)
+  graph_fn = functools.partial(signature.graph, parts)
+  input_names = signature.input_names
+  if labelled:
+    specs.append(tf.TensorSpec([None], tf.int32))
+    input_names += (LABEL,)
+    graph_fn = lambda *args: signature.graph(parts.with_labels(args[-1]), *args[:-1])
+  traced = tf.function(graph_fn, input_signature=specs, autograph=False)
   graph = convert_to_constants.convert_variables_to_constants_v2(traced.get_concrete_function())
   named = [tf.TensorSpec(spec.shape, spec.dtype, name=name)
-           for name, spec in zip(signature.input_names, specs)]
+           for name, spec in zip(input_names, specs)]
   call = lambda *args: {signature.output: tf.nest.flatten(graph(*args))[0]}
   return tf.function(call, input_signature=named, autograph=False).get_concrete_function()
