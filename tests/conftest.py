@@ -83,3 +83,28 @@ def tiny():
 def replace(config, **changes):
   """`config` with settings changed by flag name."""
   return config.override(**changes)
+
+
+def shared_directory(tmp_path_factory, name, make):
+  """A directory that `make(path)` fills once for the whole test session, whichever pytest
+  worker asks first (the others wait for it): a module fixture would run once per worker.
+  A failed `make` leaves no directory, and the next worker to ask tries again."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # shared by the workers of this session
+  path, done = root / name, root / f'{name}.done'
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(path, ignore_errors=True)
+      path.mkdir()
+      try:
+        make(path)
+      except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+      done.touch()
+  return path
+

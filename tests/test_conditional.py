@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.conftest import config_from_flags
 from tests.conftest import one_line_error
 from tests.conftest import run_module
+from tests.conftest import shared_directory
 from tests.conftest import tiny_config
 from tfganebm import conditioning
 from tfganebm import config as config_lib
@@ -15,19 +16,20 @@ from tfganebm import replay
 from tfganebm import sample
 
 
+def _train_ring(root):
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  training.train(config_from_flags(
+      root, '--flagfile=configs/c8gaussians.cfg', f'--workdir={root}/run', '--train_steps=300',
+      '--checkpoint_every=300', '--average_checkpoints=1', '--eval_num_samples=200',
+      '--langevin_steps=30', '--classify_weight=1', '--log_every=300', '--image_every=0'))
+
+
 @pytest.fixture(scope='module')
 def ring(tmp_path_factory):
-  """configs/c8gaussians.cfg cut to 500 steps, with JEM's classification loss: (model,
-  workdir)."""
+  """configs/c8gaussians.cfg cut to 300 steps, with JEM's classification loss, trained once
+  for the session: (model, workdir, config)."""
   from tfganebm import runs  # pylint: disable=g-import-not-at-top
-  from tfganebm import training  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.mktemp('ring')
-  config = config_from_flags(root, '--flagfile=configs/c8gaussians.cfg', f'--workdir={root}/run',
-                             '--train_steps=500', '--checkpoint_every=250',
-                             '--average_checkpoints=1', '--eval_num_samples=200',
-                             '--langevin_steps=30', '--classify_weight=1', '--log_every=250',
-                             '--image_every=0')
-  training.train(config)
+  root = shared_directory(tmp_path_factory, 'ring', _train_ring)
   model, config = runs.load_run(str(root / 'run'))
   return model, root / 'run', config
 
@@ -137,12 +139,12 @@ def test_conditional_swissroll_is_refused_in_one_line(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def ring_export(ring):
-  """The ring run exported: (model, export directory)."""
+def ring_export(ring, tmp_path_factory):
+  """The ring run exported (once for the session): (model, export directory)."""
   from tfganebm import exporting  # pylint: disable=g-import-not-at-top
   model, workdir, _ = ring
-  exporting.export_run(str(workdir), str(workdir.parent / 'export'))
-  return model, workdir.parent / 'export'
+  make = lambda path: exporting.export_run(str(workdir), str(path / 'export'))
+  return model, shared_directory(tmp_path_factory, 'ring_export', make) / 'export'
 
 
 def test_litert_signatures_take_a_label_and_match_tensorflow(ring_export):
