@@ -131,10 +131,12 @@ def test_conditional_needs_labels_and_its_options_their_flags(tmp_path):
     tiny_config(tmp_path, conditional=True, discriminator_pack=4)
 
 
-def test_conditional_swissroll_is_refused_in_one_line(tmp_path):
-  result = run_module('tfganebm.train', '--dataset=swissroll', '--conditional',
-                      f'--workdir={tmp_path / "run"}', '--train_steps=2')
-  one_line_error(result, '--conditional', 'labelled data')
+def test_conditional_swissroll_is_refused_before_the_workdir_is_made(tmp_path):
+  # `python -m tfganebm.train --dataset=swissroll --conditional ...`, in this process: the
+  # command prints the RunError's line (tests/test_one_line_errors.py covers that path).
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  with pytest.raises(training.RunError, match='--conditional needs labelled data'):
+    training.train(tiny_config(tmp_path / 'run', dataset='swissroll', conditional=True))
   assert not (tmp_path / 'run').exists()
 
 
