@@ -43,7 +43,9 @@ RESULT_COLUMNS = (
     ('generator_langevin', 'high_quality_fraction', 'high quality G+chain', '.3f'),
     ('generator_langevin', 'mode_kl', 'mode KL G+chain', '.3f'),
     ('generator_langevin', 'kid', 'KID G+chain', '.4f'),
-    ('generator_langevin', 'class_kl', 'class KL G+chain', '.3f'))
+    ('generator_langevin', 'class_kl', 'class KL G+chain', '.3f'),
+    ('generator', 'label_accuracy', 'label acc. G', '.3f'),
+    ('generator_langevin', 'label_accuracy', 'label acc. G+chain', '.3f'))
 
 
 def _spread(values, fmt):

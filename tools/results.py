@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'configs', 'results.json')
 # The metrics a table shows, per section of metrics.json, in this order (those present).
 HEADLINE = ('fid', 'kid', 'swd', 'class_kl', 'classes_covered', 'sliced_wasserstein', 'mmd2',
-            'modes_recovered', 'high_quality_fraction', 'mode_kl')
+            'modes_recovered', 'high_quality_fraction', 'mode_kl', 'label_accuracy')
 SECTIONS = ('generator', 'generator_langevin')
 # Data the configs need that a command cannot make: {config: (reason, flag that supplies it)}.
 NEEDS = {'images.cfg': ('your own images (--dataset folder:DIR)', None),
