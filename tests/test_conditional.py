@@ -190,3 +190,27 @@ def test_device_runner_draws_the_label_asked(ring_export, tmp_path):
   result = subprocess.run(runner + ['--label', '8'], capture_output=True, text=True, timeout=300,
                           check=False)
   one_line_error(result, '--label 8', 'classes 0..7')
+
+
+def test_image_label_metrics_read_the_classifier_and_compare_each_class_with_its_own():
+  from tfganebm import evaluators  # pylint: disable=g-import-not-at-top
+
+  class Classifier:  # features: the mean brightness and its square; class: bright or dark
+    info = {}
+
+    def features_and_probabilities(self, x):
+      mean = np.asarray(x).reshape(len(x), -1).mean(1)
+      return np.stack([mean, mean**2], 1), np.stack([mean < 0, mean >= 0], 1).astype(float)
+
+  rng = np.random.default_rng(0)
+  dark = -0.5 + 0.1 * rng.standard_normal((400, 1, 1, 1))
+  bright = 0.5 + 0.1 * rng.standard_normal((400, 1, 1, 1))
+  evaluator = evaluators.ImageEvaluator.__new__(evaluators.ImageEvaluator)
+  evaluator.scorer = evaluators.ImageScorer(Classifier(), np.concatenate([dark, bright]))
+  evaluator.reference_labels = np.repeat([0, 1], 400)
+  # Samples asked as 0 that are dark, asked as 1 that are dark too (wrong).
+  samples = np.concatenate([dark[:200] + 0.01, dark[200:] - 0.01])
+  found = evaluator.label_metrics(samples, np.repeat([0, 1], 200))
+  assert found['label_accuracy'] == 0.5
+  right, wrong = found['class_fid']
+  assert right < 0.01 < 0.5 < wrong

@@ -70,7 +70,9 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
   if labels is not None:
     result['labels'] = dict(asked=np.bincount(labels, minlength=model.num_classes).tolist())
     for name, x in (('generator', x_gen), ('generator_langevin', x_langevin)):
-      if x is not None:
+      if x is not None and hasattr(evaluator, 'label_metrics'):
+        result[name].update(evaluator.label_metrics(x, labels))
+      elif x is not None:
         result[name]['label_accuracy'] = evaluator.label_accuracy(x, labels)
   bar.update(1, 'scored G + chain')
   if model.energy is not None:

@@ -123,6 +123,9 @@ class ImageEvaluator:
       dataset = load_data(config)
     reference, self.floor = _halves(dataset.held_out, num_samples)
     self.scorer = image_scorer(config, dataset, data.to_unit_range(reference))
+    # The reference images' labels, in `_halves`' order (per-class FID).
+    self.reference_labels = (None if dataset.held_out_labels is None else
+                             _halves(dataset.held_out_labels, 0)[0])
     self.headline = self.scorer.headline
     self.info = dict(self.scorer.info, held_out=dataset.description,
                      num_reference=len(reference), num_real=len(self.floor))
@@ -135,10 +138,23 @@ class ImageEvaluator:
   def label_accuracy(self, x, labels):
     """The fraction of images x that the metrics classifier reads as the class asked
     (`labels`); None for unlabelled images."""
+    return self.label_metrics(x, labels).get('label_accuracy')
+
+  def label_metrics(self, x, labels):
+    """{label_accuracy, class_fid: [FID of the samples asked as class c against the
+    reference images of class c, per class (None for a class with fewer than 2 of
+    either)]}; {} for unlabelled images."""
     if not isinstance(self.scorer, ImageScorer):
-      return None
-    _, probabilities = self.scorer.classifier.features_and_probabilities(x)
-    return float(np.mean(np.asarray(probabilities).argmax(1) == labels))
+      return {}
+    features, probabilities = self.scorer.classifier.features_and_probabilities(x)
+    result = dict(label_accuracy=float(np.mean(np.asarray(probabilities).argmax(1) == labels)))
+    if self.reference_labels is not None:
+      reference = self.scorer.reference_features
+      result['class_fid'] = [
+          metrics.frechet_distance(features[labels == c], reference[self.reference_labels == c])
+          if min(np.sum(labels == c), np.sum(self.reference_labels == c)) >= 2 else None
+          for c in range(int(max(labels.max(), self.reference_labels.max())) + 1)]
+    return result
 
   def energy_metrics(self, model):
     del model
@@ -168,8 +184,8 @@ def _classifier(config, dataset):
 
 
 def _halves(held_out, num_real):
-  """(reference, floor): a fixed shuffle of the held-out images, halved; the floor at most
-  `num_real` images, in [-1, 1]."""
+  """(reference, floor): a fixed shuffle of the held-out images (or of their labels, for
+  the same split), halved; the floor at most `num_real` images, in [-1, 1]."""
   # A fixed shuffle first: MNIST's test split is ordered (its first 5,000 images come from
   # other writers than its last 5,000), so its halves would not be alike.
   held_out = held_out[np.random.default_rng(0).permutation(len(held_out))]

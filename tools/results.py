@@ -39,7 +39,7 @@ NEEDS = {'images.cfg': ('your own images (--dataset folder:DIR)', None),
          'points.cfg': ('your own points (--dataset npy:FILE)', None),
          'cifar10.cfg': ('CIFAR-10 (cifar-10-batches-py)', 'cifar_dir'),
          'gan_cifar10.cfg': ('CIFAR-10 (cifar-10-batches-py)', 'cifar_dir')}
-MNIST = ('mnist.cfg', 'gan_mnist.cfg', 'refine_mnist.cfg')
+MNIST = ('mnist.cfg', 'gan_mnist.cfg', 'refine_mnist.cfg', 'cmnist.cfg', 'gan_cmnist.cfg')
 
 
 def cpu_name():
