@@ -214,3 +214,41 @@ def test_image_label_metrics_read_the_classifier_and_compare_each_class_with_its
   assert found['label_accuracy'] == 0.5
   right, wrong = found['class_fid']
   assert right < 0.01 < 0.5 < wrong
+
+
+def _conditional_generator(path, latent=4, classes=8):
+  import keras  # pylint: disable=g-import-not-at-top
+  z = keras.Input((latent,))
+  y = keras.Input((), dtype='int32')
+  h = keras.layers.Concatenate()([z, keras.layers.Embedding(classes, latent)(y)])
+  x = keras.layers.Dense(2, activation='tanh')(keras.layers.Dense(16, activation='relu')(h))
+  keras.Model([z, y], x).save(path)
+  return path
+
+
+def test_refine_takes_a_users_conditional_generator_and_samples_its_labels(tmp_path):
+  from tfganebm import chains  # pylint: disable=g-import-not-at-top
+  from tfganebm import pretrained  # pylint: disable=g-import-not-at-top
+  from tfganebm import runs  # pylint: disable=g-import-not-at-top
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  path = _conditional_generator(str(tmp_path / 'g.keras'))
+  # `python -m tfganebm.refine --generator g.keras --conditional --dataset 8gaussians ...`
+  training.train(config_from_flags(tmp_path, f'--generator={path}', '--conditional',
+                                   '--dataset=8gaussians', f'--workdir={tmp_path / "run"}',
+                                   '--train_steps=2', '--nojit_compile', '--batch_size=32',
+                                   '--energy_units=8,8', '--train_langevin_steps=2',
+                                   '--langevin_steps=2', '--eval_num_samples=32',
+                                   '--checkpoint_every=2', '--buffer_capacity=64'))
+  model, config = runs.load_run(str(tmp_path / 'run'))
+  assert config.networks.num_classes == 8 and config.networks.latent_dim == 4
+  # G is the user's, frozen: its samples for label 5 are the file's own for label 5.
+  z = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+  import keras  # pylint: disable=g-import-not-at-top
+  users = keras.models.load_model(path)
+  np.testing.assert_allclose(chains.generate(model, z, np.full(16, 5, np.int32)),
+                             users([z, np.full(16, 5, np.int32)]), atol=1e-5)
+  # A conditional generator needs --conditional; an unconditional one refuses it.
+  with pytest.raises(pretrained.GeneratorError, match='add --conditional'):
+    pretrained.load(path, (2,))
+  with pytest.raises(pretrained.GeneratorError, match='labels 0..11'):
+    pretrained.load(path, (2,), num_classes=12)

@@ -263,9 +263,6 @@ class Config:
        'of the labels too: it needs {1} and {2}=gan_ebm'),
       (('conditional', 'discriminator_pack'), lambda conditional, pack: not conditional
        or pack == 1, '{0} gives D one label per sample: it needs {1}=1'),
-      (('conditional', 'generator'), lambda conditional, generator: not conditional
-       or not generator, '{0} with a pretrained --generator is not supported yet: refine an '
-       'unconditional generator, or train the conditional G from scratch'),
       (('train_langevin_target_accept', 'langevin_target_accept'), lambda train, _: train == 0,
        "{0} must be 0: the training chains' step size is set, not tuned; {1} tunes the "
        'sampler used after training'),

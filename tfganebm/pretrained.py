@@ -122,6 +122,21 @@ def _open(path):
                        'model.export("g_savedmodel")')
 
 
+def _inputs(network, path):
+  """(latent size, whether the generator takes a label): one input z [B, latent], or a
+  conditional generator's two, z [B, latent] then its integer label y [B] (a Keras model)."""
+  inputs = getattr(network, 'inputs', None) or []
+  if len(inputs) == 2 and not isinstance(network, keras.layers.TFSMLayer):
+    (z, y) = inputs
+    if (len(z.shape) == 2 and z.shape[1] is not None and len(y.shape) in (1, 2)
+        and 'int' in str(y.dtype) and (len(y.shape) == 1 or y.shape[1] == 1)):
+      return int(z.shape[1]), True
+    raise GeneratorError(f'--generator {path} takes inputs of shape '
+                         f'{[tuple(t.shape) for t in inputs]}; a conditional generator takes z '
+                         '[batch, latent] and an integer label [batch], in that order')
+  return _latent_dim(network, path), False
+
+
 def _latent_dim(network, path):
   if isinstance(network, keras.layers.TFSMLayer):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -141,8 +156,10 @@ def _latent_dim(network, path):
   return int(shapes[0][1])
 
 
-def load(path, data_shape, value_range=(-1.0, 1.0), trainable=False, check=True):
-  """The generator of `path` as a Keras model z [B, latent] -> x [B, *data_shape] in [-1, 1].
+def load(path, data_shape, value_range=(-1.0, 1.0), trainable=False, check=True,
+         num_classes=0):
+  """The generator of `path` as a Keras model z [B, latent] -> x [B, *data_shape] in [-1, 1]
+  (`num_classes` > 0: a conditional generator, [z, y [B] int32] -> x).
 
   Args:
     path: a .keras file or a SavedModel directory.
@@ -156,9 +173,14 @@ def load(path, data_shape, value_range=(-1.0, 1.0), trainable=False, check=True)
       range does not fit the data, with what to change.
   """
   network = _open(path)
-  latent_dim = _latent_dim(network, path)
+  latent_dim, labelled = _inputs(network, path)
+  if labelled != bool(num_classes):
+    raise GeneratorError(f'--generator {path} takes {"z and a label" if labelled else "z alone"}'
+                         f', but the run is {"" if num_classes else "not "}conditional; '
+                         f'{"add" if labelled else "leave out"} --conditional')
   z = keras.Input((latent_dim,), name='z')
-  x = network(z)
+  inputs = [z, keras.Input((), dtype='int32', name='label')] if labelled else z
+  x = network(inputs)
   if isinstance(x, dict):
     if len(x) != 1:
       raise GeneratorError(f'--generator {path} returns {sorted(x)}; a generator returns one x')
@@ -168,15 +190,21 @@ def load(path, data_shape, value_range=(-1.0, 1.0), trainable=False, check=True)
   if shape != tuple(data_shape) and None not in shape and np.prod(shape) == np.prod(data_shape):
     x = keras.layers.Reshape(tuple(data_shape), name='to_data_shape')(x)  # e.g. 784 -> 28x28x1
     shape = tuple(data_shape)
-  generator = keras.Model(z, _unit_range(low, high)(x), name='generator')
+  generator = keras.Model(inputs, _unit_range(low, high)(x), name='generator')
   if shape != tuple(data_shape):
     raise GeneratorError(f'--generator {path} makes x of shape {shape}, but the dataset\'s '
                          f'examples have shape {tuple(data_shape)}; choose the --dataset it was '
                          'trained on')
   network.trainable = trainable
   if check:
-    samples = network(np.random.default_rng(0).standard_normal(
-        (256, latent_dim)).astype('float32'))
+    draws = np.random.default_rng(0).standard_normal((256, latent_dim)).astype('float32')
+    if labelled:  # every class, so that a label the generator cannot take is found now
+      draws = [draws, (np.arange(256) % num_classes).astype('int32')]
+    try:
+      samples = network(draws)
+    except Exception as e:  # pylint: disable=broad-except  (an embedding too small, ...)
+      raise GeneratorError(f'--generator {path} fails on the labels 0..{num_classes - 1} of '
+                           f'the data: {str(e).strip().splitlines()[0][:200]}') from None
     if isinstance(samples, dict):
       samples = next(iter(samples.values()))
     samples = np.asarray(samples)

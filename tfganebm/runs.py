@@ -98,8 +98,9 @@ def load_run(workdir, overrides=None):
       raise LoadError(f'{source} is missing: the run\'s copy of its --generator; put it back '
                       f'(a copy of {config.pretrained.generator})')
     shape = data.shape_of(config.data)
+    classes = config.networks.num_classes if config.networks.conditional else 0
     generator = lambda: pretrained.load(source, shape, config.pretrained.generator_range,
-                                        check=False)
+                                        check=False, num_classes=classes)
   model = model_lib.build(config, strategy=tf.distribute.get_strategy(), inference=True,
                           generator=generator)
   try:

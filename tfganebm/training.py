@@ -151,10 +151,12 @@ def _pretrained(config, data_shape):
   if not (resuming and os.path.exists(source)):
     source = settings.generator
   try:
-    generator = pretrained.load(source, data_shape, settings.generator_range)
+    generator = pretrained.load(source, data_shape, settings.generator_range,
+                                num_classes=config.networks.num_classes
+                                if config.networks.conditional else 0)
   except pretrained.GeneratorError as e:
     raise RunError(str(e)) from None
-  return config.override(latent_dim=generator.input_shape[-1]), source
+  return config.override(latent_dim=int(generator.inputs[0].shape[-1])), source
 
 
 def _train_locked(config, dataset, chief, source=None, groups=1, stopper=None):
@@ -182,7 +184,9 @@ def _train_checked(config, dataset, chief, groups, stopper, latest, saved_step, 
                f', chains in {groups} groups' if groups > 1 else '')
   generator = None
   if source is not None:
+    classes = config.networks.num_classes if config.networks.conditional else 0
     generator = lambda: pretrained.load(source, data_shape, config.pretrained.generator_range,
+                                        num_classes=classes,
                                         trainable=config.pretrained.finetune_generator,
                                         check=False)
   model = model_lib.build(config.override(jit_compile=jit_compile, chain_groups=groups),
