@@ -92,7 +92,7 @@ def test_labels_for_shares_and_refusals():
     sample.labels_for('3', 0, 10)
   with pytest.raises(ValueError, match='classes 0..9, not 12'):
     sample.labels_for('1,12', 10, 10)
-  for bad in ('-1', 'x', '3:0', '3:-1'):
+  for bad in ('-1', 'x', '3:0', '3:-1', '3:inf', '3:nan'):
     assert sample.label_problem(bad) is not None
 
 
@@ -252,3 +252,69 @@ def test_refine_takes_a_users_conditional_generator_and_samples_its_labels(tmp_p
     pretrained.load(path, (2,))
   with pytest.raises(pretrained.GeneratorError, match='labels 0..11'):
     pretrained.load(path, (2,), num_classes=12)
+
+
+class _RingModel:
+  """A stand-in conditional model: E(x, y) = |x - c_y|^2 / (2 s^2), c_y the ring's mode y, as
+  a Keras network with one energy per class; G puts every sample at the origin; the chains
+  run in 2 groups (chain_energy), each with its own labels."""
+
+  num_classes, latent_dim, data_shape, averaged_steps = 8, 2, (2,), None
+
+  def __init__(self):
+    import keras  # pylint: disable=g-import-not-at-top
+    from tfganebm import chain_energy  # pylint: disable=g-import-not-at-top
+    angles = 2 * np.pi * np.arange(8) / 8
+    centres = tf.constant(0.8 * np.stack([np.cos(angles), np.sin(angles)], 1), tf.float32)
+
+    class ClassEnergies(keras.layers.Layer):
+      def call(self, x):
+        return tf.reduce_sum(tf.square(x[:, None] - centres[None]), -1) / (2 * 0.05**2)
+
+    self.energy = keras.Sequential([keras.Input((2,)), ClassEnergies()])
+    self.chain_energy = chain_energy.ChainEnergy(self.energy, groups=2)
+
+  def energy_of(self, x, training=False, labels=None):
+    return conditioning.energy(self.energy(x, training=training), labels)
+
+  def inference_generator(self, z, labels=None):
+    del labels
+    return 0.0 * z
+
+  def bound(self, labels):
+    return (lambda x: self.energy_of(x, labels=labels),
+            lambda z: self.inference_generator(z, labels))
+
+
+def test_data_space_chains_in_groups_move_each_sample_to_the_class_asked():
+  from tfganebm import chains  # pylint: disable=g-import-not-at-top
+  from tfganebm.sampler import SamplerConfig  # pylint: disable=g-import-not-at-top
+  model = _RingModel()
+  labels = np.random.default_rng(0).integers(8, size=301).astype(np.int32)
+  sampler = SamplerConfig(steps=200, step_size=2e-4, noise=0.02)
+  x_gen, x_chain, _ = chains.draw_samples(model, 301, seed=0, sampler=sampler, labels=labels)
+  assert np.abs(x_gen).max() == 0  # every chain starts at the origin, equally far from all
+  assert np.mean(_nearest_centre(x_chain) == labels) >= 0.99
+
+
+def test_sample_label_on_an_unconditional_run_is_refused_before_loading_it(tmp_path):
+  from tfganebm import training  # pylint: disable=g-import-not-at-top
+  training.train(tiny_config(tmp_path / 'run', train_steps=2))
+  result = run_module('tfganebm.sample', '--workdir', tmp_path / 'run', '--out', tmp_path / 'out',
+                      '--label', '3', '--num_samples', '10')
+  one_line_error(result, 'not conditional', '--label')
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_conditional_run_records_its_labels_and_an_unconditional_one_does_not():
+  # resume.check_resume refuses a resume whose recorded digests differ from the data's now.
+  from tfganebm import data  # pylint: disable=g-import-not-at-top
+  from tfganebm import resume  # pylint: disable=g-import-not-at-top
+  x = np.zeros((6, 2), np.float32)
+  one = data.Data('npy:a.npz', x, x, train_labels=np.array([0, 1, 0, 1, 0, 1]))
+  other = data.Data('npy:a.npz', x, x, train_labels=np.array([1, 0, 1, 0, 1, 0]))
+  assert resume.TRAINING_LABELS not in resume.data_record(one)
+  assert (resume.data_record(one, labels=True)[resume.TRAINING_LABELS]
+          != resume.data_record(other, labels=True)[resume.TRAINING_LABELS])
+  assert (resume.data_record(one, labels=True)[resume.TRAINING_DIGEST]
+          == resume.data_record(other, labels=True)[resume.TRAINING_DIGEST])

@@ -151,7 +151,7 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
   path = os.path.join(out_dir, QUALITY_FILE)
   files.write_json(path + '.json', result)
   names = [name for name in rows[0] if not isinstance(rows[0][name], list)]
-  lines = [','.join(names)] + [','.join('' if row[n] is None else f'{row[n]:.6g}'
+  lines = [','.join(names)] + [','.join('' if row.get(n) is None else f'{row[n]:.6g}'
                                        for n in names) for row in rows]
   files.write_text(path + '.csv', '\n'.join(lines) + '\n')
   curves = evaluator.headline + (MODE_CURVE_METRICS if 'mode_kl' in rows[0] else ())

@@ -201,7 +201,10 @@ def load(path, data_shape, value_range=(-1.0, 1.0), trainable=False, check=True,
     if labelled:  # every class, so that a label the generator cannot take is found now
       draws = [draws, (np.arange(256) % num_classes).astype('int32')]
     try:
-      samples = network(draws)
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      # On the CPU: a GPU's gather returns zeros for an index out of range instead of failing.
+      with tf.device('/CPU:0'):
+        samples = network(draws)
     except Exception as e:  # pylint: disable=broad-except  (an embedding too small, ...)
       raise GeneratorError(f'--generator {path} fails on the labels 0..{num_classes - 1} of '
                            f'the data: {str(e).strip().splitlines()[0][:200]}') from None

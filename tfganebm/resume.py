@@ -63,10 +63,12 @@ def _refuse_changes(workdir, saved, requested):
 
 # In the architecture record: what the step counter indexes, so a resume reads the same data.
 TRAINING_EXAMPLES, TRAINING_DIGEST = 'training_examples', 'training_data_digest'
+TRAINING_LABELS = 'training_labels_digest'  # a conditional run's: the labels it is trained on
 
 
-def data_record(dataset):
-  """The training data's size and digest (of a folder's file list, or of the array)."""
+def data_record(dataset, labels=False):
+  """The training data's size and digest (of a folder's file list, or of the array); with
+  `labels` (a conditional run), also the digest of the training labels."""
   import hashlib  # pylint: disable=g-import-not-at-top
   from tfganebm import sources  # pylint: disable=g-import-not-at-top
   digest = hashlib.sha256(str(tuple(dataset.train.shape)).encode())
@@ -74,7 +76,11 @@ def data_record(dataset):
     digest.update('\n'.join(dataset.train.paths).encode())
   else:
     digest.update(np.ascontiguousarray(dataset.train).tobytes())
-  return {TRAINING_EXAMPLES: len(dataset.train), TRAINING_DIGEST: digest.hexdigest()[:16]}
+  record = {TRAINING_EXAMPLES: len(dataset.train), TRAINING_DIGEST: digest.hexdigest()[:16]}
+  if labels and dataset.train_labels is not None:
+    record[TRAINING_LABELS] = hashlib.sha256(
+        np.ascontiguousarray(dataset.train_labels, np.int64).tobytes()).hexdigest()[:16]
+  return record
 
 
 def architecture(config):
@@ -126,7 +132,7 @@ def check_workdir(config, dataset, chief, source):
       raise RunError(f'cannot resume from the checkpoint in {workdir}: '
                      f'{str(e).splitlines()[0]}; it is damaged: move it away or use a new '
                      '--workdir') from e
-  record = data_record(dataset)
+  record = data_record(dataset, labels=config.networks.conditional)
   changes = check_resume(workdir, config, saved_step, record)
   if source is not None and chief:  # now that the resume is allowed
     try:

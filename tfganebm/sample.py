@@ -52,8 +52,8 @@ def define_flags():
                       'quality_vs_steps.png (with several --langevin_steps).')
   flags.DEFINE_string('label', None, 'A conditional run (--conditional): the class to draw, '
                       'e.g. 7; a list, 3,7 (equal shares); weighted shares, 3:0.8,7:0.2; or '
-                      'all (the classes in turn: a grid of one class per column). Default: '
-                      'all.')
+                      'all (the classes in turn: samples.png\'s grid of 10 x 10 shows one '
+                      'class per column for 10 classes). Default: all.')
   flags.register_validator('label', lambda text: text is None or label_problem(text) is None,
                            '--label must be a class (7), a list (3,7), weighted classes '
                            '(3:0.8,7:0.2) or all')
@@ -73,8 +73,8 @@ def parse_label(text):
   for part in text.split(','):
     name, _, weight = part.strip().partition(':')
     label, weight = int(name), float(weight) if weight else 1.0
-    if label < 0 or not weight > 0:
-      raise ValueError(f'--label {text}: classes are 0 or more and weights positive')
+    if label < 0 or not 0 < weight < float('inf'):
+      raise ValueError(f'--label {text}: classes are 0 or more and weights positive numbers')
     shares.append((label, weight))
   return shares
 
@@ -201,10 +201,12 @@ def main(argv):
     sys.exit('error: --baseline is drawn in the quality-against-steps plot; give it with a '
              'list of --langevin_steps, e.g. 0,5,10,20,50,100')
   try:  # what can be refused without TensorFlow, before its import
-    workdir.preflight(FLAGS.workdir, overrides, out=FLAGS.out)
+    config = workdir.preflight(FLAGS.workdir, overrides, out=FLAGS.out)
+    classes = config.networks.num_classes if config.networks.conditional else 0
+    labels_for(FLAGS.label, classes, FLAGS.num_samples, FLAGS.seed)
     if FLAGS.baseline:
       workdir.preflight(FLAGS.baseline)
-  except workdir.LoadError as e:
+  except (workdir.LoadError, ValueError) as e:
     sys.exit(f'error: {e}')
   from tfganebm import chains  # pylint: disable=g-import-not-at-top
   from tfganebm import images  # pylint: disable=g-import-not-at-top
