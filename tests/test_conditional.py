@@ -73,6 +73,8 @@ def test_run_records_its_classes_and_metrics_read_the_labels(ring):
   metrics = json.loads((workdir / 'metrics.json').read_text())
   assert metrics['labels']['asked'] == [25] * 8  # 200 samples, the classes in turn
   assert metrics['generator_langevin']['label_accuracy'] >= 0.95
+  # The yardstick: held-out points of the floor, read by the same neighbours.
+  assert metrics['real_data']['label_accuracy'] >= 0.99
 
 
 def test_sample_label_out_of_range_is_one_line_and_writes_nothing(ring, tmp_path):

@@ -69,6 +69,9 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
     result['generator_langevin'] = evaluator(x_langevin)
   if labels is not None:
     result['labels'] = dict(asked=np.bincount(labels, minlength=model.num_classes).tolist())
+    if getattr(evaluator, 'floor_labels', None) is not None:  # the yardstick: real data's
+      result['real_data']['label_accuracy'] = evaluator.label_accuracy(evaluator.floor,
+                                                                       evaluator.floor_labels)
     for name, x in (('generator', x_gen), ('generator_langevin', x_langevin)):
       if x is not None and hasattr(evaluator, 'label_metrics'):
         result[name].update(evaluator.label_metrics(x, labels))

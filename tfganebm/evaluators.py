@@ -58,12 +58,14 @@ class PointsEvaluator:
     if config.data.dataset in data.DATASETS:  # drawn afresh: the draw is already random
       self.real, self.floor = held_out[:num_samples], held_out[num_samples:2 * num_samples]
       real_labels = None if labels is None else labels[:num_samples]
+      self.floor_labels = None if labels is None else labels[num_samples:2 * num_samples]
     else:
       order = np.random.default_rng(0).permutation(len(held_out))
       held_out = held_out[order]
       half = len(held_out) // 2
       self.real, self.floor = held_out[:half], held_out[half:][:num_samples]
       real_labels = None if labels is None else labels[order][:half]
+      self.floor_labels = None if labels is None else labels[order][half:][:num_samples]
     self.neighbours = None  # the class of a point: its nearest held-out points' (labelled data)
     if real_labels is not None:
       from sklearn import neighbors  # pylint: disable=g-import-not-at-top
@@ -124,8 +126,11 @@ class ImageEvaluator:
     reference, self.floor = _halves(dataset.held_out, num_samples)
     self.scorer = image_scorer(config, dataset, data.to_unit_range(reference))
     # The reference images' labels, in `_halves`' order (per-class FID).
-    self.reference_labels = (None if dataset.held_out_labels is None else
-                             _halves(dataset.held_out_labels, 0)[0])
+    labels = dataset.held_out_labels
+    self.reference_labels = None if labels is None else _halves(labels, 0)[0]
+    self.floor_labels = (None if labels is None else  # the floor's, in _halves' order
+                         labels[np.random.default_rng(0).permutation(len(labels))]
+                         [len(labels) // 2:][:num_samples])
     self.headline = self.scorer.headline
     self.info = dict(self.scorer.info, held_out=dataset.description,
                      num_reference=len(reference), num_real=len(self.floor))
