@@ -320,3 +320,15 @@ def test_a_conditional_run_records_its_labels_and_an_unconditional_one_does_not(
           != resume.data_record(other, labels=True)[resume.TRAINING_LABELS])
   assert (resume.data_record(one, labels=True)[resume.TRAINING_DIGEST]
           == resume.data_record(other, labels=True)[resume.TRAINING_DIGEST])
+
+
+def test_quality_curve_gives_the_label_accuracy_of_each_chain_length(ring, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from tfganebm import evaluation  # pylint: disable=g-import-not-at-top
+  model, _, config = ring
+  evaluation.quality_against_steps(model, config, str(tmp_path), [0, 10, 30], 200,
+                                   labels=np.full(200, 2, np.int32))
+  rows = json.loads((tmp_path / 'quality_vs_steps.json').read_text())['rows']
+  assert [row['steps'] for row in rows] == [0, 10, 30]
+  assert all(row['label_accuracy'] >= 0.95 for row in rows)
+  assert 'label_accuracy' in (tmp_path / 'quality_vs_steps.csv').read_text().splitlines()[0]

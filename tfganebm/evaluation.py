@@ -73,10 +73,8 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
       result['real_data']['label_accuracy'] = evaluator.label_accuracy(evaluator.floor,
                                                                        evaluator.floor_labels)
     for name, x in (('generator', x_gen), ('generator_langevin', x_langevin)):
-      if x is not None and hasattr(evaluator, 'label_metrics'):
-        result[name].update(evaluator.label_metrics(x, labels))
-      elif x is not None:
-        result[name]['label_accuracy'] = evaluator.label_accuracy(x, labels)
+      if x is not None:
+        result[name].update(_label_metrics(evaluator, x, labels))
   bar.update(1, 'scored G + chain')
   if model.energy is not None:
     energy = evaluator.energy_metrics(model)
@@ -136,7 +134,7 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
     chains.count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
     by_steps[k] = evaluator(x)
     if labels is not None:
-      by_steps[k]['label_accuracy'] = evaluator.label_accuracy(x, labels)
+      by_steps[k].update(_label_metrics(evaluator, x, labels))
     bar.update(1, f'{dataclasses.replace(sampler, steps=k).describe()}: '
                   f'{_headline(by_steps[k], evaluator.headline)}')
   bar.close()
@@ -162,6 +160,14 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
     plots.quality_against_steps(png, result, curves,
                                 title=f'{config.data.dataset}: quality against chain length')
   return result
+
+
+def _label_metrics(evaluator, x, labels):
+  """{label_accuracy} of samples asked as `labels`, and for images each class's FID
+  (`class_fid`)."""
+  if hasattr(evaluator, 'label_metrics'):
+    return evaluator.label_metrics(x, labels)
+  return dict(label_accuracy=evaluator.label_accuracy(x, labels))
 
 
 def _headline(metrics_row, headline):
