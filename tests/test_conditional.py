@@ -332,3 +332,14 @@ def test_quality_curve_gives_the_label_accuracy_of_each_chain_length(ring, tmp_p
   assert [row['steps'] for row in rows] == [0, 10, 30]
   assert all(row['label_accuracy'] >= 0.95 for row in rows)
   assert 'label_accuracy' in (tmp_path / 'quality_vs_steps.csv').read_text().splitlines()[0]
+
+
+def test_a_sweep_of_a_conditional_run_reads_each_cell_as_the_classes_asked(ring, tmp_path):
+  import csv  # pylint: disable=g-import-not-at-top
+  from tfganebm import sweeping  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = ring
+  sweeping.run(str(workdir), str(tmp_path / 'sweep'), dict(steps=[0, 10]), num_samples=400)
+  with open(tmp_path / 'sweep' / 'sweep.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  assert sorted(int(row['steps']) for row in rows) == [0, 10]
+  assert all(float(row['label_accuracy']) >= 0.95 for row in rows)

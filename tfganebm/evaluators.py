@@ -231,6 +231,24 @@ def training_scorer(config, num_reference, dataset=None):
   return PointsScorer(reference, dataset.mixture, nearest_neighbours=False)
 
 
+def training_label_reader(config, dataset):
+  """x -> the class each sample reads as, by the run's labelled training data (never its
+  held-out split): the metrics classifier for images, the nearest of 10,000 training points
+  (a fixed draw) for points; None without labels."""
+  if dataset.train_labels is None:
+    return None
+  kind = scoring_kind(config, dataset)
+  if kind == 'images':
+    image_classifier = _classifier(config, dataset)
+    return lambda x: np.asarray(image_classifier.features_and_probabilities(x)[1]).argmax(1)
+  if kind != 'points':
+    return None
+  from sklearn import neighbors  # pylint: disable=g-import-not-at-top
+  order = np.random.default_rng(0).permutation(len(dataset.train))[:10000]
+  return neighbors.KNeighborsClassifier(LABEL_NEIGHBOURS).fit(
+      np.asarray(dataset.train)[order], dataset.train_labels[order]).predict
+
+
 class PointsScorer:
   """Scores points [n, D] against reference points [m, D]: sliced Wasserstein and MMD²,
   the nearest-neighbour distances (`nearest_neighbours`), and a mixture's mode metrics."""

@@ -198,6 +198,7 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   """
   # TensorFlow (chains, evaluators) and matplotlib (plots) load only for a sweep that runs:
   # reporting reads sweep.csv without them.
+  from tfganebm import chains as chains_lib  # pylint: disable=g-import-not-at-top
   from tfganebm import evaluators  # pylint: disable=g-import-not-at-top
   workdir_lib.check_output(workdir, out)
   model, config = runs.load_run(workdir, overrides)
@@ -219,13 +220,19 @@ def run(workdir, out, values, num_samples=None, seed=0, num_reference=None, over
   _check_earlier(json_path, about, out)
   rows = read_rows(csv_path, config.sampler)
   scorer = evaluators.training_scorer(config, num_reference, dataset)
+  # A conditional run's cells also read as the classes their chains were asked (in turn).
+  read = evaluators.training_label_reader(config, dataset) if model.num_classes else None
+  asked = chains_lib.sample_labels(model, num_samples)
   os.makedirs(out, exist_ok=True)
   files.write_json(json_path, about)
 
   def score(x):
     if not np.isfinite(x).all():  # a diverged chain: no score, never the best
-      return {name: None for name in HEAT_MAPS[kind]}
-    return scorer(x, seed)
+      return {name: None for name in HEAT_MAPS[kind] + (('label_accuracy',) if read else ())}
+    result = scorer(x, seed)
+    if read is not None:
+      result['label_accuracy'] = float(np.mean(read(x) == asked))
+    return result
 
   done = {_row_key(row) for row in rows}
   logging.info('sweep of %s: %d cells, %d already scored in %s', workdir, len(cells),
