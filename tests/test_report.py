@@ -134,3 +134,15 @@ def test_report_page_renders_in_chromium_with_every_image_loaded(runs, tmp_path)
   subprocess.run(browser + ['--window-size=1280,2000', f'--screenshot={screenshot}',
                             out.as_uri()], capture_output=True, timeout=180, check=True)
   assert screenshot.read_bytes()[:4] == b'\x89PNG' and screenshot.stat().st_size > 20000
+
+
+def test_a_page_in_a_new_folder_is_written_and_an_unwritable_place_is_one_error(runs, tmp_path):
+  ebm, _ = runs
+  out = tmp_path / 'new' / 'folder' / 'page.html'
+  reporting.write([str(ebm)], str(out))
+  assert out.exists()
+  blocker = tmp_path / 'file'
+  blocker.write_text('mine')
+  with pytest.raises(reporting.ReportError, match='cannot write --out'):
+    reporting.write([str(ebm)], str(blocker / 'page.html'))
+  assert blocker.read_text() == 'mine'

@@ -21,10 +21,10 @@ COLUMNS = {
     'points': (('sliced_wasserstein', 'sliced W', '.4f'), ('mmd2', 'MMD²', '.4f'),
                ('modes_recovered', 'modes', 'd'), ('high_quality_fraction', 'high quality',
                                                      '.1%'),
-               ('mode_kl', 'mode KL', '.3f')),
+               ('mode_kl', 'mode KL', '.3f'), ('label_accuracy', 'label acc.', '.1%')),
     'images': (('fid', 'classifier-FID', '.2f'), ('kid', 'KID', '.4f'),
                ('classes_covered', 'classes', 'd'), ('class_kl', 'class KL', '.3f'),
-               ('swd', 'pyramid SWD (x1e3)', '.2f')),
+               ('swd', 'pyramid SWD (x1e3)', '.2f'), ('label_accuracy', 'label acc.', '.1%')),
 }
 FIGURES = ('samples.png', 'langevin_progression.png')
 GENERATOR = 'tfganebm.report'  # in the page's <meta name="generator">: a page it may replace
@@ -303,5 +303,10 @@ def write(paths, out, title='tfganebm results'):
                         'name a new file')
   runs = [read_run(path) for path in paths]
   page = render(runs, title)
-  files.write_text(out, page)
+  try:  # a new folder for the page is made, as `sample --out` and `export --out` make theirs
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    files.write_text(out, page)
+  except OSError as e:
+    raise ReportError(f'cannot write --out {out}: {e.strerror or e}; choose a writable '
+                      'place') from None
   return runs
