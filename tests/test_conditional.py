@@ -299,10 +299,17 @@ def test_data_space_chains_in_groups_move_each_sample_to_the_class_asked():
   assert np.mean(_nearest_centre(x_chain) == labels) >= 0.99
 
 
-def test_sample_label_on_an_unconditional_run_is_refused_before_loading_it(tmp_path):
-  from tfganebm import training  # pylint: disable=g-import-not-at-top
-  training.train(tiny_config(tmp_path / 'run', train_steps=2))
-  result = run_module('tfganebm.sample', '--workdir', tmp_path / 'run', '--out', tmp_path / 'out',
+def test_sample_label_on_an_unconditional_run_is_refused_before_loading_it(ring, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = ring
+  run = tmp_path / 'run'  # the ring's run, its config.json saying: not conditional
+  shutil.copytree(workdir, run)
+  saved = json.loads((run / 'config.json').read_text())
+  saved['networks'].update(conditional=False, num_classes=0)
+  saved['train'].update(classify_weight=0.0)
+  (run / 'config.json').write_text(json.dumps(saved))
+  result = run_module('tfganebm.sample', '--workdir', run, '--out', tmp_path / 'out',
                       '--label', '3', '--num_samples', '10')
   one_line_error(result, 'not conditional', '--label')
   assert not (tmp_path / 'out').exists()

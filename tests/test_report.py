@@ -143,6 +143,6 @@ def test_a_page_in_a_new_folder_is_written_and_an_unwritable_place_is_one_error(
   assert out.exists()
   blocker = tmp_path / 'file'
   blocker.write_text('mine')
-  with pytest.raises(reporting.ReportError, match='cannot write --out'):
+  with pytest.raises(reporting.ReportError, match='cannot make the folder'):
     reporting.write([str(ebm)], str(blocker / 'page.html'))
   assert blocker.read_text() == 'mine'

@@ -303,10 +303,12 @@ def write(paths, out, title='tfganebm results'):
                         'name a new file')
   runs = [read_run(path) for path in paths]
   page = render(runs, title)
-  try:  # a new folder for the page is made, as `sample --out` and `export --out` make theirs
+  # A new folder for the page is made, as `sample --out` and `export --out` make theirs; an
+  # unwritable place is the command's one line about the OSError (cli.run).
+  try:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    files.write_text(out, page)
-  except OSError as e:
-    raise ReportError(f'cannot write --out {out}: {e.strerror or e}; choose a writable '
-                      'place') from None
+  except (NotADirectoryError, FileNotFoundError, FileExistsError) as e:
+    raise ReportError(f'cannot make the folder of --out {out}: {e.strerror or e}; name a page '
+                      'in a folder') from None
+  files.write_text(out, page)
   return runs
