@@ -74,7 +74,7 @@ def evaluate(model, config, out_dir, num_samples, seed, step=None, dataset=None,
                                                                        evaluator.floor_labels)
     for name, x in (('generator', x_gen), ('generator_langevin', x_langevin)):
       if x is not None:
-        result[name].update(_label_metrics(evaluator, x, labels))
+        result[name].update(evaluator.label_metrics(x, labels))
   bar.update(1, 'scored G + chain')
   if model.energy is not None:
     energy = evaluator.energy_metrics(model)
@@ -134,7 +134,7 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
     chains.count_non_finite(x, None, True, dataclasses.replace(sampler, steps=k))
     by_steps[k] = evaluator(x)
     if labels is not None:
-      by_steps[k].update(_label_metrics(evaluator, x, labels))
+      by_steps[k].update(evaluator.label_metrics(x, labels))
     bar.update(1, f'{dataclasses.replace(sampler, steps=k).describe()}: '
                   f'{_headline(by_steps[k], evaluator.headline)}')
   bar.close()
@@ -160,14 +160,6 @@ def quality_against_steps(model, config, out_dir, steps_list, num_samples, seed=
     plots.quality_against_steps(png, result, curves,
                                 title=f'{config.data.dataset}: quality against chain length')
   return result
-
-
-def _label_metrics(evaluator, x, labels):
-  """{label_accuracy} of samples asked as `labels`, and for images each class's FID
-  (`class_fid`)."""
-  if hasattr(evaluator, 'label_metrics'):
-    return evaluator.label_metrics(x, labels)
-  return dict(label_accuracy=evaluator.label_accuracy(x, labels))
 
 
 def _headline(metrics_row, headline):

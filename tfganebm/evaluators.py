@@ -88,6 +88,10 @@ class PointsEvaluator:
       return None
     return float(np.mean(self.neighbours.predict(x) == labels))
 
+  def label_metrics(self, x, labels):
+    """{label_accuracy} of points x asked as `labels` (as the image evaluator's)."""
+    return dict(label_accuracy=self.label_accuracy(x, labels))
+
   def energy_metrics(self, model):
     if self.dimension != 2:
       return None  # a grid's quadrature only in 2D
@@ -126,11 +130,10 @@ class ImageEvaluator:
     reference, self.floor = _halves(dataset.held_out, num_samples)
     self.scorer = image_scorer(config, dataset, data.to_unit_range(reference))
     # The reference images' labels, in `_halves`' order (per-class FID).
-    labels = dataset.held_out_labels
-    self.reference_labels = None if labels is None else _halves(labels, 0)[0]
-    self.floor_labels = (None if labels is None else  # the floor's, in _halves' order
-                         labels[np.random.default_rng(0).permutation(len(labels))]
-                         [len(labels) // 2:][:num_samples])
+    self.reference_labels = self.floor_labels = None
+    if dataset.held_out_labels is not None:  # split as the images are
+      self.reference_labels, floor = _halves(dataset.held_out_labels, num_samples)
+      self.floor_labels = floor.astype(np.int64)
     self.headline = self.scorer.headline
     self.info = dict(self.scorer.info, held_out=dataset.description,
                      num_reference=len(reference), num_real=len(self.floor))
